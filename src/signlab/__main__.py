@@ -1,0 +1,3 @@
+from signlab.cli import main
+
+main()

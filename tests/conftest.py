@@ -1,0 +1,52 @@
+"""Shared fixtures: the real data set (from $SIGNLAB_DATA_DIR or ../shared) and temp stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _real_data_dir() -> Path:
+    for candidate in (os.environ.get("SIGNLAB_DATA_DIR"), ROOT.parent / "shared/data/sign_mnist"):
+        if candidate and any(Path(candidate).glob("sign_mnist_train.csv*")):
+            return Path(candidate).resolve()
+    pytest.exit(
+        "the real data set is needed: set SIGNLAB_DATA_DIR to a folder with the Kaggle CSVs "
+        "(CI uses ../shared/data/sign_mnist)",
+        returncode=2,
+    )
+
+
+DATA_DIR = _real_data_dir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Parsed copies go to a per-session folder, never the user's cache."""
+    os.environ["SIGNLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["SIGNLAB_DATA_DIR"] = str(DATA_DIR)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def train_split():
+    from signlab.data import load_split
+
+    return load_split("train", DATA_DIR)
+
+
+@pytest.fixture(scope="session")
+def test_split():
+    from signlab.data import load_split
+
+    return load_split("test", DATA_DIR)
