@@ -50,3 +50,15 @@ def test_split():
     from signlab.data import load_split
 
     return load_split("test", DATA_DIR)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """os.environ for a child process, without this process's MLflow run/experiment state,
+    with the venv's bin first on PATH (so `mlflow run` finds our python)."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env

@@ -11,6 +11,8 @@ import typer
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from conftest import subprocess_env
+
 from signlab.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +63,7 @@ def test_profile_fails_clearly_on_a_bad_file(tmp_path, data_dir):
 
 def test_mlflow_run_data_profile_logs_artifacts(tmp_path, data_dir):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "SIGNLAB_DATA_DIR": str(data_dir)}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))
     out = tmp_path / "profile"
     proc = subprocess.run(
         [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "data_profile", "--env-manager", "local",

@@ -65,6 +65,112 @@ def data_profile(
         typer.echo(f"logged to MLflow run {run_id}")
 
 
+# ---- training -------------------------------------------------------------------------
+Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs (MLP: most iterations); default: the preset's.")]
+Subset = Annotated[int, typer.Option(min=0, help="Images per class from each file (0 = all), for quick runs.")]
+ValFraction = Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of the training file held out for validation.")]
+Seed = Annotated[int, typer.Option(help="Seed for the split, initialisation, shuffling and augmentation.")]
+TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")]
+
+
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    """`key=value` pairs, values read as YAML (`dense_units=[64]`, `l2_dense=0.01`)."""
+    import yaml
+
+    from signlab.errors import UserError
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {key}: cannot read value {value!r} ({exc})") from None
+    return out
+
+
+def _print_outcome(outcome) -> None:  # noqa: ANN001
+    m = outcome.metrics
+    typer.echo(
+        f"run {outcome.run_id}: val_accuracy {m['final_val_accuracy']:.4f}, test_accuracy "
+        f"{m['test_accuracy']:.4f} (macro F1 {m['test_f1_macro']:.4f}), perturbed test "
+        f"{m['test_aug_accuracy']:.4f}, {int(m['n_params']):,} params, {outcome.fit.epochs_run} epochs "
+        f"in {m['train_seconds']:.1f} s, {m['latency_ms']:.2f} ms per image"
+    )
+    worst = outcome.test.worst_confusions(3)
+    if worst:
+        typer.echo("worst confusions: " + "; ".join(worst))
+
+
+@app.command("train")
+@friendly
+def train(
+    family: Annotated[str, typer.Option(help="cnn or mlp.")] = "cnn",
+    preset: Annotated[str | None, typer.Option(help="cnn1, cnn2, cnn3, tutorial, nn1-nn4 (default: cnn3 / the MLP defaults).")] = None,
+    augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Augment training images.")] = None,
+    adaptive_lr: Annotated[bool | None, typer.Option("--adaptive-lr/--no-adaptive-lr", help="CNN: ReduceLROnPlateau on val_loss.")] = None,
+    epochs: Epochs = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any spec field: key=value (YAML value). Repeatable.")] = None,
+    subset: Subset = 0,
+    val_fraction: ValFraction = 0.2,
+    seed: Seed = 0,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "signlab",
+    run_name: Annotated[str | None, typer.Option(help="MLflow run name.")] = None,
+    tracking_uri: TrackingUri = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train one model (a preset or the defaults, any field overridden) as an MLflow run."""
+    from signlab.job import print_epoch, run_job
+    from signlab.models.presets import make_spec
+    from signlab.tracking import terminate_as_interrupt
+
+    terminate_as_interrupt()
+    fields = {"augment": augment, "adaptive_lr": adaptive_lr, "epochs": epochs, **_overrides(set_ or [])}
+    if family == "mlp":
+        fields.pop("adaptive_lr")
+    spec = make_spec(preset, family=family, **fields)
+    name = run_name or f"{preset or spec.family}{'-aug' if spec.augment else ''}"
+    outcome = run_job(spec, run_name=name, tags={"preset": preset or "custom"}, data_dir=data_dir,
+                      subset=subset, val_fraction=val_fraction, seed=seed, experiment=experiment,
+                      tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)])
+    _print_outcome(outcome)
+
+
+@app.command("reference")
+@friendly
+def reference(
+    name: Annotated[str | None, typer.Argument(help="nn1-nn4, cnn1-cnn3, tutorial (cnn3_aug etc. for the augmented rows).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Retrain every row of Table II and the tutorial CNN.")] = False,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="CNN rows: the paper's augmentation + adaptive LR row.")] = False,
+    epochs: Epochs = None,
+    subset: Subset = 0,
+    val_fraction: ValFraction = 0.2,
+    seed: Seed = 0,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "references",
+    tracking_uri: TrackingUri = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Retrain a published model with its published settings, as an MLflow run."""
+    from signlab.errors import UserError
+    from signlab.job import print_epoch, run_job
+    from signlab.references import reference_spec, reproducible
+    from signlab.tracking import terminate_as_interrupt
+
+    terminate_as_interrupt()
+    if all_ == (name is not None):
+        raise UserError("give one reference NAME or --all")
+    names = reproducible() if all_ else [f"{name}_aug" if augment and not name.endswith("_aug") and name.startswith("cnn") else name]
+    for row in names:
+        spec = reference_spec(row, epochs)
+        typer.echo(f"reference {row}: {spec.family}, {spec.epochs} epochs")
+        outcome = run_job(spec, run_name=f"reference-{row}", tags={"preset": row.split("_")[0], "reference": row},
+                          data_dir=data_dir, subset=subset, val_fraction=val_fraction, seed=seed,
+                          experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)])
+        _print_outcome(outcome)
+
+
 def main() -> None:
     """Entry point for `python -m signlab`."""
     app()

@@ -1,20 +1,69 @@
-"""MLflow: tracking URI, runs that always end with a status, artifacts."""
+"""MLflow: tracking URI, runs that always end with a status, params, models, datasets."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import RunStatus
 
 from signlab import config
 
 
-def setup(tracking_uri: str | None = None) -> str:
+class Terminated(BaseException):
+    """The process got SIGTERM; raised like KeyboardInterrupt so runs end KILLED."""
+
+
+def setup(tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Point MLflow at `tracking_uri`, $MLFLOW_TRACKING_URI or sqlite:///mlflow.db."""
     uri = config.tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
+    if experiment:
+        mlflow.set_experiment(experiment)
     return uri
+
+
+def terminate_as_interrupt() -> None:
+    """Make SIGTERM raise `Terminated` in the main thread (so `finally` blocks run)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def tracked_run(**start_run_kwargs: Any) -> Iterator[mlflow.ActiveRun]:
+    """`mlflow.start_run` that ends FINISHED, FAILED on an exception, KILLED on Ctrl-C/SIGTERM."""
+    run = mlflow.start_run(**start_run_kwargs)
+    try:
+        yield run
+    except (KeyboardInterrupt, Terminated):
+        _end(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        _end(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        _end(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _end(status: str) -> None:
+    try:
+        mlflow.flush_async_logging()
+    finally:
+        mlflow.end_run(status)
 
 
 def log_to_active_run(paths: list[Path], artifact_path: str | None = None) -> str | None:
@@ -23,7 +72,135 @@ def log_to_active_run(paths: list[Path], artifact_path: str | None = None) -> st
     if run is None and not os.environ.get("MLFLOW_RUN_ID"):
         return None
     setup()
-    with mlflow.start_run(run_id=run.info.run_id if run else None, nested=False) as active:
+    with mlflow.start_run(run_id=run.info.run_id if run else None) as active:
         for path in paths:
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
         return active.info.run_id
+
+
+def git_commit() -> str | None:
+    """The project's git commit, if it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.PROJ_ROOT,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested dicts and lists as flat MLflow params: blocks.1.filters -> 64."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(f"{prefix}.{key}" if prefix else str(key), item))
+        return out
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        out = {f"{prefix}.n": len(value)}
+        for i, item in enumerate(value, start=1):
+            out.update(flatten(f"{prefix}.{i}", item))
+        return out
+    if isinstance(value, bool):
+        return {prefix: str(value).lower()}  # as MLproject parameters write them
+    return {prefix: value}
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log params; one that the run already has with another value (an MLproject entry
+    point's parameter, say `epochs=0` for "the preset's") is logged as `<key>.effective`."""
+    run = mlflow.active_run()
+    existing = mlflow.get_run(run.info.run_id).data.params if run else {}
+    fresh = {}
+    for key, value in params.items():
+        if key not in existing:
+            fresh[key] = value
+        elif existing[key] != str(value):
+            fresh[f"{key}.effective"] = value
+    mlflow.log_params(fresh)
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log metrics without waiting for the store (flushed when the run ends)."""
+    mlflow.log_metrics(metrics, step=step, synchronous=False)
+
+
+def log_datasets(sources: dict[str, tuple[np.ndarray, np.ndarray, str, str]]) -> None:
+    """Log each (images, labels, source path, name) as an MLflow dataset input with its digest."""
+    for context, (images, labels, source, name) in sources.items():
+        with warnings.catch_warnings():  # "source can be interpreted in multiple ways": a file
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_numpy(
+                images.reshape(len(images), -1), targets=labels, source=source, name=name
+            )
+        mlflow.log_input(dataset, context=context)
+
+
+def requirements() -> list[str]:
+    """Pinned requirements for logged models (skips MLflow's slow inference)."""
+    names = ["mlflow", "tensorflow-cpu", "keras", "scikit-learn", "skops", "numpy", "pandas"]
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def log_models(model: Any, example_images: np.ndarray) -> str:
+    """Log the model in its own flavour (`model`) and as the letters pyfunc (`classifier`).
+
+    Returns the classifier's model URI (also set as the run tag `signlab.classifier_uri`).
+    """
+    with warnings.catch_warnings(), _quiet("mlflow.pyfunc", "mlflow.models"):
+        warnings.simplefilter("ignore", UserWarning)  # MLflow's advice on type hints
+        return _log_models(model, example_images)
+
+
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Silence MLflow's informational logging (cloudpickle advice, example validation)."""
+    import logging
+
+    saved = [(name, logging.getLogger(name).level) for name in loggers]
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in saved:
+            logging.getLogger(name).setLevel(level)
+
+
+def _log_models(model: Any, example_images: np.ndarray) -> str:
+    from mlflow.models import infer_signature
+
+    from signlab.classifier import SKOPS_TRUSTED_TYPES
+    from signlab.pyfunc import PIXEL_COLUMNS, LetterPyfunc, predictions_frame
+
+    reqs = requirements()
+    pixels = example_images[:2].reshape(2, -1).astype(np.float64)
+    probs = model.predict_proba(example_images[:2])
+    if model.family == "cnn":
+        x = (example_images[:2].astype(np.float32) / 255.0)[..., None]
+        mlflow.tensorflow.log_model(
+            model.estimator, name="model", pip_requirements=reqs, input_example=x,
+            signature=infer_signature(x, model.estimator.predict(x, verbose=0)),
+        )
+    else:
+        x = pixels / 255.0 if model.normalise else pixels
+        mlflow.sklearn.log_model(
+            model.estimator, name="model", pip_requirements=reqs, input_example=x,
+            signature=infer_signature(x, model.estimator.predict_proba(x)),
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        )
+    frame = pd.DataFrame(pixels, columns=PIXEL_COLUMNS)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = model.save(Path(tmp) / "letter_model")
+        info = mlflow.pyfunc.log_model(
+            name="classifier", python_model=LetterPyfunc(), artifacts={"letter_model": str(folder)},
+            input_example=frame, signature=infer_signature(frame, predictions_frame(probs)),
+            pip_requirements=reqs,
+        )
+    mlflow.set_tag("signlab.classifier_uri", info.model_uri)
+    return info.model_uri

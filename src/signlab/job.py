@@ -1,0 +1,164 @@
+"""One training job, the unit every command and trial shares: data -> fit -> evaluate -> log."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from signlab import tracking
+from signlab.augment import perturb
+from signlab.data import load_split
+from signlab.evaluate import Evaluation, confusion_figure, evaluate, latency, learning_curves_figure
+from signlab.models.cnn import CNNSpec
+from signlab.models.mlp import MLPSpec
+from signlab.plots import save_figure
+from signlab.splits import stratified_subset, validation_split
+from signlab.train import EpochHook, FitResult, fit
+
+TEST_AUG_SEED = 20240601  # fixed: every run is scored on the same perturbed test copy
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class Data:
+    """Train/validation split of the training file, the test file and its perturbed copy."""
+
+    train: Arrays
+    val: Arrays
+    test: Arrays
+    test_aug: Arrays
+    train_source: str
+    test_source: str
+    subset: int
+    val_fraction: float
+    seed: int
+
+    def sizes(self) -> dict[str, int]:
+        return {"n_train": len(self.train[1]), "n_val": len(self.val[1]), "n_test": len(self.test[1])}
+
+
+def prepare_data(data_dir: str | None = None, subset: int = 0, val_fraction: float = 0.2,
+                 seed: int = 0) -> Data:
+    """Load both files; hold out a stratified validation split; optionally subset per class.
+
+    `subset` (images per class, 0 = all) applies to the training file and to the test file,
+    so quick runs stay quick; the validation split is taken from the training file only.
+    """
+    train_file, test_file = load_split("train", data_dir), load_split("test", data_dir)
+    images, labels = stratified_subset(train_file.images, train_file.labels, subset, seed)
+    train, val = validation_split(images, labels, val_fraction, seed)
+    test = stratified_subset(test_file.images, test_file.labels, subset, seed)
+    test_aug = (perturb(test[0], seed=TEST_AUG_SEED), test[1])
+    return Data(train, val, test, test_aug, str(train_file.path), str(test_file.path),
+                subset, val_fraction, seed)
+
+
+@dataclass
+class Outcome:
+    """What a job measured."""
+
+    run_id: str
+    fit: FitResult
+    val: Evaluation
+    test: Evaluation
+    test_aug: Evaluation
+    metrics: dict[str, float]
+
+
+def print_epoch(total: int) -> EpochHook:
+    """A hook that prints one line per epoch to stderr."""
+    import sys
+
+    def hook(epoch: int, m: dict[str, float]) -> None:
+        print(f"epoch {epoch + 1}/{total}: loss {m['loss']:.4f} acc {m.get('accuracy', float('nan')):.4f} "
+              f"val_loss {m['val_loss']:.4f} val_acc {m['val_accuracy']:.4f} lr {m['learning_rate']:.2g}",
+              file=sys.stderr, flush=True)
+
+    return hook
+
+
+def train_and_log(spec: CNNSpec | MLPSpec, data: Data, hooks: Sequence[EpochHook] = (),
+                  log_model: bool = True) -> Outcome:
+    """Fit `spec` and log everything to the active MLflow run."""
+    run = mlflow.active_run()
+    params = tracking.flatten("", spec.model_dump())
+    params.update(data.sizes(), seed=data.seed, subset=data.subset, val_fraction=data.val_fraction)
+    tracking.log_params(params)
+    tracking.log_datasets({
+        "training": (*data.train, data.train_source, "sign_mnist_train[train]"),
+        "validation": (*data.val, data.train_source, "sign_mnist_train[validation]"),
+        "test": (*data.test, data.test_source, "sign_mnist_test"),
+    })
+    logger: EpochHook = lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch)  # noqa: E731
+    result = fit(spec, data.train, data.val, seed=data.seed, hooks=[logger, *hooks])
+    model = result.model
+    val, test, test_aug = (evaluate(model, *part) for part in (data.val, data.test, data.test_aug))
+    timing = latency(model, data.test[0])
+    metrics = {
+        **val.metrics("final_val"), **test.metrics("test"),
+        "test_aug_accuracy": test_aug.accuracy, "test_aug_f1_macro": test_aug.f1_macro,
+        "n_params": model.n_params, "train_seconds": result.train_seconds,
+        "epochs_run": result.epochs_run, **timing,
+    }
+    tracking.log_metrics(metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        _write_artifacts(folder, spec, result, val, test, test_aug)
+        mlflow.log_artifacts(str(folder))
+    if log_model:
+        tracking.log_models(model, data.test[0])
+    return Outcome(run.info.run_id, result, val, test, test_aug, metrics)
+
+
+def _write_artifacts(folder: Path, spec: CNNSpec | MLPSpec, result: FitResult,
+                     val: Evaluation, test: Evaluation, test_aug: Evaluation) -> None:
+    save_figure(confusion_figure(test, "test split"), folder / "confusion_matrix", self_contained=False)
+    save_figure(learning_curves_figure(result.history, f"{spec.family} learning curves"),
+                folder / "learning_curves", png=False, self_contained=False)
+    (folder / "classification_report.txt").write_text(
+        f"test split\n{test.report_text()}\n\nworst confusions:\n" + "\n".join(test.worst_confusions())
+        + f"\n\nperturbed test copy\n{test_aug.report_text()}\n\nvalidation split\n{val.report_text()}\n"
+    )
+    (folder / "classification_report.json").write_text(json.dumps(
+        {"test": test.report, "test_aug": test_aug.report, "val": val.report,
+         "worst_confusions": test.worst_confusions()}, indent=1))
+    (folder / "model_summary.txt").write_text(_summary(result))
+    (folder / "history.json").write_text(json.dumps(result.history))
+
+
+def _summary(result: FitResult) -> str:
+    model = result.model
+    if model.family == "cnn":
+        lines: list[str] = []
+        model.estimator.summary(print_fn=lambda line, *a, **k: lines.append(line))
+        return f"params: {model.n_params} (weights; Keras' totals below also count optimizer state)\n" + "\n".join(lines)
+    clf = model.estimator
+    shapes = [w.shape for w in clf.coefs_]
+    return (f"MLPClassifier(hidden_layer_sizes={clf.hidden_layer_sizes}, alpha={clf.alpha})\n"
+            f"layers: {' -> '.join(str(s[0]) for s in shapes)} -> {shapes[-1][1]}\n"
+            f"params: {model.n_params}\n")
+
+
+def run_job(spec: CNNSpec | MLPSpec, *, run_name: str, tags: dict[str, str],
+            data_dir: str | None = None, subset: int = 0, val_fraction: float = 0.2, seed: int = 0,
+            experiment: str = "signlab", tracking_uri: str | None = None,
+            hooks: Sequence[EpochHook] = ()) -> Outcome:
+    """Train and evaluate `spec` as one MLflow run (or inside the run `mlflow run` started)."""
+    import os
+
+    data = prepare_data(data_dir, subset, val_fraction, seed)  # bad data fails before MLflow
+    under_mlflow_run = bool(os.environ.get("MLFLOW_RUN_ID"))
+    tracking.setup(tracking_uri, None if under_mlflow_run else experiment)
+    commit = tracking.git_commit()
+    all_tags = {"family": spec.family, **tags}
+    if commit:
+        all_tags.setdefault("mlflow.source.git.commit", commit)
+        all_tags["git_commit"] = commit
+    with tracking.tracked_run(run_name=None if under_mlflow_run else run_name, tags=all_tags):
+        return train_and_log(spec, data, hooks)

@@ -1,0 +1,73 @@
+"""A Keras 3 CNN built from a spec: conv blocks, dense layers, dropout, batch norm, L2."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import keras
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConvBlock(BaseModel):
+    """Conv2D (ReLU) -> [Dropout] -> [BatchNorm] -> [MaxPool 2x2]: the paper's layer order."""
+
+    model_config = ConfigDict(extra="forbid")
+    filters: int = Field(ge=1, le=1024)
+    kernel_size: int = Field(3, ge=1, le=7)
+    padding: Literal["same", "valid"] = "same"
+    batch_norm: bool = False
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    pool: bool = True
+
+
+class CNNSpec(BaseModel):
+    """Architecture and training settings of one CNN."""
+
+    model_config = ConfigDict(extra="forbid")
+    family: Literal["cnn"] = "cnn"
+    blocks: list[ConvBlock] = Field(min_length=1, max_length=6)
+    pool_padding: Literal["same", "valid"] = "same"
+    dense_units: list[int] = Field(default_factory=lambda: [32], max_length=4)
+    dense_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    l2_dense: float = Field(0.0, ge=0.0)
+    l2_conv: float = Field(0.0, ge=0.0)
+    n_classes: Literal[24, 25] = 24
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    batch_size: int = Field(128, ge=1, le=8192)
+    epochs: int = Field(20, ge=1, le=1000)
+    augment: bool = False
+    adaptive_lr: bool = False
+    early_stopping: bool = False
+    patience: int = Field(5, ge=1)
+
+
+def build_cnn(spec: CNNSpec, name: str = "cnn") -> keras.Model:
+    """A compiled-ready Sequential model for 28x28x1 inputs in [0, 1]."""
+    conv_reg = keras.regularizers.L2(spec.l2_conv) if spec.l2_conv else None
+    dense_reg = keras.regularizers.L2(spec.l2_dense) if spec.l2_dense else None
+    layers: list[keras.layers.Layer] = [keras.Input((28, 28, 1))]
+    for block in spec.blocks:
+        layers.append(
+            keras.layers.Conv2D(
+                block.filters,
+                block.kernel_size,
+                padding=block.padding,
+                activation="relu",
+                kernel_regularizer=conv_reg,
+            )
+        )
+        if block.dropout:
+            layers.append(keras.layers.Dropout(block.dropout))
+        if block.batch_norm:
+            layers.append(keras.layers.BatchNormalization())
+        if block.pool:
+            layers.append(keras.layers.MaxPooling2D(2, strides=2, padding=spec.pool_padding))
+    layers.append(keras.layers.Flatten())
+    for units in spec.dense_units:
+        layers.append(keras.layers.Dense(units, activation="relu", kernel_regularizer=dense_reg))
+        if spec.dense_dropout:
+            layers.append(keras.layers.Dropout(spec.dense_dropout))
+    layers.append(
+        keras.layers.Dense(spec.n_classes, activation="softmax", kernel_regularizer=dense_reg)
+    )
+    return keras.Sequential(layers, name=name)

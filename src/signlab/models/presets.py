@@ -1,0 +1,98 @@
+"""The published models by name: the paper's CNN 1-3 and NN 1-4, and the tutorial CNN."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from signlab.errors import UserError
+from signlab.models.cnn import CNNSpec
+from signlab.models.mlp import MLPSpec
+
+Spec = CNNSpec | MLPSpec
+
+_B = dict  # a conv block, for brevity below
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Paper Fig. 14: 264,049 params; no regularisation, lr 0.001.
+    "cnn1": dict(
+        family="cnn",
+        blocks=[
+            _B(filters=75, batch_norm=True),
+            _B(filters=50, dropout=0.2, batch_norm=True),
+            _B(filters=25, batch_norm=True),
+        ],
+        dense_units=[512],
+        dense_dropout=0.3,
+        epochs=30,
+    ),
+    # Paper Fig. 18: 30,539 params; L2 0.01 on the dense layers.
+    "cnn2": dict(
+        family="cnn",
+        blocks=[_B(filters=50), _B(filters=25, dropout=0.2), _B(filters=10, pool=False)],
+        dense_units=[32],
+        dense_dropout=0.3,
+        l2_dense=0.01,
+        epochs=30,
+    ),
+    # Paper Fig. 22: 39,824 params; meant to be trained with augmentation.
+    "cnn3": dict(
+        family="cnn",
+        blocks=[
+            _B(filters=64, batch_norm=True),
+            _B(filters=32, dropout=0.2),
+            _B(filters=20),
+            _B(filters=20, dropout=0.2, pool=False),
+        ],
+        dense_units=[32],
+        dense_dropout=0.3,
+        epochs=30,
+    ),
+    # The Research Nest tutorial: 55,801 params, 25 outputs, batch 512, 50 epochs.
+    "tutorial": dict(
+        family="cnn",
+        blocks=[_B(filters=8, padding="valid"), _B(filters=16, padding="valid")],
+        pool_padding="valid",
+        dense_units=[128],
+        dense_dropout=0.4,
+        n_classes=25,
+        batch_size=512,
+        epochs=50,
+    ),
+    # Paper NN 1: one hidden layer of 100, raw 0-255 pixels, max_iter 300.
+    "nn1": dict(family="mlp", hidden_layers=[100], normalise=False, early_stopping=False, epochs=300),
+    # Paper NN 2: 256-128 on normalised pixels with early stopping.
+    "nn2": dict(family="mlp", hidden_layers=[256, 128], early_stopping=True),
+    # Paper NN 3: NN 2 with alpha 0.1.
+    "nn3": dict(family="mlp", hidden_layers=[256, 128], early_stopping=True, alpha=0.1),
+    # Paper NN 4: NN 2 with 3 augmented copies of each training image.
+    "nn4": dict(family="mlp", hidden_layers=[256, 128], early_stopping=True, augment=True),
+}
+
+EXPECTED_PARAMS = {"cnn1": 264_049, "cnn2": 30_539, "cnn3": 39_824, "tutorial": 55_801}
+
+
+def make_spec(preset: str | None = None, family: str | None = None, **overrides: Any) -> Spec:
+    """A validated spec: a preset (or the family's defaults) with fields overridden."""
+    if preset is not None and preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    fields = dict(PRESETS[preset]) if preset else {}
+    if family is not None and fields.get("family", family) != family:
+        raise UserError(f"preset {preset!r} is a {fields['family']}, not a {family}")
+    fields.setdefault("family", family or "cnn")
+    if fields["family"] == "cnn" and "blocks" not in fields:
+        fields = {**PRESETS["cnn3"], **fields}
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    model = CNNSpec if fields["family"] == "cnn" else MLPSpec
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise UserError(f"invalid {fields['family']} spec: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+        for err in exc.errors()
+    )

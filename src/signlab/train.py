@@ -1,0 +1,173 @@
+"""Fit a model of either family, one epoch at a time, reporting each epoch to hooks.
+
+Hooks get (epoch, metrics) with loss, accuracy, val_loss, val_accuracy and learning_rate;
+a hook may raise (optuna.TrialPruned, say) to stop training. A NaN loss raises.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from signlab.augment import augment_dataset, augmented_copies
+from signlab.classifier import LetterModel
+from signlab.labels import N_CLASSES, encode
+from signlab.models.cnn import CNNSpec, build_cnn
+from signlab.models.mlp import MLPSpec, build_mlp
+from signlab.splits import scale
+
+EpochHook = Callable[[int, dict[str, float]], None]
+Arrays = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 28, 28), labels 0-24
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Training diverged: the loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    """A trained model, its per-epoch history and how long training took."""
+
+    model: LetterModel
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+
+def set_seeds(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow (through Keras)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def fit(
+    spec: CNNSpec | MLPSpec, train: Arrays, val: Arrays, seed: int = 0, hooks: Sequence[EpochHook] = ()
+) -> FitResult:
+    """Train `spec` on `train`, validating on `val` after every epoch."""
+    hooks = [_check_finite, *hooks]
+    if isinstance(spec, CNNSpec):
+        return _fit_cnn(spec, train, val, seed, hooks)
+    return _fit_mlp(spec, train, val, seed, hooks)
+
+
+def _check_finite(epoch: int, metrics: dict[str, float]) -> None:
+    if not math.isfinite(metrics.get("loss", 0.0)):
+        raise NonFiniteLoss(f"loss is {metrics['loss']} at epoch {epoch}: training diverged")
+
+
+def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
+             shuffle_seed: int | None = None, augment_seed: int | None = None):
+    """A cached tf.data pipeline: scale, [shuffle], batch, [augment], prefetch."""
+    import tensorflow as tf
+
+    x = scale(images, normalised=True)[..., None]
+    ds = tf.data.Dataset.from_tensor_slices((x, encode(labels, n_outputs))).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch)
+    if augment_seed is not None:
+        ds = augment_dataset(ds, augment_seed)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[EpochHook]) -> FitResult:
+    import keras
+
+    keras.config.disable_interactive_logging()  # no progress bars from predict() calls
+    set_seeds(seed)
+    model = build_cnn(spec)
+    model.compile(
+        optimizer=keras.optimizers.Adam(spec.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    train_ds = _dataset(*train, spec.n_classes, spec.batch_size, shuffle_seed=seed,
+                        augment_seed=seed if spec.augment else None)
+    val_ds = _dataset(*val, spec.n_classes, 1024)
+    result = FitResult(LetterModel("cnn", model, True, spec.n_classes))
+    callbacks: list[keras.callbacks.Callback] = [_KerasHooks(result, hooks)]
+    if spec.adaptive_lr:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
+    if spec.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=spec.patience, restore_best_weights=True))
+    start = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,
+              shuffle=False)  # the pipeline shuffles
+    result.train_seconds = time.perf_counter() - start
+    return result
+
+
+class _KerasHooks:
+    """Adapter: a Keras callback that hands each epoch's logs to signlab hooks."""
+
+    def __new__(cls, result: FitResult, hooks: list[EpochHook]):
+        import keras
+
+        class Hooks(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                logs = dict(logs or {})
+                metrics = {k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs}
+                metrics["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
+                result.history.append(metrics)
+                for hook in hooks:
+                    hook(epoch, metrics)
+
+        return Hooks()
+
+
+def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays, seed: int, hooks: list[EpochHook]) -> FitResult:
+    from sklearn.metrics import log_loss
+
+    set_seeds(seed)
+    images, labels = train
+    if spec.augment:
+        images, labels = augmented_copies(images, labels, spec.augment_copies, seed)
+    x = scale(images, spec.normalise).reshape(len(images), -1)
+    y = encode(labels)
+    x_val = scale(val[0], spec.normalise).reshape(len(val[0]), -1)
+    y_val = encode(val[1])
+    probe = np.random.default_rng(seed).choice(len(x), size=min(len(x), 10_000), replace=False)
+    clf = build_mlp(spec, seed)
+    classes = np.arange(N_CLASSES)
+    result = FitResult(LetterModel("mlp", clf, spec.normalise))
+    best_score, best_state, stale = -np.inf, None, 0
+    start = time.perf_counter()
+    for epoch in range(spec.epochs):
+        clf.partial_fit(x, y, classes=classes)
+        proba = clf.predict_proba(x_val)
+        metrics = {
+            "loss": float(clf.loss_),
+            "accuracy": float((clf.predict(x[probe]) == y[probe]).mean()),
+            "val_loss": float(log_loss(y_val, proba, labels=classes)),
+            "val_accuracy": float((proba.argmax(axis=1) == y_val).mean()),
+            "learning_rate": spec.learning_rate,
+        }
+        result.history.append(metrics)
+        for hook in hooks:
+            hook(epoch, metrics)
+        # scikit-learn's rules: with early stopping, the validation score must improve by
+        # tol; without it, the training loss must fall by tol; else stop after `patience`.
+        score = metrics["val_accuracy"] if spec.early_stopping else -metrics["loss"]
+        if score > best_score + spec.tol:
+            best_score, stale = score, 0
+            if spec.early_stopping:
+                best_state = copy.deepcopy((clf.coefs_, clf.intercepts_))
+        else:
+            stale += 1
+        if stale >= spec.patience:
+            break
+    if best_state is not None:  # like scikit-learn: keep the best validation weights
+        clf.coefs_, clf.intercepts_ = best_state
+    result.train_seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,133 @@
+"""Model builders, presets, augmentation and evaluation pieces (no MLflow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from signlab.augment import augmented_copies, perturb
+from signlab.classifier import PayloadError, as_images
+from signlab.errors import UserError
+from signlab.evaluate import Evaluation, confusion_figure
+from signlab.models.cnn import build_cnn
+from signlab.models.mlp import build_mlp, count_params
+from signlab.models.presets import EXPECTED_PARAMS, make_spec
+from signlab.references import load_references, reference_spec, reproducible
+from signlab.train import NonFiniteLoss, fit
+
+
+@pytest.mark.parametrize("preset", ["cnn1", "cnn2", "cnn3", "tutorial"])
+def test_cnn_presets_match_published_parameter_counts(preset):
+    model = build_cnn(make_spec(preset))
+    assert model.count_params() == EXPECTED_PARAMS[preset]
+    assert model.output_shape == (None, 25 if preset == "tutorial" else 24)
+
+
+def test_cnn_spec_varies_widths_dropout_l2():
+    spec = make_spec("cnn3", blocks=[{"filters": 16, "batch_norm": True}, {"filters": 8, "dropout": 0.5}],
+                     dense_units=[48], dense_dropout=0.25, l2_dense=0.01, l2_conv=0.001)
+    model = build_cnn(spec)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 2 and kinds.count("BatchNormalization") == 1 and kinds.count("Dropout") == 2
+    assert model.layers[0].kernel_regularizer is not None
+    # conv 16: 160, BN 64, conv 8: 1160, flatten 7*7*8=392 -> dense 48: 18864, out 24: 1176
+    assert model.count_params() == 160 + 64 + 1160 + 18864 + 1176
+
+
+def test_mlp_presets(train_split):
+    nn1, nn2, nn3, nn4 = (make_spec(p) for p in ("nn1", "nn2", "nn3", "nn4"))
+    assert nn1.hidden_layers == [100] and not nn1.normalise and nn1.epochs == 300 and not nn1.early_stopping
+    assert nn2.hidden_layers == [256, 128] and nn2.normalise and nn2.early_stopping
+    assert nn3.alpha == 0.1 and nn4.augment and nn4.augment_copies == 3
+    clf = build_mlp(nn2)
+    x = train_split.images[:200].reshape(200, -1) / 255.0
+    clf.partial_fit(x, np.arange(200) % 24, classes=np.arange(24))
+    assert count_params(clf) == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 24 + 24
+
+
+def test_bad_spec_fields_are_named():
+    with pytest.raises(UserError, match="unknown preset 'cnn9'"):
+        make_spec("cnn9")
+    with pytest.raises(UserError, match=r"dense_dropout: .*less than 1 \(got 1.5\)"):
+        make_spec("cnn3", dense_dropout=1.5)
+    with pytest.raises(UserError, match="colour: Extra inputs are not permitted"):
+        make_spec("nn2", colour="red")
+    with pytest.raises(UserError, match="preset 'nn2' is a mlp, not a cnn"):
+        make_spec("nn2", family="cnn")
+
+
+def test_reference_rows():
+    rows = reproducible()
+    assert rows == ["nn1", "nn2", "nn3", "nn4", "cnn1", "cnn1_aug", "cnn2", "cnn2_aug", "cnn3", "cnn3_aug", "tutorial"]
+    aug = reference_spec("cnn3_aug")
+    assert aug.augment and aug.adaptive_lr and aug.blocks[0].filters == 64
+    assert not reference_spec("cnn3").augment
+    refs = {r.key: r for r in load_references()}
+    assert refs["cnn3_aug"].accuracy == 0.999 and refs["cnn3_aug"].params == 39824
+    assert refs["dasgupta"].tuned_on_test and refs["cnn1_aug"].tuned_on_test and not refs["cnn3"].tuned_on_test
+    assert len(refs) == 16
+
+
+def test_cnn_augmentation_is_one_seeded_resampling_per_epoch(test_split):
+    import keras
+    import tensorflow as tf
+
+    from signlab.augment import affine_transforms, augment_dataset
+
+    x = (test_split.images[:16].astype("float32") / 255.0)[..., None]
+    zero, one = tf.zeros([16]), tf.ones([16])
+    identity = keras.ops.image.affine_transform(x, affine_transforms(zero, one, one, zero, zero))
+    assert np.array_equal(np.asarray(identity), x)  # no resampling blur when nothing moves
+    # a quarter turn about the centre moves pixels exactly as np.rot90 does
+    quarter = keras.ops.image.affine_transform(x, affine_transforms(zero + np.pi / 2, one, one, zero, zero))
+    assert np.allclose(np.asarray(quarter)[..., 0], np.rot90(x[..., 0], k=1, axes=(1, 2)), atol=1e-5)
+
+    def batches(seed):
+        ds = tf.data.Dataset.from_tensor_slices((x, np.arange(16))).batch(16)
+        return augment_dataset(ds, seed)
+
+    ds = batches(7)
+    epoch1, epoch2 = (next(iter(ds))[0].numpy() for _ in range(2))
+    assert epoch1.shape == x.shape and not np.allclose(epoch1, x)
+    assert not np.allclose(epoch1, epoch2), "each epoch draws new transforms"
+    assert np.allclose(next(iter(batches(7)))[0].numpy(), epoch1), "same seed, same draws"
+    assert np.array_equal(next(iter(batches(7)))[1].numpy(), np.arange(16)), "labels untouched"
+
+
+def test_perturbed_copies_are_seeded(test_split):
+    images, labels = test_split.images[:50], test_split.labels[:50]
+    a, b = perturb(images, seed=5), perturb(images, seed=5)
+    assert np.array_equal(a, b) and a.dtype == np.uint8 and not np.array_equal(a, images)
+    assert not np.array_equal(a, perturb(images, seed=6))
+    x, y = augmented_copies(images, labels, copies=3, seed=0)
+    assert x.shape == (200, 28, 28) and np.array_equal(y, np.tile(labels, 4))
+    assert np.array_equal(x[:50], images)
+
+
+def test_diverging_training_raises(train_split):
+    from signlab.splits import stratified_subset, validation_split
+
+    x, y = stratified_subset(train_split.images, train_split.labels, 10)
+    train, val = validation_split(x, y, 0.2)
+    spec = make_spec("tutorial", l2_dense=1e38, epochs=2, batch_size=32)  # L2 term overflows
+    with pytest.raises(NonFiniteLoss, match="loss is nan at epoch 0: training diverged"):
+        fit(spec, train, val)
+
+
+def test_payload_checks():
+    assert as_images(np.zeros(784)[None]).shape == (1, 28, 28)
+    assert as_images(np.zeros((28, 28))).shape == (1, 28, 28)
+    with pytest.raises(PayloadError, match="784 pixels"):
+        as_images(np.zeros((2, 700)))
+    with pytest.raises(PayloadError, match="image 1: pixel 3 is 300, outside 0-255"):
+        as_images(np.vstack([np.zeros(784), np.r_[0, 0, 300, np.zeros(781)]]))
+
+
+def test_worst_confusions_are_named():
+    confusion = np.eye(24, dtype=int) * 10
+    confusion[16, 19] = 12  # R read as U (letters index: no J)
+    confusion[0, 4] = 3  # A read as E
+    ev = Evaluation(0.9, 0.9, 0.9, {}, confusion)
+    assert ev.worst_confusions() == ["R read as U: 12 of 22", "A read as E: 3 of 13"]
+    fig = confusion_figure(ev, "t")
+    assert list(fig.data[0].x) == list(fig.data[0].y) and fig.data[0].x[9] == "K"
