@@ -171,6 +171,53 @@ def reference(
         _print_outcome(outcome)
 
 
+# ---- studies ----------------------------------------------------------------------------
+study_app = typer.Typer(help="Optuna studies, each a parent MLflow run with a child run per trial.",
+                        no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("run")
+@friendly
+def study_run(
+    study_file: Annotated[Path, typer.Argument(help="A study file, e.g. studies/cnn.yaml.")],
+    n_trials: Annotated[int | None, typer.Option(min=1, help="Trials to add in this session (default: the file's).")] = None,
+    timeout: Annotated[float | None, typer.Option(min=1, help="Seconds before no new trial starts (default: the file's).")] = None,
+    max_epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (MLP: iterations) per trial (default: the file's).")] = None,
+    subset: Annotated[int | None, typer.Option(min=0, help="Images per class (0 = all; default: the file's).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage, any SQLAlchemy URL (default: sqlite:///optuna.db).")] = None,
+    tracking_uri: TrackingUri = None,
+    study_name: Annotated[str | None, typer.Option(help="Study name (default: the file's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the data split and training (default: the file's).")] = None,
+    data_dir: DataDir = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar over trials.")] = True,
+) -> None:
+    """Run a study, or resume it: the same command again adds trials to the same study."""
+    from signlab.study import Overrides, run_study
+    from signlab.tracking import terminate_as_interrupt
+
+    terminate_as_interrupt()
+    overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
+                          study_name=study_name, seed=seed)
+    run_study(study_file, overrides, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
+              progress=progress, echo=typer.echo)
+
+
+@study_app.command("check")
+@friendly
+def study_check(study_file: Annotated[Path, typer.Argument(help="A study file.")]) -> None:
+    """Validate a study file and print what it searches."""
+    from signlab.space import check_buildable
+    from signlab.study_config import load_study_config
+
+    cfg = load_study_config(study_file)
+    check_buildable(cfg, str(study_file))
+    typer.echo(f"{study_file}: study {cfg.study_name!r}, {cfg.family}, objectives {cfg.objectives} "
+               f"({', '.join(cfg.directions or [])}), {cfg.n_trials} trials, {cfg.max_epochs} epochs each")
+    for key, param in cfg.space.items():
+        typer.echo(f"  {key}: {param.model_dump(exclude_defaults=True)}")
+
+
 def main() -> None:
     """Entry point for `python -m signlab`."""
     app()

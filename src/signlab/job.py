@@ -31,6 +31,7 @@ class Data:
 
     train: Arrays
     val: Arrays
+    val_aug: Arrays
     test: Arrays
     test_aug: Arrays
     train_source: str
@@ -54,8 +55,9 @@ def prepare_data(data_dir: str | None = None, subset: int = 0, val_fraction: flo
     images, labels = stratified_subset(train_file.images, train_file.labels, subset, seed)
     train, val = validation_split(images, labels, val_fraction, seed)
     test = stratified_subset(test_file.images, test_file.labels, subset, seed)
+    val_aug = (perturb(val[0], seed=TEST_AUG_SEED + 1), val[1])
     test_aug = (perturb(test[0], seed=TEST_AUG_SEED), test[1])
-    return Data(train, val, test, test_aug, str(train_file.path), str(test_file.path),
+    return Data(train, val, val_aug, test, test_aug, str(train_file.path), str(test_file.path),
                 subset, val_fraction, seed)
 
 
@@ -98,10 +100,12 @@ def train_and_log(spec: CNNSpec | MLPSpec, data: Data, hooks: Sequence[EpochHook
     logger: EpochHook = lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch)  # noqa: E731
     result = fit(spec, data.train, data.val, seed=data.seed, hooks=[logger, *hooks])
     model = result.model
-    val, test, test_aug = (evaluate(model, *part) for part in (data.val, data.test, data.test_aug))
+    val, val_aug, test, test_aug = (
+        evaluate(model, *part) for part in (data.val, data.val_aug, data.test, data.test_aug))
     timing = latency(model, data.test[0])
     metrics = {
-        **val.metrics("final_val"), **test.metrics("test"),
+        **val.metrics("final_val"), "final_val_aug_accuracy": val_aug.accuracy,
+        **test.metrics("test"),
         "test_aug_accuracy": test_aug.accuracy, "test_aug_f1_macro": test_aug.f1_macro,
         "n_params": model.n_params, "train_seconds": result.train_seconds,
         "epochs_run": result.epochs_run, **timing,

@@ -44,12 +44,13 @@ def terminate_as_interrupt() -> None:
 
 
 @contextmanager
-def tracked_run(**start_run_kwargs: Any) -> Iterator[mlflow.ActiveRun]:
-    """`mlflow.start_run` that ends FINISHED, FAILED on an exception, KILLED on Ctrl-C/SIGTERM."""
+def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwargs: Any) -> Iterator[mlflow.ActiveRun]:
+    """`mlflow.start_run` that ends FINISHED, FAILED on an exception, KILLED on Ctrl-C/SIGTERM
+    (and on the exception types in `killed_on`, e.g. optuna.TrialPruned)."""
     run = mlflow.start_run(**start_run_kwargs)
     try:
         yield run
-    except (KeyboardInterrupt, Terminated):
+    except (KeyboardInterrupt, Terminated, *killed_on):
         _end(RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException:
@@ -114,7 +115,7 @@ def log_params(params: dict[str, Any]) -> None:
     for key, value in params.items():
         if key not in existing:
             fresh[key] = value
-        elif existing[key] != str(value):
+        elif existing[key] != str(value) and f"{key}.effective" not in existing:
             fresh[f"{key}.effective"] = value
     mlflow.log_params(fresh)
 
@@ -153,7 +154,7 @@ def log_models(model: Any, example_images: np.ndarray) -> str:
     Returns the classifier's model URI (also set as the run tag `signlab.classifier_uri`).
     """
     with warnings.catch_warnings(), _quiet("mlflow.pyfunc", "mlflow.models"):
-        warnings.simplefilter("ignore", UserWarning)  # MLflow's advice on type hints
+        warnings.simplefilter("ignore")  # MLflow's advice on type hints and pickling
         return _log_models(model, example_images)
 
 

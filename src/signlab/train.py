@@ -82,7 +82,10 @@ def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
 def _fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[EpochHook]) -> FitResult:
     import keras
 
+    import tensorflow as tf
+
     keras.config.disable_interactive_logging()  # no progress bars from predict() calls
+    tf.get_logger().setLevel("ERROR")  # retracing notes when many models train in one process
     set_seeds(seed)
     model = build_cnn(spec)
     model.compile(

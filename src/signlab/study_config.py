@@ -1,0 +1,162 @@
+"""Study files (`studies/*.yaml`): sampler, pruner, budget and search space, validated on load.
+
+Every mistake gets one error naming the file and the key, e.g.
+`studies/cnn.yaml: space.learning_rate: low (0.01) is greater than high (0.001)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from signlab.errors import UserError
+
+Direction = Literal["maximize", "minimize"]
+OBJECTIVES = {"val_accuracy": "maximize", "val_aug_accuracy": "maximize", "n_params": "minimize"}
+
+# What a space may search, per family. `filters` and `units` are drawn once per block/layer
+# (as filters_1, filters_2, ...); the rest once per trial.
+SPACE_KEYS = {
+    "cnn": {"n_blocks", "filters", "batch_norm", "conv_dropout", "dense_units", "dense_dropout",
+            "l2_dense", "l2_conv", "learning_rate", "batch_size", "augment", "adaptive_lr"},
+    "mlp": {"n_layers", "units", "alpha", "learning_rate", "batch_size", "augment"},
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(1, ge=1)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> IntParam:
+        _check_bounds(self.low, self.high, self.log)
+        return self
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FloatParam:
+        _check_bounds(self.low, self.high, self.log)
+        return self
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: list[bool | int | float | str] = Field(min_length=1)
+
+
+Param = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
+
+
+def _check_bounds(low: float, high: float, log: bool) -> None:
+    if low > high:
+        raise ValueError(f"low ({low}) is greater than high ({high})")
+    if log and low <= 0:
+        raise ValueError(f"a log scale needs low > 0, got low={low}")
+
+
+class SamplerConfig(_Strict):
+    type: Literal["tpe", "random", "nsga2"] = "tpe"
+    seed: int | None = 42
+    n_startup_trials: int = Field(5, ge=0)
+
+
+class PrunerConfig(_Strict):
+    type: Literal["median", "hyperband", "threshold", "none"] = "median"
+    n_startup_trials: int = Field(3, ge=0)
+    n_warmup_steps: int = Field(2, ge=0)
+    lower: float | None = Field(None, description="threshold: prune when val_accuracy is below this")
+    min_resource: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+
+
+class StudyConfig(_Strict):
+    """One study file."""
+
+    study_name: str = Field(min_length=1, max_length=200)
+    family: Literal["cnn", "mlp"]
+    objectives: list[Literal["val_accuracy", "val_aug_accuracy", "n_params"]] = Field(
+        default_factory=lambda: ["val_accuracy"], min_length=1, max_length=2)
+    directions: list[Direction] | None = None
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    n_trials: int = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    max_epochs: int = Field(10, ge=1)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    subset: int = Field(0, ge=0)
+    seed: int = 0
+    experiment: str | None = None
+    retry_failed_trials: int = Field(0, ge=0, description="re-queue a trial whose worker died, this often")
+    target_val_accuracy: float | None = Field(
+        None, gt=0.0, le=1.0, description="multi-objective: report the smallest model reaching this")
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Param] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudyConfig:
+        if self.pruner.type == "threshold" and self.pruner.lower is None:
+            raise ValueError("pruner.lower: the threshold pruner needs a lower bound on val_accuracy")
+        expected = [OBJECTIVES[o] for o in self.objectives]
+        if self.directions is None:
+            self.directions = expected
+        elif self.directions != expected:
+            raise ValueError(f"directions: {self.directions} do not fit objectives "
+                             f"{self.objectives} (expected {expected})")
+        for key in self.space:
+            if key not in SPACE_KEYS[self.family]:
+                raise ValueError(f"space.{key}: not searchable for a {self.family}; "
+                                 f"searchable: {', '.join(sorted(SPACE_KEYS[self.family]))}")
+        for key in self.fixed:
+            if key in self.space:
+                raise ValueError(f"fixed.{key}: also in space; keep it in one of the two")
+        return self
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study file; UserError names the file and the key on any mistake."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such study file") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of study settings, got {type(raw).__name__}")
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{path}: " + "; ".join(_describe(err) for err in exc.errors())) from None
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    # pydantic names the union member it tried ("space.lr.int.low"): drop that noise
+    loc = [p for p in loc if p not in {"int", "float", "categorical", "IntParam", "FloatParam",
+                                       "CategoricalParam"} and not p.startswith("function-")]
+    message = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
+    if not loc:  # a cross-field check: its message starts with the key
+        return message
+    return f"{'.'.join(loc)}: {message}{shown}"

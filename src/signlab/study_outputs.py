@@ -1,0 +1,144 @@
+"""What a study leaves on its parent run and on screen: best trial(s), Optuna's plots,
+the Pareto front, and a one-screen summary."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+import pandas as pd
+
+from signlab.plots import save_figure
+from signlab.study_config import StudyConfig
+
+TrialState = optuna.trial.TrialState
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state."""
+    states = [t.state for t in study.trials]
+    return {"n_trials": len(states), "n_complete": states.count(TrialState.COMPLETE),
+            "n_pruned": states.count(TrialState.PRUNED), "n_failed": states.count(TrialState.FAIL)}
+
+
+def best_trial(study: optuna.Study, cfg: StudyConfig) -> optuna.trial.FrozenTrial | None:
+    """Single objective: the best. Multi-objective: the Pareto trial with the highest
+    validation accuracy, or the smallest reaching `target_val_accuracy`."""
+    if not counts(study)["n_complete"]:
+        return None
+    if not cfg.multi_objective:
+        return study.best_trial
+    front = study.best_trials
+    acc = cfg.objectives.index("val_accuracy") if "val_accuracy" in cfg.objectives else 0
+    if cfg.target_val_accuracy is not None and "n_params" in cfg.objectives:
+        size = cfg.objectives.index("n_params")
+        good = [t for t in front if t.values[acc] >= cfg.target_val_accuracy]
+        if good:
+            return min(good, key=lambda t: t.values[size])
+    return max(front, key=lambda t: t.values[acc])
+
+
+def pareto_table(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
+    """The Pareto front: trial, objective values, test accuracy (report only), params."""
+    rows = []
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        row: dict[str, Any] = {"trial": t.number}
+        row.update(dict(zip(cfg.objectives, t.values, strict=True)))
+        row["test_accuracy"] = t.user_attrs.get("test_accuracy")
+        row.update(t.params)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plots(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
+    """Optuna's plotly figures that this study can draw (each needs enough trials)."""
+    vis = optuna.visualization
+    names = cfg.objectives
+    target = {} if not cfg.multi_objective else {"target": lambda t: t.values[0], "target_name": names[0]}
+    makers = {
+        "optimization_history": lambda: vis.plot_optimization_history(study, **target),
+        "param_importances": lambda: vis.plot_param_importances(study, **target),
+        "parallel_coordinate": lambda: vis.plot_parallel_coordinate(study, **target),
+        "slice": lambda: vis.plot_slice(study, **target),
+    }
+    if cfg.multi_objective:
+        makers["pareto_front"] = lambda: vis.plot_pareto_front(study, target_names=names)
+    figures = {}
+    for name, make in makers.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                figures[name] = make()
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials for it
+            figures[name] = str(exc)
+    return figures
+
+
+def log_study_outputs(study: optuna.Study, cfg: StudyConfig) -> None:
+    """On the active (parent) run: best-trial tags and metrics, plots, trials and Pareto tables.
+
+    The best trial's params go in tags `best.<param>` and in best_trial.json (params are
+    immutable in MLflow, and a resumed study can find a new best)."""
+    step = len(study.trials)
+    metrics = {k: float(v) for k, v in counts(study).items()}
+    best = best_trial(study, cfg)
+    if best is not None:
+        mlflow.set_tags({f"best.{k}": str(v) for k, v in best.params.items()})
+        mlflow.set_tags({"best.trial_number": str(best.number),
+                         "best.mlflow_run_id": str(best.user_attrs.get("mlflow_run_id"))})
+        metrics.update({f"best_{k}": float(v) for k, v in best.user_attrs.items() if isinstance(v, float)})
+        metrics["best_trial_number"] = float(best.number)
+        metrics["best_value"] = float(best.values[0])
+    if cfg.multi_objective:
+        metrics["pareto_size"] = float(len(study.best_trials))
+    mlflow.log_metrics(metrics, step=step)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if best is not None:
+            (folder / "best_trial.json").write_text(json.dumps(
+                {"number": best.number, "values": best.values, "params": best.params,
+                 "user_attrs": best.user_attrs}, indent=2, default=str))
+        study.trials_dataframe().to_csv(folder / "trials.csv", index=False)
+        if cfg.multi_objective and best is not None:
+            pareto_table(study, cfg).to_csv(folder / "pareto_front.csv", index=False)
+        skipped = []
+        for name, figure in plots(study, cfg).items():
+            if isinstance(figure, str):
+                skipped.append(f"{name}: {figure}")
+            else:
+                save_figure(figure, folder / "plots" / name, self_contained=False)
+        if skipped:
+            (folder / "plots_skipped.txt").write_text("\n".join(skipped) + "\n")
+        mlflow.log_artifacts(str(folder))
+
+
+def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, experiment_id: str,
+                  parent: str, added: int) -> list[str]:
+    """A one-screen summary of the study."""
+    c = counts(study)
+    lines = [f"study {cfg.study_name}: {added} new trials, {c['n_trials']} in all "
+             f"({c['n_complete']} complete, {c['n_pruned']} pruned, {c['n_failed']} failed)"]
+    best = best_trial(study, cfg)
+    if best is None:
+        lines.append("no trial completed yet")
+    else:
+        a = best.user_attrs
+        lines.append(f"best trial {best.number}: val_accuracy {a.get('final_val_accuracy', float('nan')):.4f}, "
+                     f"test_accuracy {a.get('test_accuracy', float('nan')):.4f} (reported, not used to choose), "
+                     f"{int(a.get('n_params', 0)):,} params")
+        lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
+        if cfg.multi_objective:
+            lines.append(f"Pareto front ({len(study.best_trials)} trials):")
+            lines += ["  " + line for line in pareto_table(study, cfg).round(5).to_string(index=False).splitlines()[:12]]
+    lines.append(f"MLflow: parent run {parent} in experiment {experiment_id}; browse with "
+                 f"`mlflow ui --backend-store-uri {tracking_uri}` (#/experiments/{experiment_id}/runs/{parent})")
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,192 @@
+"""Optuna studies as MLflow runs: `mlflow run . -e cnn_study/mlp_study`, resume, pruning,
+failures, multi-objective, and refusals that leave a stored study untouched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import subprocess_env
+from signlab.errors import UserError
+from signlab.study import Overrides, load_or_create, run_study
+from signlab.study_config import load_study_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mlflow_run(entry: str, tmp: Path, data_dir: Path, **params: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local",
+            "--experiment-name", entry]
+    for key, value in params.items():
+        args += ["-P", f"{key}={value}"]
+    env = subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", SIGNLAB_DATA_DIR=str(data_dir))
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, cwd=tmp)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+def runs_by_role(client: MlflowClient, experiment: str) -> dict[str, list]:
+    exp = client.get_experiment_by_name(experiment)
+    roles: dict[str, list] = {}
+    for run in client.search_runs([exp.experiment_id], max_results=1000):
+        roles.setdefault(run.data.tags.get("signlab.role", "other"), []).append(run)
+    return roles
+
+
+def check_study(client: MlflowClient, storage: str, experiment: str, study_name: str, n: int) -> None:
+    """One parent, n trial runs nested under it, matching trials both ways, stepped metrics."""
+    roles = runs_by_role(client, experiment)
+    assert len(roles["study"]) == 1
+    parent = roles["study"][0]
+    trials = roles["trial"]
+    assert len(trials) == n
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert len(study.trials) == n and study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    by_number = {int(r.data.tags["trial_number"]): r for r in trials}
+    assert sorted(by_number) == list(range(n)), "each trial number exactly once"
+    for trial in study.trials:
+        run = by_number[trial.number]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["study"] == study_name
+        assert run.data.tags["trial_state"] == trial.state.name
+        assert {k: str(v) for k, v in trial.params.items()} == {
+            k.removeprefix("optuna."): v for k, v in run.data.params.items() if k.startswith("optuna.")}
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert run.info.status == "FINISHED"
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+            assert steps == list(range(len(steps))) and len(steps) >= 1
+            assert trial.value == pytest.approx(run.data.metrics["final_val_accuracy"])
+            assert "test_accuracy" in run.data.metrics
+    best = study.best_trial
+    assert parent.data.tags["best.trial_number"] == str(best.number)
+    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+    for key, value in best.params.items():
+        assert parent.data.tags[f"best.{key}"] == str(value)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/optimization_history.html", "plots/slice.html", "plots/parallel_coordinate.html"} <= artifacts
+    top = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best_trial.json", "trials.csv"} <= top
+
+
+@pytest.mark.slow
+def test_cnn_study_via_mlflow_run_and_resume(tmp_path, data_dir):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    params = dict(n_trials="3", max_epochs="2", subset="10", storage=storage)
+    first = mlflow_run("cnn_study", tmp_path, data_dir, **params)
+    assert "study cnn_study: 3 new trials, 3 in all" in first.stdout + first.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    check_study(client, storage, "cnn_study", "cnn_study", 3)
+    # the same command again resumes: 6 trials, still one parent, no duplicate trial runs
+    mlflow_run("cnn_study", tmp_path, data_dir, **params)
+    check_study(client, storage, "cnn_study", "cnn_study", 6)
+    sessions = runs_by_role(client, "cnn_study")["session"]
+    assert len(sessions) == 1 and sessions[0].data.metrics["trials_added"] == 3
+    parent = runs_by_role(client, "cnn_study")["study"][0]
+    assert sessions[0].data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert parent.data.metrics["n_trials"] == 6
+
+
+@pytest.mark.slow
+def test_mlp_study_via_mlflow_run(tmp_path, data_dir):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    mlflow_run("mlp_study", tmp_path, data_dir, n_trials="3", max_epochs="3", subset="10", storage=storage)
+    check_study(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), storage, "mlp_study", "mlp_study", 3)
+
+
+def _study_file(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BASE = """\
+study_name: {name}
+family: mlp
+max_epochs: 3
+subset: 8
+sampler: {{type: tpe, seed: 1}}
+{extra}
+space:
+  units: {{type: int, low: 16, high: 32}}
+"""
+
+
+@pytest.fixture()
+def stores(tmp_path):
+    return f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_pruned_trials_end_killed(tmp_path, stores, capsys):
+    storage, uri = stores
+    path = _study_file(tmp_path, BASE.format(name="prune", extra="pruner: {type: threshold, lower: 1.01, n_warmup_steps: 0}"))
+    study = run_study(path, Overrides(n_trials=2), storage=storage, tracking_uri=uri, progress=False)
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    client = MlflowClient(uri)
+    for trial in study.trials:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "KILLED" and run.data.tags["trial_state"] == "PRUNED"
+        assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1  # stopped after epoch 1
+    assert "2 pruned" in capsys.readouterr().out
+
+
+def test_failing_trial_ends_failed_and_study_goes_on(tmp_path, stores):
+    storage, uri = stores
+    text = BASE.format(name="fails", extra="pruner: {type: none}").replace(
+        "  units:", "  alpha: {type: categorical, choices: [0.0001, 1.0e+300]}\n  units:")
+    path = _study_file(tmp_path, text)
+    cfg = load_study_config(path)
+    queued = load_or_create(cfg, storage)
+    queued.enqueue_trial({"alpha": 1.0e300, "units": 16})  # the L2 term overflows: NaN loss
+    queued.enqueue_trial({"alpha": 0.0001, "units": 16})
+    study = run_study(path, Overrides(n_trials=2), storage=storage, tracking_uri=uri, progress=False)
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    client = MlflowClient(uri)
+    failed = client.get_run(study.trials[0].user_attrs["mlflow_run_id"])
+    assert failed.info.status == "FAILED" and failed.data.tags["trial_state"] == "FAIL"
+    done = client.get_run(study.trials[1].user_attrs["mlflow_run_id"])
+    assert done.info.status == "FINISHED" and done.data.tags["trial_state"] == "COMPLETE"
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == 1
+
+
+def test_multi_objective_logs_pareto_front(tmp_path, stores):
+    storage, uri = stores
+    path = _study_file(tmp_path, BASE.format(
+        name="small", extra="objectives: [val_accuracy, n_params]\ntarget_val_accuracy: 0.5"))
+    study = run_study(path, Overrides(n_trials=3), storage=storage, tracking_uri=uri, progress=False)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    client = MlflowClient(uri)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    names = {a.path for a in client.list_artifacts(parent)} | {a.path for a in client.list_artifacts(parent, "plots")}
+    assert {"pareto_front.csv", "plots/pareto_front.html"} <= names
+    table = Path(client.download_artifacts(parent, "pareto_front.csv")).read_text().splitlines()
+    assert table[0].startswith("trial,val_accuracy,n_params,test_accuracy")
+    assert len(table) - 1 == len(study.best_trials) == client.get_run(parent).data.metrics["pareto_size"]
+
+
+def test_resume_refuses_other_directions_or_data(tmp_path, stores):
+    storage, uri = stores
+    path = _study_file(tmp_path, BASE.format(name="same", extra=""))
+    run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, progress=False)
+    other = _study_file(tmp_path, BASE.format(name="same", extra="objectives: [n_params]"), "other.yaml")
+    with pytest.raises(UserError, match=r"has directions \['maximize'\], the study file asks for \['minimize'\]"):
+        run_study(other, storage=storage, tracking_uri=uri, progress=False)
+    with pytest.raises(UserError, match=r"was run with subset 8 \(now 9\)"):
+        run_study(path, Overrides(n_trials=1, subset=9), storage=storage, tracking_uri=uri, progress=False)
+    assert len(optuna.load_study(study_name="same", storage=storage).trials) == 1
+
+
+def test_bad_storage_url_is_named_without_password(tmp_path):
+    path = _study_file(tmp_path, BASE.format(name="x", extra=""))
+    with pytest.raises(UserError) as info:
+        run_study(path, storage="sqlite:////nonexistent/dir/optuna.db", progress=False)
+    assert "cannot open study storage sqlite:////nonexistent/dir/optuna.db" in str(info.value)
+    with pytest.raises(UserError) as info:
+        run_study(path, storage="postgresql+psycopg2://bob:s3cret@127.0.0.1:1/db", progress=False)
+    assert "s3cret" not in str(info.value) and "bob:***@127.0.0.1:1" in str(info.value)

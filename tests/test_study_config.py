@@ -1,0 +1,84 @@
+"""Study files: the shipped ones load; each kind of mistake names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signlab.errors import UserError
+from signlab.space import spec_from_values
+from signlab.study_config import load_study_config
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = """\
+study_name: s
+family: cnn
+space:
+  n_blocks: {type: int, low: 2, high: 4}
+  learning_rate: {type: float, low: 0.0003, high: 0.003, log: true}
+  augment: {type: categorical, choices: [true, false]}
+"""
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp", "cnn_small"])
+def test_shipped_study_files_load(name):
+    cfg = load_study_config(ROOT / "studies" / f"{name}.yaml")
+    assert cfg.study_name == {"cnn": "cnn_study", "mlp": "mlp_study", "cnn_small": "cnn_small"}[name]
+    assert cfg.sampler.type == "tpe" and cfg.sampler.seed is not None
+    if name == "cnn_small":
+        assert cfg.multi_objective and cfg.directions == ["maximize", "minimize"]
+    else:
+        assert cfg.directions == ["maximize"] and cfg.pruner.type == "median"
+
+
+CASES = {
+    "unknown top-level key": (GOOD + "colour: red\n", "colour: Extra inputs are not permitted"),
+    "unknown key in a param": (GOOD.replace("high: 4}", "high: 4, step: 1, sharp: true}"),
+                               "space.n_blocks.sharp: Extra inputs are not permitted"),
+    "low > high": (GOOD.replace("low: 2, high: 4", "low: 5, high: 4"),
+                   "space.n_blocks: low (5) is greater than high (4)"),
+    "log with zero bound": (GOOD.replace("low: 0.0003", "low: 0"),
+                            "space.learning_rate: a log scale needs low > 0"),
+    "log with negative bound": (GOOD.replace("low: 0.0003", "low: -0.1"),
+                                "space.learning_rate: a log scale needs low > 0"),
+    "empty choices": (GOOD.replace("[true, false]", "[]"), "space.augment.choices: List should have at least 1 item"),
+    "wrong type of bound": (GOOD.replace("low: 2,", "low: two,"), "space.n_blocks.low: Input should be a valid integer"),
+    "wrong param type": (GOOD.replace("type: int", "type: integer"), "space.n_blocks: Input tag 'integer'"),
+    "wrong type of setting": (GOOD + "n_trials: many\n", "n_trials: Input should be a valid integer"),
+    "unsearchable key": (GOOD + "  wings: {type: int, low: 1, high: 2}\n", "space.wings: not searchable for a cnn"),
+    "directions vs objectives": (GOOD + "directions: [minimize]\n", "directions: ['minimize'] do not fit objectives"),
+    "missing family": (GOOD.replace("family: cnn\n", ""), "family: Field required"),
+    "bad sampler": (GOOD + "sampler: {type: grid}\n", "sampler.type: Input should be 'tpe', 'random' or 'nsga2'"),
+    "threshold without bound": (GOOD + "pruner: {type: threshold}\n", "pruner.lower: the threshold pruner needs"),
+    "not a mapping": ("- a\n- b\n", "expected a mapping of study settings"),
+    "YAML syntax": (GOOD + "space: [\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_study_file_names_file_and_key(case, tmp_path):
+    text, words = CASES[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        load_study_config(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert words in str(info.value), str(info.value)
+
+
+def test_missing_study_file(tmp_path):
+    with pytest.raises(UserError, match=f"{tmp_path / 'nope.yaml'}: no such study file"):
+        load_study_config(tmp_path / "nope.yaml")
+
+
+def test_space_values_build_specs():
+    cnn = spec_from_values("cnn", {"n_blocks": 4, "filters": [64, 32, 20, 20], "batch_norm": False,
+                                   "conv_dropout": 0.2, "dense_units": 32}, epochs=3)
+    assert [b.pool for b in cnn.blocks] == [True, True, True, False]  # as the paper's CNN 3
+    assert [b.dropout for b in cnn.blocks] == [0.0, 0.2, 0.2, 0.2] and cnn.dense_units == [32]
+    assert cnn.epochs == 3
+    two = spec_from_values("cnn", {"n_blocks": 2, "filters": 16}, epochs=1)
+    assert [b.pool for b in two.blocks] == [True, True] and [b.filters for b in two.blocks] == [16, 16]
+    mlp = spec_from_values("mlp", {"n_layers": 2, "units": [256, 128], "alpha": 0.1}, epochs=5)
+    assert mlp.hidden_layers == [256, 128] and mlp.alpha == 0.1
