@@ -218,6 +218,66 @@ def study_check(study_file: Annotated[Path, typer.Argument(help="A study file.")
         typer.echo(f"  {key}: {param.model_dump(exclude_defaults=True)}")
 
 
+# ---- registry and prediction ---------------------------------------------------------------
+@app.command("promote")
+@friendly
+def promote(
+    family: Annotated[str | None, typer.Option(help="cnn or mlp: promote that family's best run by validation accuracy.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Promote this run instead.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="With --family: look only in this experiment.")] = None,
+    force: Annotated[bool, typer.Option(help="Make it champion even if it does not beat the current one.")] = False,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Register a run's model; move the `champion` alias to it only if it beats the champion."""
+    from mlflow.tracking import MlflowClient
+
+    from signlab.errors import UserError
+    from signlab.registry import best_run
+    from signlab.registry import promote as do_promote
+    from signlab.tracking import setup
+
+    if (family is None) == (run_id is None):
+        raise UserError("give --family cnn|mlp or --run-id RUN")
+    if family is not None and family not in ("cnn", "mlp"):
+        raise UserError(f"--family must be cnn or mlp, not {family!r}")
+    setup(tracking_uri)
+    client = MlflowClient()
+    chosen = run_id or best_run(client, family, experiment).info.run_id
+    verdict = do_promote(chosen, force=force, client=client)
+    typer.echo(verdict.message)
+
+
+@app.command("predict")
+@friendly
+def predict_command(
+    inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images (any size) or CSVs in the data set's format.")],
+    model: Annotated[str, typer.Option(help="Model URI.")] = "models:/sign-mnist-cnn@champion",
+    top: Annotated[int, typer.Option(min=1, max=24, help="How many letters to list per image.")] = 3,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Predict the letter of each image."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+
+    from signlab.errors import UserError
+    from signlab.predict import predict
+    from signlab.tracking import setup
+
+    setup(tracking_uri)
+    try:
+        results = predict(model, inputs, top)
+    except MlflowException as exc:
+        raise UserError(f"cannot use model {model}: {exc.message.splitlines()[0]}") from None
+    if json_:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        others = ", ".join(f"{t['letter']} {t['probability']:.3f}" for t in r["top"])
+        typer.echo(f"{r['input']}: {r['letter']} ({r['probability']:.3f})  top {top}: {others}")
+
+
 def main() -> None:
     """Entry point for `python -m signlab`."""
     app()

@@ -21,9 +21,10 @@ class UserError(Exception):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types whose message is the whole story for a user."""
+    from signlab.classifier import PayloadError
     from signlab.fetch import FetchError
 
-    return (UserError, DataFileError, DataFileNotFound, FetchError)
+    return (UserError, DataFileError, DataFileNotFound, FetchError, PayloadError)
 
 
 def friendly(func: Callable[P, R]) -> Callable[P, R]:

@@ -7,7 +7,7 @@ import sys
 
 from signlab.cli import app
 
-FLAGS = {"--augment", "--adaptive-lr"}  # boolean options: value true/false
+FLAGS = {"--augment", "--adaptive-lr", "--force"}  # boolean options: value true/false
 UNSET_IF_ZERO = {"--epochs", "--n-trials", "--timeout", "--max-epochs"}
 
 

@@ -1,0 +1,78 @@
+"""`signlab predict`: letters for images (PNG/JPEG, any size) or data-set CSV rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from signlab.classifier import PayloadError, as_images
+from signlab.labels import LETTERS
+from signlab.pyfunc import PIXEL_COLUMNS, pixels_of
+
+DEFAULT_MODEL = "models:/sign-mnist-cnn@champion"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A picture as a 28x28 uint8 grayscale image (resized, as the data set's images were)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+            if gray.size != (28, 28):
+                gray = gray.resize((28, 28), Image.Resampling.LANCZOS)
+            return np.asarray(gray, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise PayloadError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], np.ndarray]:
+    """Rows of a CSV in the data set's format (a `label` column is allowed and ignored)."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise PayloadError(f"{path}: not a readable CSV ({exc})") from None
+    try:
+        images = as_images(pixels_of(frame))
+    except PayloadError as exc:
+        raise PayloadError(f"{path}: {exc} (rows are numbered from 0 after the header)") from None
+    return [f"{path.name}:row{i + 2}" for i in range(len(images))], images
+
+
+def gather(inputs: list[Path]) -> tuple[list[str], np.ndarray]:
+    """Names and images for files given on the command line."""
+    names: list[str] = []
+    batches: list[np.ndarray] = []
+    for path in inputs:
+        if not path.is_file():
+            raise PayloadError(f"{path}: no such file")
+        if path.suffix.lower() in {".csv", ".gz"}:
+            row_names, images = read_csv_rows(path)
+            names += row_names
+            batches.append(images)
+        else:
+            names.append(str(path))
+            batches.append(read_image(path)[None])
+    if not batches:
+        raise PayloadError("no input files given")
+    return names, np.concatenate(batches)
+
+
+def predict(model_uri: str, inputs: list[Path], top: int = 3) -> list[dict]:
+    """One result per image: name, letter, probability and the `top` letters."""
+    import mlflow.pyfunc
+
+    names, images = gather(inputs)
+    model = mlflow.pyfunc.load_model(model_uri)
+    frame = pd.DataFrame(images.reshape(len(images), -1).astype(np.float64), columns=PIXEL_COLUMNS)
+    out = model.predict(frame)
+    probs = out[[f"prob_{c}" for c in LETTERS]].to_numpy()
+    results = []
+    for name, row, p in zip(names, out.itertuples(index=False), probs, strict=True):
+        order = np.argsort(p)[::-1][:top]
+        results.append({"input": name, "letter": row.letter, "probability": float(row.probability),
+                        "top": [{"letter": LETTERS[i], "probability": float(p[i])} for i in order]})
+    return results

@@ -1,0 +1,137 @@
+"""Promotion through the MLflow model registry, with aliases (stages are deprecated).
+
+A run's `classifier` model becomes a new version of `sign-mnist-cnn` or `sign-mnist-mlp`.
+The alias `champion` moves to it only if it beats the current champion on test accuracy
+(ties: macro F1, then fewer parameters), or with force; the old champion keeps `previous`;
+a losing candidate gets `challenger`. The evidence is kept as tags on the version.
+Promoting the same run again changes nothing.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import mlflow
+from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from signlab.errors import UserError
+
+MODEL_NAMES = {"cnn": "sign-mnist-cnn", "mlp": "sign-mnist-mlp"}
+EVIDENCE = ("test_accuracy", "test_f1_macro", "n_params", "final_val_accuracy", "test_aug_accuracy")
+
+
+@dataclass
+class Verdict:
+    """What a promotion did."""
+
+    model: str
+    version: str
+    run_id: str
+    outcome: str  # "champion", "challenger", "unchanged"
+    message: str
+
+
+def best_run(client: MlflowClient, family: str, experiment: str | None = None) -> Run:
+    """The finished run of `family` with a logged classifier and the best validation accuracy."""
+    if experiment:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise UserError(f"no experiment named {experiment!r} at {mlflow.get_tracking_uri()}")
+        ids = [found.experiment_id]
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        ids, filter_string=f"tags.family = '{family}' and attributes.status = 'FINISHED' "
+                           "and metrics.final_val_accuracy >= 0",
+        order_by=["metrics.final_val_accuracy DESC", "metrics.n_params ASC"], max_results=50)
+    runs = [r for r in runs if "signlab.classifier_uri" in r.data.tags]
+    if not runs:
+        raise UserError(f"no finished {family} run with a logged classifier at {mlflow.get_tracking_uri()}")
+    return runs[0]
+
+
+def _score(metrics: dict[str, float]) -> tuple[float, float, float]:
+    """Higher is better: test accuracy, then macro F1, then fewer parameters."""
+    return (metrics.get("test_accuracy", 0.0), metrics.get("test_f1_macro", 0.0), -metrics.get("n_params", float("inf")))
+
+
+def _version_metrics(version: ModelVersion) -> dict[str, float]:
+    return {k: float(version.tags[k]) for k in EVIDENCE if k in version.tags}
+
+
+def _alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def promote(run_id: str, force: bool = False, client: MlflowClient | None = None) -> Verdict:
+    """Register `run_id`'s classifier (once) and move the aliases by the gate."""
+    client = client or MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"no run {run_id!r} at {mlflow.get_tracking_uri()}") from None
+    family = run.data.tags.get("family")
+    uri = run.data.tags.get("signlab.classifier_uri")
+    if family not in MODEL_NAMES or not uri or run.info.status != "FINISHED":
+        raise UserError(f"run {run_id} is not a finished signlab training run with a logged classifier")
+    name = MODEL_NAMES[family]
+    version = _existing_version(client, name, run_id) or _register(client, name, uri, run)
+    candidate = _version_metrics(version)
+    champion = _alias(client, name, "champion")
+    if champion is not None and champion.version == version.version:
+        return Verdict(name, version.version, run_id, "unchanged",
+                       f"{name} v{version.version} (run {run_id}) is already the champion; nothing changed")
+    if champion is None or force or _score(candidate) > _score(_version_metrics(champion)):
+        if champion is not None:
+            client.set_registered_model_alias(name, "previous", champion.version)
+        client.set_registered_model_alias(name, "champion", version.version)
+        client.set_model_version_tag(name, version.version, "verdict", "champion" + (" (forced)" if force else ""))
+        held = "" if champion is None else (
+            f"; v{champion.version} (test accuracy {_version_metrics(champion).get('test_accuracy', float('nan')):.4f}) is now 'previous'")
+        return Verdict(name, version.version, run_id, "champion",
+                       f"{name} v{version.version} is the champion: test accuracy "
+                       f"{candidate.get('test_accuracy', float('nan')):.4f}{' (forced)' if force else ''}{held}")
+    current = _version_metrics(champion)
+    if (challenger := _alias(client, name, "challenger")) is not None and challenger.version == version.version:
+        return Verdict(name, version.version, run_id, "unchanged",
+                       f"{name} v{version.version} is already the challenger; nothing changed")
+    client.set_registered_model_alias(name, "challenger", version.version)
+    client.set_model_version_tag(name, version.version, "verdict", "challenger")
+    return Verdict(name, version.version, run_id, "challenger",
+                   f"{name} v{version.version} stays challenger: test accuracy {candidate.get('test_accuracy', 0):.4f} "
+                   f"(macro F1 {candidate.get('test_f1_macro', 0):.4f}) does not beat champion v{champion.version}'s "
+                   f"{current.get('test_accuracy', 0):.4f} (macro F1 {current.get('test_f1_macro', 0):.4f}); "
+                   "use --force to promote it anyway")
+
+
+def _existing_version(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for version in versions:
+        if version.tags.get("source_run") == run_id:
+            return version
+    return None
+
+
+def _register(client: MlflowClient, name: str, uri: str, run: Run) -> ModelVersion:
+    metrics = run.data.metrics
+    tags = {k: str(metrics[k]) for k in EVIDENCE if k in metrics}
+    tags.update({
+        "source_run": run.info.run_id, "experiment_id": run.info.experiment_id,
+        "study": run.data.tags.get("study", ""), "trial_number": run.data.tags.get("trial_number", ""),
+        "preset": run.data.tags.get("preset", ""), "reference": run.data.tags.get("reference", ""),
+        "registered_by": getpass.getuser(), "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    })
+    tags = {k: v for k, v in tags.items() if v != ""}
+    version = mlflow.register_model(uri, name, tags=tags)
+    return client.get_model_version(name, version.version)

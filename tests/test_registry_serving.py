@@ -1,0 +1,196 @@
+"""Promotion with aliases and a gate; `signlab predict` on PNGs; `mlflow models serve`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import subprocess_env
+from signlab.cli import app
+from signlab.labels import LABELS, label_to_letter
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+
+
+def _train(store: str, *args: str) -> tuple[str, dict[str, float]]:
+    result = CliRunner().invoke(app, ["train", *args, "--tracking-uri", store, "--experiment", "registry"])
+    assert result.exit_code == 0, result.output
+    run_id = result.output.split("run ")[1].split(":")[0]
+    return run_id, MlflowClient(store).get_run(run_id).data.metrics
+
+
+@pytest.fixture(scope="module")
+def mlp_runs(store) -> list[tuple[str, dict[str, float]]]:
+    """Three MLP runs of clearly different quality (1, 3 and 12 iterations)."""
+    runs = [_train(store, "--family", "mlp", "--preset", "nn2", "--subset", "40", "--epochs", str(n))
+            for n in (3, 1, 12)]
+    accs = [m["test_accuracy"] for _, m in runs]
+    assert accs[1] < accs[0] < accs[2], accs
+    return runs
+
+
+@pytest.fixture(scope="module")
+def cnn_champion(store) -> str:
+    """The tutorial CNN (batch 128) on the full training file for 8 epochs, promoted."""
+    run_id, metrics = _train(store, "--preset", "tutorial", "--epochs", "8", "--set", "batch_size=128")
+    assert metrics["test_accuracy"] > 0.85
+    result = CliRunner().invoke(app, ["promote", "--run-id", run_id, "--tracking-uri", store])
+    assert result.exit_code == 0 and "is the champion" in result.output, result.output
+    return run_id
+
+
+def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
+
+
+def test_promotion_gate_and_aliases(store, mlp_runs):
+    client = MlflowClient(store)
+    name = "sign-mnist-mlp"
+    (first, m1), (worse, _), (better, m3) = mlp_runs
+    runner = CliRunner()
+
+    def promote(run_id: str, *extra: str) -> str:
+        result = runner.invoke(app, ["promote", "--run-id", run_id, "--tracking-uri", store, *extra])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "is the champion" in promote(first)
+    assert _aliases(client, name) == {"champion": "1"}
+    version = client.get_model_version(name, "1")
+    assert version.tags["source_run"] == first and float(version.tags["test_accuracy"]) == pytest.approx(m1["test_accuracy"])
+    assert {"n_params", "test_f1_macro", "final_val_accuracy", "registered_by", "registered_at"} <= set(version.tags)
+
+    out = promote(worse)
+    assert "stays challenger" in out and "does not beat champion v1" in out
+    assert _aliases(client, name) == {"champion": "1", "challenger": "2"}
+
+    assert "v1 (test accuracy" in promote(better)
+    assert _aliases(client, name) == {"champion": "3", "previous": "1", "challenger": "2"}
+    assert client.get_model_version(name, "3").tags["verdict"] == "champion"
+
+    # the same run again changes nothing: no new version, same aliases
+    assert "already the champion; nothing changed" in promote(better)
+    assert "already the challenger; nothing changed" in promote(worse)
+    assert len(client.search_model_versions(f"name = '{name}'")) == 3
+    assert _aliases(client, name) == {"champion": "3", "previous": "1", "challenger": "2"}
+
+    # --force makes the worse one champion; --family picks the best run by validation
+    assert "(forced)" in promote(worse, "--force")
+    assert _aliases(client, name)["champion"] == "2" and _aliases(client, name)["previous"] == "3"
+    result = runner.invoke(app, ["promote", "--family", "mlp", "--tracking-uri", store])
+    assert result.exit_code == 0 and "v3 is the champion" in result.output, result.output
+
+
+def test_promote_refuses_bad_input(store):
+    runner = CliRunner()
+    for args, words in ((["--run-id", "nope"], "no run 'nope'"), ([], "give --family cnn|mlp or --run-id RUN"),
+                        (["--family", "svm"], "--family must be cnn or mlp")):
+        result = runner.invoke(app, ["promote", *args, "--tracking-uri", store])
+        assert result.exit_code == 2 and words in result.output, result.output
+
+
+def _test_pngs(folder: Path, test_split) -> tuple[list[Path], list[str]]:
+    """One real test image per letter, written as PNG (28x28, and one enlarged to 112x112)."""
+    paths, truth = [], []
+    for label in LABELS:
+        i = int(np.flatnonzero(test_split.labels == label)[0])
+        img = Image.fromarray(test_split.images[i])
+        path = folder / f"{label_to_letter(label)}.png"
+        (img.resize((112, 112), Image.Resampling.NEAREST) if label == 0 else img).save(path)
+        paths.append(path)
+        truth.append(label_to_letter(label))
+    return paths, truth
+
+
+def test_predict_pngs_with_the_champion(store, cnn_champion, test_split, tmp_path):
+    paths, truth = _test_pngs(tmp_path, test_split)
+    result = CliRunner().invoke(app, ["predict", *map(str, paths), "--json", "--tracking-uri", store])
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.output)
+    letters = [a["letter"] for a in answers]
+    assert all(len(a["top"]) == 3 and a["top"][0]["letter"] == a["letter"] for a in answers)
+    correct = sum(a == b for a, b in zip(letters, truth))
+    assert correct >= 18, list(zip(truth, letters))  # the champion's test accuracy is ~0.9
+    text = CliRunner().invoke(app, ["predict", str(paths[1]), "--tracking-uri", store]).output
+    assert text.startswith(f"{paths[1]}: ") and "top 3:" in text
+
+
+def test_predict_bad_inputs(store, cnn_champion, tmp_path):
+    runner = CliRunner()
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image")
+    bad_csv = tmp_path / "rows.csv"
+    bad_csv.write_text("pixel1,pixel2\n1,2\n")
+    for args, words in (([str(fake)], "fake.png: not a readable image"),
+                        ([str(bad_csv)], "rows.csv: expected 784 pixel columns"),
+                        ([str(tmp_path / "missing.png")], "missing.png: no such file"),
+                        ([str(fake), "--model", "models:/no-such-model@champion"], "fake.png: not a readable image")):
+        result = runner.invoke(app, ["predict", *args, "--tracking-uri", store])
+        assert result.exit_code == 2 and words in result.output and "Traceback" not in result.output, result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, payload: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_the_champion(store, cnn_champion, test_split, tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/sign-mnist-cnn@champion",
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        env=subprocess_env(MLFLOW_TRACKING_URI=store), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(1)
+        url = f"http://127.0.0.1:{port}/invocations"
+        idx = [int(np.flatnonzero(test_split.labels == label)[0]) for label in LABELS]
+        pixels = test_split.images[idx].reshape(len(idx), -1).tolist()
+        columns = [f"pixel{i}" for i in range(1, 785)]
+        status, body = _post(url, {"dataframe_split": {"columns": columns, "data": pixels}})
+        assert status == 200, body
+        letters = [p["letter"] for p in body["predictions"]]
+        truth = [label_to_letter(test_split.labels[i]) for i in idx]
+        assert sum(a == b for a, b in zip(letters, truth)) >= 18
+        assert all(0.0 <= p["probability"] <= 1.0 and "prob_A" in p for p in body["predictions"])
+        # bad payloads: a clear message, no stack trace
+        status, body = _post(url, {"dataframe_split": {"columns": columns[:10], "data": [pixels[0][:10]]}})
+        assert status == 400 and "pixel11" in body["message"], body
+        status, body = _post(url, {"dataframe_split": {"columns": columns, "data": [[300] * 784]}})
+        assert status == 400 and "outside 0-255" in body["message"] and "Traceback" not in body["message"], body
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
