@@ -278,6 +278,27 @@ def predict_command(
         typer.echo(f"{r['input']}: {r['letter']} ({r['probability']:.3f})  top {top}: {others}")
 
 
+# ---- report ---------------------------------------------------------------------------------
+@app.command("report")
+@friendly
+def report(
+    experiment: Annotated[list[str] | None, typer.Option(help="Only these experiments (repeatable; default: all).")] = None,
+    study: Annotated[str | None, typer.Option(help="Only this study.")] = None,
+    family: Annotated[str | None, typer.Option(help="Only cnn or mlp.")] = None,
+    top: Annotated[int, typer.Option(min=1, help="Trials per study, best first by validation accuracy.")] = 1,
+    output: Annotated[Path, typer.Option(help="Folder for report.md and report.html.")] = Path("reports"),
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Compare our best runs with the published references (Markdown + HTML, logged to MLflow)."""
+    from signlab.report import run_report
+    from signlab.tracking import setup
+
+    setup(tracking_uri)
+    paths = run_report(output, experiment or None, study, family, top)
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     """Entry point for `python -m signlab`."""
     app()

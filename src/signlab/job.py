@@ -15,6 +15,7 @@ from signlab import tracking
 from signlab.augment import perturb
 from signlab.data import load_split
 from signlab.evaluate import Evaluation, confusion_figure, evaluate, latency, learning_curves_figure
+from signlab.labels import LETTERS
 from signlab.models.cnn import CNNSpec
 from signlab.models.mlp import MLPSpec
 from signlab.plots import save_figure
@@ -131,7 +132,8 @@ def _write_artifacts(folder: Path, spec: CNNSpec | MLPSpec, result: FitResult,
     )
     (folder / "classification_report.json").write_text(json.dumps(
         {"test": test.report, "test_aug": test_aug.report, "val": val.report,
-         "worst_confusions": test.worst_confusions()}, indent=1))
+         "worst_confusions": test.worst_confusions(), "letters": list(LETTERS),
+         "confusion": test.confusion.tolist()}, indent=1))
     (folder / "model_summary.txt").write_text(_summary(result))
     (folder / "history.json").write_text(json.dumps(result.history))
 

@@ -1,0 +1,117 @@
+"""The report: best trial and references in Markdown and HTML, logged to MLflow, and the
+HTML rendered in headless Chromium (screenshot kept under test-output/)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from conftest import subprocess_env
+from signlab.cli import app
+from signlab.references import load_references
+from signlab.study import Overrides, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = """\
+study_name: tiny
+family: mlp
+max_epochs: 2
+subset: 6
+sampler: {type: tpe, seed: 1}
+pruner: {type: none}
+space:
+  units: {type: int, low: 16, high: 64}
+"""
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory) -> tuple[str, Path, object]:
+    """A 2-trial study, and the nn1 reference run with two seeds, in one store."""
+    tmp = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    (tmp / "tiny.yaml").write_text(STUDY)
+    study = run_study(tmp / "tiny.yaml", Overrides(n_trials=2), storage=f"sqlite:///{tmp / 'optuna.db'}",
+                      tracking_uri=uri, progress=False)
+    for seed in ("0", "1"):
+        result = CliRunner().invoke(app, ["reference", "nn1", "--epochs", "2", "--subset", "6", "--seed", seed,
+                                          "--tracking-uri", uri])
+        assert result.exit_code == 0, result.output
+    return uri, tmp, study
+
+
+@pytest.fixture(scope="module")
+def report(tracked) -> tuple[Path, Path]:
+    uri, tmp, _ = tracked
+    out = tmp / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), "--tracking-uri", uri,
+                           "--output", str(out)], capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out / "report.md", out / "report.html"
+
+
+def test_report_holds_best_trial_references_and_params(tracked, report):
+    uri, _, study = tracked
+    md, html = (p.read_text() for p in report)
+    best = study.best_trial
+    assert f"tiny trial {best.number} (best)" in md and f"tiny trial {best.number} (best)" in html
+    params = int(MlflowClient(uri).get_run(best.user_attrs["mlflow_run_id"]).data.metrics["n_params"])
+    assert f"{params:,}" in md
+    for ref in load_references():
+        assert ref.model in md, ref.model
+        assert ref.model.replace("&", "&amp;") in html, ref.model
+        if ref.params:
+            assert f"{ref.params:,}" in md
+    nn1 = next(line for line in md.splitlines() if line.startswith("| NN 1 "))
+    assert "yes (2 seeds)" in nn1 and " ± " in nn1 and "18.61%" in nn1
+    dasgupta = next(line for line in md.splitlines() if "Dasgupta" in line)
+    assert "| yes |" in dasgupta  # flagged: tuned on the test split
+    assert "never used to choose" in md
+
+
+def test_report_is_logged_as_a_run(tracked, report):
+    client = MlflowClient(tracked[0])
+    runs = client.search_runs([client.get_experiment_by_name("reports").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id)} == {"report.md", "report.html"}
+
+
+def test_report_filters(tracked, tmp_path):
+    uri = tracked[0]
+    result = CliRunner().invoke(app, ["report", "--tracking-uri", uri, "--family", "cnn", "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "report.md").read_text()
+    assert "tiny trial" not in md, md
+    assert "| NN 1 " not in md and "| CNN 3 " in md
+    result = CliRunner().invoke(app, ["report", "--tracking-uri", uri, "--study", "tiny", "--top", "2",
+                                      "--output", str(tmp_path)])
+    md = (tmp_path / "report.md").read_text()
+    assert "(best)" in md and "(#2)" in md
+    bad = CliRunner().invoke(app, ["report", "--tracking-uri", uri, "--experiment", "nope", "--output", str(tmp_path)])
+    assert bad.exit_code == 2 and "no experiment named 'nope'" in bad.output
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    html = report[1].resolve()
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*flags, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count('class="main-svg"') >= 3, "plotly drew its charts (SVG) without network"
+    assert "Accuracy against parameters" in dom and "Per-letter F1" in dom
+    out = Path(os.environ.get("SIGNLAB_TEST_OUTPUT", ROOT / "test-output"))
+    out.mkdir(parents=True, exist_ok=True)
+    shot = out / "report.png"
+    subprocess.run([*flags, "--window-size=1400,2600", f"--screenshot={shot}", html.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 20_000
