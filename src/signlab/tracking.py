@@ -174,7 +174,8 @@ def _quiet(*loggers: str) -> Iterator[None]:
 
 
 def _log_models(model: Any, example_images: np.ndarray) -> str:
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
     from signlab.classifier import SKOPS_TRUSTED_TYPES
     from signlab.pyfunc import PIXEL_COLUMNS, LetterPyfunc, predictions_frame
@@ -196,12 +197,15 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
     frame = pd.DataFrame(pixels, columns=PIXEL_COLUMNS)
+    # Pixel columns are optional in the schema, so that a payload with missing columns reaches
+    # the model, whose error names the problem in one line (MLflow's lists all 784 names).
+    inputs = Schema([ColSpec("double", name, required=False) for name in PIXEL_COLUMNS])
+    signature = ModelSignature(inputs, infer_signature(frame, predictions_frame(probs)).outputs)
     with tempfile.TemporaryDirectory() as tmp:
         folder = model.save(Path(tmp) / "letter_model")
         info = mlflow.pyfunc.log_model(
             name="classifier", python_model=LetterPyfunc(), artifacts={"letter_model": str(folder)},
-            input_example=frame, signature=infer_signature(frame, predictions_frame(probs)),
-            pip_requirements=reqs,
+            input_example=frame, signature=signature, pip_requirements=reqs,
         )
     mlflow.set_tag("signlab.classifier_uri", info.model_uri)
     return info.model_uri
