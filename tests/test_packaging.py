@@ -22,4 +22,9 @@ def test_conda_env_lists_the_same_requirements_as_pyproject():
 def test_mlproject_uses_conda_env_and_has_entry_points():
     spec = yaml.safe_load((ROOT / "MLproject").read_text())
     assert spec["conda_env"] == "conda.yaml"
-    assert "data_profile" in spec["entry_points"]
+    points = spec["entry_points"]
+    assert {"data_profile", "train", "reference", "cnn_study", "mlp_study", "report", "promote"} <= set(points)
+    for study in ("cnn_study", "mlp_study"):
+        assert {"n_trials", "timeout", "max_epochs", "subset", "storage", "tracking_uri", "study_name",
+                "seed"} <= set(points[study]["parameters"])
+    assert points["mlp_study"]["parameters"]["study_file"]["default"] == "studies/mlp.yaml"
