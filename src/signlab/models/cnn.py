@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import keras
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import keras
 
 
 class ConvBlock(BaseModel):
@@ -43,6 +45,8 @@ class CNNSpec(BaseModel):
 
 def build_cnn(spec: CNNSpec, name: str = "cnn") -> keras.Model:
     """A compiled-ready Sequential model for 28x28x1 inputs in [0, 1]."""
+    import keras  # here, not at import: commands that build no model start without TensorFlow
+
     conv_reg = keras.regularizers.L2(spec.l2_conv) if spec.l2_conv else None
     dense_reg = keras.regularizers.L2(spec.l2_dense) if spec.l2_dense else None
     layers: list[keras.layers.Layer] = [keras.Input((28, 28, 1))]
