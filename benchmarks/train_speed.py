@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from signlab import tracking
 from signlab.data import load_split
