@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -68,12 +68,13 @@ def _end(status: str) -> None:
 
 
 def log_to_active_run(paths: list[Path], artifact_path: str | None = None) -> str | None:
-    """Log files to the current run (or the one `mlflow run` started); its id, or None."""
+    """Log files to the active run, or to the one `mlflow run` started; its id, or None."""
     run = mlflow.active_run()
     if run is None and not os.environ.get("MLFLOW_RUN_ID"):
         return None
-    setup()
-    with mlflow.start_run(run_id=run.info.run_id if run else None) as active:
+    if run is None:
+        setup()
+    with tracked_run() if run is None else nullcontext(run) as active:
         for path in paths:
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
         return active.info.run_id
@@ -86,7 +87,9 @@ def git_commit() -> str | None:
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:
