@@ -37,7 +37,8 @@ class Verdict:
 
 
 def best_run(client: MlflowClient, family: str, experiment: str | None = None) -> Run:
-    """The finished run of `family` with a logged classifier and the best validation accuracy."""
+    """The finished run of `family` with a logged classifier and the best validation accuracy
+    (ties: the perturbed validation copy's accuracy, then fewer parameters). Never test."""
     if experiment:
         found = client.get_experiment_by_name(experiment)
         if found is None:
@@ -48,7 +49,8 @@ def best_run(client: MlflowClient, family: str, experiment: str | None = None) -
     runs = client.search_runs(
         ids, filter_string=f"tags.family = '{family}' and attributes.status = 'FINISHED' "
                            "and metrics.final_val_accuracy >= 0",
-        order_by=["metrics.final_val_accuracy DESC", "metrics.n_params ASC"], max_results=50)
+        order_by=["metrics.final_val_accuracy DESC", "metrics.final_val_aug_accuracy DESC",
+                  "metrics.n_params ASC"], max_results=50)
     runs = [r for r in runs if "signlab.classifier_uri" in r.data.tags]
     if not runs:
         raise UserError(f"no finished {family} run with a logged classifier at {mlflow.get_tracking_uri()}")

@@ -83,12 +83,7 @@ def collect(client: MlflowClient, experiments: list[str] | None = None, study: s
         name = parent.data.tags.get("study", parent.info.run_name)
         if study and name != study:
             continue
-        trials = client.search_runs(
-            [parent.info.experiment_id],
-            f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.trial_state = 'COMPLETE' "
-            "and metrics.final_val_accuracy >= 0",
-            order_by=["metrics.final_val_accuracy DESC", "metrics.n_params ASC"], max_results=top)
-        for rank, run in enumerate(trials, start=1):
+        for rank, run in enumerate(_ranked_trials(client, parent, top), start=1):
             number = int(run.data.tags.get("trial_number", -1))
             label = f"{name} trial {number}" + (" (best)" if rank == 1 else f" (#{rank})")
             rows.append(Row(label, run.data.tags.get("family", "?"), "study", [run], study=name, trial=number))
@@ -104,6 +99,24 @@ def collect(client: MlflowClient, experiments: list[str] | None = None, study: s
         for key, runs in grouped.items():
             rows.append(Row(refs[key].model, refs[key].family, "reference", runs, reference=refs[key]))
     return rows
+
+
+def _ranked_trials(client: MlflowClient, parent: Run, top: int) -> list[Run]:
+    """The study's best trial (as the study itself chose it: the parent's `best.mlflow_run_id`),
+    then the next best by the study's first objective, all validation metrics."""
+    from signlab.study import OBJECTIVE_METRIC
+
+    objective = parent.data.params.get("objectives", "val_accuracy").split(",")[0]
+    metric = OBJECTIVE_METRIC.get(objective, "final_val_accuracy")
+    order = "ASC" if metric == "n_params" else "DESC"
+    trials = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.trial_state = 'COMPLETE' "
+        f"and metrics.{metric} >= 0",
+        order_by=[f"metrics.{metric} {order}", "metrics.n_params ASC"], max_results=top + 1)
+    best_id = parent.data.tags.get("best.mlflow_run_id")
+    best = [client.get_run(best_id)] if best_id and best_id != "None" else []
+    return (best + [r for r in trials if r.info.run_id != best_id])[:top]
 
 
 def table(ours: list[Row], family: str | None = None) -> list[dict[str, str]]:
@@ -161,9 +174,11 @@ def markdown(lines: list[dict[str, str]]) -> str:
 
 
 def best_row(ours: list[Row]) -> Row | None:
-    """Our best model by validation accuracy (ties: fewer parameters); never by test."""
+    """Our best model on validation data, never test: validation accuracy, ties broken by
+    accuracy on the perturbed validation copy, then by fewer parameters."""
     scored = [r for r in ours if r.metric("final_val_accuracy") is not None]
-    return max(scored, key=lambda r: (r.metric("final_val_accuracy"), -(r.params or 0)), default=None)
+    return max(scored, key=lambda r: (r.metric("final_val_accuracy"), r.metric("final_val_aug_accuracy") or 0.0,
+                                      -(r.params or 0)), default=None)
 
 
 def accuracy_chart(lines: list[dict[str, str]]) -> go.Figure:
@@ -250,7 +265,7 @@ def write_report(client: MlflowClient, output: Path, experiments: list[str] | No
 
 
 def _preamble(best: Row | None, stamp: str, uri: str) -> str:
-    pick = (f"Our best model by validation accuracy: **{best.model}** "
+    pick = (f"Our best model on validation data (accuracy, ties broken on the perturbed validation copy): **{best.model}** "
             f"(validation {_pct(best.metric('final_val_accuracy'))}, test {_pct(best.metric('test_accuracy'))}, "
             f"{best.params:,} params).") if best else "No runs of ours yet."
     return (f"# signlab report\n\nGenerated {stamp} from `{uri}`. Models are chosen on a validation split "

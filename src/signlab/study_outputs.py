@@ -133,6 +133,11 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
                      f"{int(a.get('n_params', 0)):,} params")
         lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
         if cfg.multi_objective:
+            if cfg.target_val_accuracy is not None:
+                reached = a.get("final_val_accuracy", 0.0) >= cfg.target_val_accuracy
+                lines.append(f"  {'smallest Pareto model reaching' if reached else 'no Pareto model reaches'} "
+                             f"target_val_accuracy {cfg.target_val_accuracy}"
+                             + ("" if reached else "; shown: the most accurate"))
             lines.append(f"Pareto front ({len(study.best_trials)} trials):")
             lines += ["  " + line for line in pareto_table(study, cfg).round(5).to_string(index=False).splitlines()[:12]]
     lines.append(f"MLflow: parent run {parent} in experiment {experiment_id}; browse with "
