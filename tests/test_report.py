@@ -107,8 +107,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
     dom = subprocess.run([*flags, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert dom.count('class="main-svg"') >= 3, "plotly drew its charts (SVG) without network"
-    assert "Accuracy against parameters" in dom and "Per-letter F1" in dom
+    assert dom.count('class="main-svg"') >= 4, "plotly drew its charts (SVG) without network"
+    assert "Accuracy against parameters" in dom and "Per-letter F1" in dom and "test split: accuracy" in dom
     out = Path(os.environ.get("SIGNLAB_TEST_OUTPUT", ROOT / "test-output"))
     out.mkdir(parents=True, exist_ok=True)
     shot = out / "report.png"
