@@ -14,6 +14,7 @@ import io
 import os
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -116,7 +117,7 @@ def load_csv(path: str | os.PathLike[str], name: str | None = None, cache: bool 
         except (OSError, KeyError, ValueError):
             cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt below
     images, labels = _parse(path)
-    verified = _is_known(path, sha)
+    verified = is_verified(path, sha=sha)
     _warn_if_modified(path, verified)
     if cache:
         _write_cache(cached, images, labels, verified)
@@ -137,14 +138,21 @@ def _write_cache(target: Path, images: np.ndarray, labels: np.ndarray, verified:
         tmp.unlink(missing_ok=True)
 
 
-def _is_known(path: Path, sha: str) -> bool:
-    """Whether the file (or, for .gz, its content) has the SHA-256 of an original."""
-    known = config.KNOWN_SHA256.get(path.name)
-    if known is not None and sha in known:
+def is_verified(path: Path, name: str | None = None, sha: str | None = None) -> bool:
+    """Whether `path` (or, for .gz, its content) has the SHA-256 of the original file `name`
+    (default: the file's own name). `sha`: the file's SHA-256, if already known."""
+    name = name or path.name
+    if (sha or sha256_file(path)) in config.KNOWN_SHA256.get(name, set()):
         return True
-    if path.suffix == ".gz":
-        inner = hashlib.sha256(_open_text(path).read().encode()).hexdigest()
-        return inner in config.KNOWN_SHA256.get(path.name[:-3], set())
+    if name.endswith(".gz"):
+        digest = hashlib.sha256()
+        try:
+            with gzip.open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except (OSError, EOFError, zlib.error):  # not gzip, or cut short
+            return False
+        return digest.hexdigest() in config.KNOWN_SHA256.get(name[:-3], set())
     return False
 
 

@@ -6,41 +6,22 @@ SHA-256 matches an original; a failed, corrupted or interrupted download leaves 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
 import os
 import shutil
 import urllib.error
 import urllib.request
-import zlib
 from pathlib import Path
 
 from tqdm import tqdm
 
 from signlab import config
-from signlab.data import DataFileNotFound, find_split_file, sha256_file
+from signlab.data import DataFileNotFound, find_split_file, is_verified
 
 
 class FetchError(RuntimeError):
     """A download that failed or did not verify; nothing was written."""
-
-
-def is_verified(path: Path, name: str | None = None) -> bool:
-    """Whether `path` (or its gzip content) has the SHA-256 of the original file `name`."""
-    name = name or path.name
-    if sha256_file(path) in config.KNOWN_SHA256.get(name, set()):
-        return True
-    if name.endswith(".gz"):
-        digest = hashlib.sha256()
-        try:
-            with gzip.open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        except (OSError, EOFError, zlib.error):  # not gzip, or cut short
-            return False
-        return digest.hexdigest() in config.KNOWN_SHA256.get(name[:-3], set())
-    return False
 
 
 def present(data_dir: Path) -> dict[str, Path]:
@@ -114,7 +95,7 @@ def _download(address: str, dest: Path, progress: bool) -> Path:
                 raise FetchError(f"{address}: download broke off ({exc!r}); nothing written") from None
             if total is not None and out.tell() != total:
                 raise FetchError(f"{address}: got {out.tell()} of {total} bytes; nothing written")
-        if digest.hexdigest() not in config.KNOWN_SHA256[dest.name] and not is_verified(tmp, dest.name):
+        if not is_verified(tmp, dest.name, sha=digest.hexdigest()):
             raise FetchError(
                 f"{address}: SHA-256 {digest.hexdigest()} matches no original {dest.name}: "
                 "the download is corrupted or not the Kaggle file; nothing written"
