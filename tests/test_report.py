@@ -115,3 +115,43 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     subprocess.run([*flags, "--window-size=1400,2600", f"--screenshot={shot}", html.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_report_from_a_tracking_server(tmp_path, data_dir):
+    """The same report through `mlflow server` on 127.0.0.1 (http:// tracking URI)."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts")],
+        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(1)
+        result = CliRunner().invoke(app, ["reference", "nn2", "--epochs", "2", "--subset", "6", "--tracking-uri", uri])
+        assert result.exit_code == 0, result.output
+        out = tmp_path / "out"
+        result = CliRunner().invoke(app, ["report", "--tracking-uri", uri, "--output", str(out)])
+        assert result.exit_code == 0, result.output
+        nn2 = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| NN 2 "))
+        assert "| yes |" in nn2 and "77.96%" in nn2
+        client = MlflowClient(uri)
+        report_run = client.search_runs([client.get_experiment_by_name("reports").experiment_id])[0]
+        assert {a.path for a in client.list_artifacts(report_run.info.run_id)} == {"report.md", "report.html"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
