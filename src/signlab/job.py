@@ -126,13 +126,14 @@ def _write_artifacts(folder: Path, spec: CNNSpec | MLPSpec, result: FitResult,
     save_figure(confusion_figure(test, "test split"), folder / "confusion_matrix", self_contained=False)
     save_figure(learning_curves_figure(result.history, f"{spec.family} learning curves"),
                 folder / "learning_curves", png=False, self_contained=False)
+    worst = test.worst_confusions()
     (folder / "classification_report.txt").write_text(
-        f"test split\n{test.report_text()}\n\nworst confusions:\n" + "\n".join(test.worst_confusions())
+        f"test split\n{test.report_text()}\n\nworst confusions:\n" + "\n".join(worst)
         + f"\n\nperturbed test copy\n{test_aug.report_text()}\n\nvalidation split\n{val.report_text()}\n"
     )
     (folder / "classification_report.json").write_text(json.dumps(
         {"test": test.report, "test_aug": test_aug.report, "val": val.report,
-         "worst_confusions": test.worst_confusions(), "letters": list(LETTERS),
+         "worst_confusions": worst, "letters": list(LETTERS),
          "confusion": test.confusion.tolist()}, indent=1))
     (folder / "model_summary.txt").write_text(_summary(result))
     (folder / "history.json").write_text(json.dumps(result.history))

@@ -182,12 +182,13 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
 
     from signlab.classifier import SKOPS_TRUSTED_TYPES
     from signlab.pyfunc import PIXEL_COLUMNS, LetterPyfunc, predictions_frame
+    from signlab.splits import scale
 
     reqs = requirements()
     pixels = example_images[:2].reshape(2, -1).astype(np.float64)
     probs = model.predict_proba(example_images[:2])
     if model.family == "cnn":
-        x = (example_images[:2].astype(np.float32) / 255.0)[..., None]
+        x = scale(example_images[:2], normalised=True)[..., None]  # as the model was trained
         mlflow.tensorflow.log_model(
             model.estimator, name="model", pip_requirements=reqs, input_example=x,
             signature=infer_signature(x, model.estimator.predict(x, verbose=0)),
