@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import subprocess_env
 from signlab.errors import UserError
-from signlab.study import Overrides, load_or_create, run_study
+from signlab.study import Overrides, run_study
 from signlab.study_config import load_study_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_failing_trial_ends_failed_and_study_goes_on(tmp_path, stores):
         "  units:", "  alpha: {type: categorical, choices: [0.0001, 1.0e+300]}\n  units:")
     path = _study_file(tmp_path, text)
     cfg = load_study_config(path)
-    queued = load_or_create(cfg, storage)
+    queued = optuna.create_study(study_name=cfg.study_name, storage=storage, direction="maximize")
     queued.enqueue_trial({"alpha": 1.0e300, "units": 16})  # the L2 term overflows: NaN loss
     queued.enqueue_trial({"alpha": 0.0001, "units": 16})
     study = run_study(path, Overrides(n_trials=2), storage=storage, tracking_uri=uri, progress=False)
@@ -186,7 +186,9 @@ def test_bad_storage_url_is_named_without_password(tmp_path):
     path = _study_file(tmp_path, BASE.format(name="x", extra=""))
     with pytest.raises(UserError) as info:
         run_study(path, storage="sqlite:////nonexistent/dir/optuna.db", progress=False)
-    assert "cannot open study storage sqlite:////nonexistent/dir/optuna.db" in str(info.value)
+    assert ("cannot open study storage SQLite file /nonexistent/dir/optuna.db: unable to open database file"
+            in str(info.value))
     with pytest.raises(UserError) as info:
         run_study(path, storage="postgresql+psycopg2://bob:s3cret@127.0.0.1:1/db", progress=False)
     assert "s3cret" not in str(info.value) and "bob:***@127.0.0.1:1" in str(info.value)
+    assert "no database driver for 'postgresql+psycopg2' is installed" in str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -177,30 +178,78 @@ study_app = typer.Typer(help="Optuna studies, each a parent MLflow run with a ch
 app.add_typer(study_app, name="study")
 
 
+NTrials = Annotated[int | None, typer.Option(min=1, help="Trials to add in this session (default: the file's).")]
+Timeout = Annotated[float | None, typer.Option(min=1, help="Seconds before no new trial starts (default: the file's).")]
+MaxEpochs = Annotated[int | None, typer.Option(min=1, help="Epochs (MLP: iterations) per trial (default: the file's).")]
+StudySubset = Annotated[int | None, typer.Option(min=0, help="Images per class (0 = all; default: the file's).")]
+Storage = Annotated[str | None, typer.Option(envvar="SIGNLAB_STORAGE", show_envvar=True,
+                                             help="Optuna storage, any SQLAlchemy URL (default: sqlite:///optuna.db); "
+                                             "keep passwords in $PGPASSWORD or ~/.pgpass, not here.")]
+StudyName = Annotated[str | None, typer.Option(help="Study name (default: the file's).")]
+StudySeed = Annotated[int | None, typer.Option(help="Seed for the data split and training (default: the file's).")]
+MaxTotal = Annotated[int | None, typer.Option(min=1, help="Stop when the study holds this many trials, all workers together.")]
+
+
 @study_app.command("run")
 @friendly
 def study_run(
     study_file: Annotated[Path, typer.Argument(help="A study file, e.g. studies/cnn.yaml.")],
-    n_trials: Annotated[int | None, typer.Option(min=1, help="Trials to add in this session (default: the file's).")] = None,
-    timeout: Annotated[float | None, typer.Option(min=1, help="Seconds before no new trial starts (default: the file's).")] = None,
-    max_epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (MLP: iterations) per trial (default: the file's).")] = None,
-    subset: Annotated[int | None, typer.Option(min=0, help="Images per class (0 = all; default: the file's).")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage, any SQLAlchemy URL (default: sqlite:///optuna.db).")] = None,
+    n_trials: NTrials = None,
+    timeout: Timeout = None,
+    max_epochs: MaxEpochs = None,
+    subset: StudySubset = None,
+    storage: Storage = None,
     tracking_uri: TrackingUri = None,
-    study_name: Annotated[str | None, typer.Option(help="Study name (default: the file's).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for the data split and training (default: the file's).")] = None,
+    study_name: StudyName = None,
+    seed: StudySeed = None,
+    max_total_trials: MaxTotal = None,
+    worker: Annotated[int | None, typer.Option(min=1, envvar="SIGNLAB_WORKER", show_envvar=True,
+                                               help="This worker's number (1, 2, ...): worker k adds k-1 to the sampler seed.")] = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar over trials.")] = True,
 ) -> None:
-    """Run a study, or resume it: the same command again adds trials to the same study."""
+    """Run a study, or resume it: the same command again adds trials to the same study.
+    Started on several machines with one --storage and --tracking-uri, the workers share it."""
     from signlab.study import Overrides, run_study
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
+    if worker is not None:
+        os.environ["SIGNLAB_WORKER"] = str(worker)
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
-                          study_name=study_name, seed=seed)
+                          study_name=study_name, seed=seed, max_total_trials=max_total_trials)
     run_study(study_file, overrides, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
               progress=progress, echo=typer.echo)
+
+
+@study_app.command("workers")
+@friendly
+def study_workers(
+    n: Annotated[int, typer.Argument(min=1, max=64, help="How many worker processes.")],
+    study_file: Annotated[Path, typer.Argument(help="A study file, e.g. studies/cnn.yaml.")],
+    n_trials: Annotated[int | None, typer.Option(min=1, help="Trials to add, all workers together (default: the file's).")] = None,
+    timeout: Timeout = None,
+    max_epochs: MaxEpochs = None,
+    subset: StudySubset = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+    study_name: StudyName = None,
+    seed: StudySeed = None,
+    max_total_trials: MaxTotal = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run N worker processes on one study (here; on other machines run `signlab study run`
+    with the same --storage, --tracking-uri and --max-total-trials)."""
+    from signlab import config
+    from signlab.study import Overrides
+    from signlab.workers import run_workers
+
+    overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
+                          study_name=study_name, seed=seed, max_total_trials=max_total_trials)
+    code = run_workers(n, study_file, overrides, storage or config.DEFAULT_STORAGE, tracking_uri, data_dir,
+                       echo=typer.echo)
+    if code:
+        raise typer.Exit(code)
 
 
 @study_app.command("check")
@@ -276,6 +325,23 @@ def predict_command(
     for r in results:
         others = ", ".join(f"{t['letter']} {t['probability']:.3f}" for t in r["top"])
         typer.echo(f"{r['input']}: {r['letter']} ({r['probability']:.3f})  top {top}: {others}")
+
+
+@app.command("server")
+@friendly
+def server(
+    backend_store_uri: Annotated[str, typer.Option(envvar="MLFLOW_BACKEND_STORE_URI", show_envvar=True,
+                                                   help="Database for runs and models (SQLAlchemy URL).")] = "sqlite:///mlflow.db",
+    artifacts_destination: Annotated[str, typer.Option(help="Where the server keeps artifacts (a folder or s3://...).")] = "./mlartifacts",
+    host: Annotated[str, typer.Option(help="Interface to listen on; 127.0.0.1 keeps it to this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5000,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Server worker processes.")] = 1,
+) -> None:
+    """Start an MLflow tracking server (database backend store, proxied artifacts) for
+    workers on several machines and a team's MLflow UI."""
+    from signlab.server import serve
+
+    serve(backend_store_uri, artifacts_destination, host, port, workers, echo=typer.echo)
 
 
 # ---- report ---------------------------------------------------------------------------------

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial
 
 from signlab.errors import UserError
 
 HEARTBEAT_SECONDS = 15  # a live trial beats this often...
 GRACE_SECONDS = 60  # ...and is marked FAIL when silent this long (its worker died)
+
+FailedTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 def redact(url: str) -> str:
@@ -19,19 +23,79 @@ def redact(url: str) -> str:
     return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def open_storage(url: str, retries: int = 0) -> RDBStorage:
-    """An RDBStorage with heartbeats; a trial whose worker died is failed (and retried
-    `retries` times). Errors name the URL without its password and say nothing changed."""
-    callback = RetryFailedTrialCallback(max_retry=retries) if retries else None
+def normalise(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 (the driver we install)."""
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+
+
+def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_period: int = GRACE_SECONDS,
+                 on_failed_trial: FailedTrialCallback | None = None) -> RDBStorage:
+    """An RDBStorage with heartbeats: a trial whose worker died is failed (and handed to
+    `on_failed_trial`). Errors say where the database is, without the password, and that
+    nothing was changed."""
+    import sqlalchemy
+
+    url = normalise(url)
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise UserError(f"storage {redact(url)!r} is not a database URL; expected e.g. sqlite:///optuna.db "
+                        "or postgresql+psycopg://USER@HOST:5432/DATABASE") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own summary says what happened
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                              failed_trial_callback=callback)
-    except Exception as exc:  # SQLAlchemy raises many kinds: bad URL, driver, connection
-        reason = redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
-        raise UserError(
-            f"cannot open study storage {redact(url)}: {reason}. Nothing was changed."
-        ) from None
+            return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                              failed_trial_callback=on_failed_trial)
+    except ImportError:
+        raise UserError(f"storage {redact(url)}: no database driver for {parsed.drivername!r} is installed "
+                        "(for PostgreSQL use postgresql+psycopg://, installed with signlab)") from None
+    except Exception as exc:  # SQLAlchemy raises many kinds: driver, connection, authentication
+        raise UserError(f"cannot open study storage {where(parsed)}: {reason(exc)} "
+                        "(nothing was changed: the studies stored there are untouched)") from None
 
+
+def check_database(url: str, what: str) -> str:
+    """Connect once to a database URL (normalised and returned), or a UserError saying
+    where it is and why not, without the password."""
+    import sqlalchemy
+
+    url = normalise(url)
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+        engine = sqlalchemy.create_engine(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise UserError(f"{what} {redact(url)!r} is not a database URL; expected e.g. sqlite:///mlflow.db "
+                        "or postgresql+psycopg://USER@HOST:5432/DATABASE") from None
+    except ImportError:
+        raise UserError(f"{what} {redact(url)}: no database driver for it is installed "
+                        "(for PostgreSQL use postgresql+psycopg://)") from None
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:
+        raise UserError(f"cannot open {what}, {where(parsed)}: {reason(exc)} (nothing was changed)") from None
+    finally:
+        engine.dispose()
+    return url
+
+
+def where(parsed) -> str:  # noqa: ANN001 (sqlalchemy URL)
+    """'PostgreSQL at 127.0.0.1:5432, database optuna, user signlab' or the SQLite file."""
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return f"SQLite file {parsed.database or ':memory:'}"
+    name = {"postgresql": "PostgreSQL", "mysql": "MySQL"}.get(backend, backend)
+    user = f", user {parsed.username}" if parsed.username else ""
+    port = parsed.port or {"postgresql": 5432, "mysql": 3306}.get(backend, "default port")
+    return f"{name} at {parsed.host or 'localhost'}:{port}, database {parsed.database}{user}"
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's first line, without SQLAlchemy's decorations or any password."""
+    orig = getattr(exc, "orig", None) or exc
+    text = " ".join(str(orig).split()) or type(orig).__name__
+    text = re.sub(r"^\(\S+\)\s*", "", text)
+    text = re.sub(r"\s*\(Background on this error at: \S+\)", "", text)
+    text = text.replace("connection failed: ", "").replace("FATAL: ", "")
+    return redact(text)

@@ -10,6 +10,7 @@ same study again finds the same parent. Trials are chosen on validation data onl
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,18 +20,20 @@ from typing import Any
 import mlflow
 import optuna
 from mlflow.tracking import MlflowClient
+from optuna.storages import RDBStorage
 from tqdm import tqdm
 
-from signlab import tracking
+from signlab import recovery, tracking
 from signlab.errors import UserError
 from signlab.job import Data, prepare_data, train_and_log
 from signlab.space import check_buildable, trial_spec
+from signlab.recovery import RUN_ATTR
 from signlab.storage import open_storage, redact
 from signlab.study_config import StudyConfig, load_study_config
 from signlab.study_outputs import log_study_outputs, summary_lines
 
 PARENT_ATTR = "mlflow_parent_run_id"
-RUN_ATTR = "mlflow_run_id"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 OBJECTIVE_METRIC = {"val_accuracy": "final_val_accuracy", "val_aug_accuracy": "final_val_aug_accuracy",
                     "n_params": "n_params"}
 
@@ -45,19 +48,31 @@ class Overrides:
     subset: int | None = None
     study_name: str | None = None
     seed: int | None = None
+    max_total_trials: int | None = None  # all workers together: no trial starts past this total
 
     def apply(self, cfg: StudyConfig) -> StudyConfig:
-        changes = {k: v for k, v in vars(self).items() if v is not None}
+        changes = {k: v for k, v in vars(self).items() if v is not None and k in StudyConfig.model_fields}
         return cfg.model_copy(update=changes)
 
 
+def worker_index() -> int:
+    """This worker's number among a study's workers ($SIGNLAB_WORKER, 1 if unset)."""
+    value = os.environ.get("SIGNLAB_WORKER", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"$SIGNLAB_WORKER must be a worker number 1, 2, 3, ..., got {value!r}")
+    return int(value)
+
+
 def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The study file's sampler; worker k adds k-1 to its seed, or workers with one seed
+    would draw the very same trials."""
     s = cfg.sampler
+    seed = None if s.seed is None else s.seed + worker_index() - 1
     if s.type == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if s.type == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=s.seed)
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials,
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials,
                                       multivariate=True, constant_liar=True)
 
 
@@ -73,9 +88,8 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
 
 
-def load_or_create(cfg: StudyConfig, storage_url: str) -> optuna.Study:
+def load_or_create(cfg: StudyConfig, storage: RDBStorage, storage_url: str) -> optuna.Study:
     """The study named in `cfg`, created or resumed; refuses one with other directions."""
-    storage = open_storage(storage_url, retries=cfg.retry_failed_trials)
     try:
         existing = optuna.load_study(study_name=cfg.study_name, storage=storage)
     except KeyError:
@@ -90,31 +104,62 @@ def load_or_create(cfg: StudyConfig, storage_url: str) -> optuna.Study:
                                sampler=make_sampler(cfg), pruner=make_pruner(cfg), load_if_exists=True)
 
 
-def parent_run_id(study: optuna.Study, cfg: StudyConfig, experiment_id: str,
+def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, experiment_id: str,
                   launched: str | None) -> tuple[str, str | None]:
-    """The study's parent run (found again on resume) and, under a second `mlflow run`, the
-    run MLflow made for this session (`launched`), filed under the parent as a 'session'."""
+    """The study's parent run, shared by all its workers and found again on resume, and,
+    under a second `mlflow run`, the run MLflow made for this session (`launched`), filed
+    under the parent as a 'session'."""
     client = MlflowClient()
     if launched and not _exists(client, launched):
         launched = None  # --tracking-uri points elsewhere than `mlflow run` logged
-    known = study.user_attrs.get(PARENT_ATTR)
-    if known and _exists(client, known):
-        parent = known
-    else:
+
+    def create() -> str:
         tags = {"signlab.role": "study", "study": cfg.study_name, "family": cfg.family}
-        if launched:
-            parent = launched
-            for key, value in tags.items():
-                client.set_tag(parent, key, value)
-        else:
-            parent = client.create_run(experiment_id, run_name=cfg.study_name, tags=tags).info.run_id
-        study.set_user_attr(PARENT_ATTR, parent)
+        if not launched:
+            return client.create_run(experiment_id, run_name=cfg.study_name, tags=tags).info.run_id
+        for key, value in tags.items():
+            client.set_tag(launched, key, value)
+        return launched
+
+    parent = _shared_parent(study, storage, client, create)
     session = launched if launched and launched != parent else None
     if session:
         client.set_tag(session, "mlflow.parentRunId", parent)
         client.set_tag(session, "signlab.role", "session")
         client.set_tag(session, "study", cfg.study_name)
     return parent, session
+
+
+def _shared_parent(study: optuna.Study, storage: RDBStorage, client: MlflowClient,
+                   create: Callable[[], str], timeout: float = 120.0) -> str:
+    """The parent run recorded on the study, else one made by exactly one worker: the one
+    that creates the lock study `<name>:parent-lock` (study names are unique in the
+    storage, so that creation is atomic, on SQLite and PostgreSQL alike)."""
+    lock_name = f"{study.study_name}:parent-lock"
+    deadline = time.monotonic() + timeout
+    while True:
+        known = study.user_attrs.get(PARENT_ATTR)
+        if known and _exists(client, known):
+            return known
+        try:
+            lock = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], lock_name)
+        except optuna.exceptions.DuplicatedStudyError:
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"study {study.study_name!r}: the lock study {lock_name!r} has been held for {timeout:.0f} s; "
+                    "a worker died while creating the parent run. Delete the lock with `optuna delete-study "
+                    f"--study-name '{lock_name}' --storage URL` and start again") from None
+            time.sleep(0.5)
+            continue
+        try:
+            known = study.user_attrs.get(PARENT_ATTR)
+            if known and _exists(client, known):
+                return known
+            parent = create()
+            study.set_user_attr(PARENT_ATTR, parent)
+            return parent
+        finally:
+            storage.delete_study(lock)
 
 
 def _exists(client: MlflowClient, run_id: str) -> bool:
@@ -141,7 +186,7 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         spec = trial_spec(trial, cfg)
         tags = {"signlab.role": "trial", "study": cfg.study_name, "trial_number": str(trial.number),
-                "trial_state": "RUNNING", "family": cfg.family, "preset": "study"}
+                "trial_state": "RUNNING", "family": cfg.family, "preset": "study", "signlab.worker": WORKER}
         name = f"{cfg.study_name}-trial-{trial.number}"
         hooks = [] if cfg.multi_objective else [pruning_hook(trial)]
         try:
@@ -159,9 +204,7 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
                     raise
                 mlflow.set_tag("trial_state", "COMPLETE")
         finally:
-            import keras
-
-            keras.backend.clear_session()  # free the graph between trials
+            _free_graph()
         for key in ("final_val_accuracy", "test_accuracy", "test_f1_macro", "test_aug_accuracy", "n_params"):
             trial.set_user_attr(key, float(outcome.metrics[key]))
         values = tuple(float(outcome.metrics[OBJECTIVE_METRIC[o]]) for o in cfg.objectives)
@@ -170,18 +213,30 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
     return objective
 
 
+def _free_graph() -> None:
+    """Free Keras' graph between trials, never masking the trial's own outcome (a SIGTERM
+    that lands inside an import can leave Keras half-imported)."""
+    try:
+        import keras
+
+        keras.backend.clear_session()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 class Progress:
     """A progress bar over trials, with one line per finished trial."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, label: str = ""):
         self.bar = tqdm(total=total, unit="trial", disable=not enabled, dynamic_ncols=True)
+        self.label = label
         self.started = time.perf_counter()
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.bar.update(1)
         value = "" if trial.values is None else " ".join(f"{v:.4g}" for v in trial.values)
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
-        tqdm.write(f"trial {trial.number} {trial.state.name} {value} ({seconds:.0f} s)")
+        tqdm.write(f"{self.label}trial {trial.number} {trial.state.name} {value} ({seconds:.0f} s)")
 
     def close(self) -> None:
         self.bar.close()
@@ -190,37 +245,61 @@ class Progress:
 def run_study(config: str | Path, overrides: Overrides | None = None, storage: str | None = None,
               tracking_uri: str | None = None, data_dir: str | None = None, progress: bool = True,
               echo: Callable[[str], None] = print) -> optuna.Study:
-    """Run (or resume) the study described by a study file; returns the Optuna study."""
+    """Run (or resume) the study described by a study file; returns the Optuna study.
+
+    Any number of such workers may run one study at once (same storage and tracking URI):
+    each trial is claimed by one worker, all share one parent run, and `max_total_trials`
+    caps the study's trials, all workers together."""
     from signlab import config as paths
 
-    cfg = (overrides or Overrides()).apply(load_study_config(config))
+    overrides = overrides or Overrides()
+    cfg = overrides.apply(load_study_config(config))
     check_buildable(cfg, str(config))
     storage_url = storage or paths.DEFAULT_STORAGE
+    uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
+    rdb = open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
+                       recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
     data = prepare_data(data_dir, cfg.subset, cfg.val_fraction, cfg.seed)
-    study = load_or_create(cfg, storage_url)
+    study = load_or_create(cfg, rdb, storage_url)
     check_same_data(study, cfg, storage_url)
-    uri = tracking.setup(tracking_uri)
     # `mlflow run` passes its run in MLFLOW_RUN_ID; taken out of the environment, or every
     # nested start_run() would resume it instead of starting a trial's own run.
     launched = os.environ.pop("MLFLOW_RUN_ID", None)
-    experiment_id = _experiment(cfg, launched)
-    parent, session = parent_run_id(study, cfg, experiment_id, launched)
+    experiment_id = study_experiment(cfg, launched)
+    parent, session = parent_run_id(study, rdb, cfg, experiment_id, launched)
+    repaired = recovery.repair_runs(study, experiment_id)
+    if repaired:
+        echo(f"ended {len(repaired)} run(s) left RUNNING by a dead worker: {', '.join(repaired)}")
     before = len(study.trials)
-    bar = Progress(cfg.n_trials, progress)
+    n_trials, callbacks = _budget(cfg, overrides.max_total_trials, before)
+    label = f"worker {worker_index()}: " if os.environ.get("SIGNLAB_WORKER") else ""
+    bar = Progress(n_trials, progress, label)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with tracking.tracked_run(run_id=parent):
-        tracking.log_params(_study_params(cfg, storage_url))
-        try:
-            study.optimize(make_objective(cfg, data), n_trials=cfg.n_trials, timeout=cfg.timeout,
-                           catch=(Exception,), callbacks=[bar], gc_after_trial=True)
-        finally:
-            bar.close()
-        log_study_outputs(study, cfg)
+    try:
+        with tracking.tracked_run(run_id=parent):
+            tracking.log_params(_study_params(cfg, storage_url))
+            try:
+                if n_trials:
+                    study.optimize(make_objective(cfg, data), n_trials=n_trials, timeout=cfg.timeout,
+                                   catch=(Exception,), callbacks=[*callbacks, bar], gc_after_trial=True)
+            finally:
+                bar.close()
+            log_study_outputs(study, cfg)
+    finally:
+        recovery.keep_parent_running(study, parent)
     if session:
         MlflowClient().log_metric(session, "trials_added", len(study.trials) - before)
     for line in summary_lines(study, cfg, uri, experiment_id, parent, len(study.trials) - before):
-        echo(line)
+        echo(label + line)
     return study
+
+
+def _budget(cfg: StudyConfig, max_total: int | None, existing: int) -> tuple[int, list[Any]]:
+    """Trials this worker may start, and the callback that stops it when the study (all
+    workers together, trials of every state counted) reaches `max_total`."""
+    if max_total is None:
+        return cfg.n_trials, []
+    return max(0, min(cfg.n_trials, max_total - existing)), [optuna.study.MaxTrialsCallback(max_total, states=None)]
 
 
 def check_same_data(study: optuna.Study, cfg: StudyConfig, storage_url: str) -> None:
@@ -235,7 +314,7 @@ def check_same_data(study: optuna.Study, cfg: StudyConfig, storage_url: str) -> 
                         "would not compare; resume with the same settings or use another study_name")
 
 
-def _experiment(cfg: StudyConfig, launched: str | None) -> str:
+def study_experiment(cfg: StudyConfig, launched: str | None) -> str:
     """The experiment id: that of `mlflow run`'s run, else the study file's `experiment`
     (default: the study name)."""
     client = MlflowClient()
@@ -243,7 +322,13 @@ def _experiment(cfg: StudyConfig, launched: str | None) -> str:
         experiment_id = client.get_run(launched).info.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
-    return mlflow.set_experiment(cfg.experiment or cfg.study_name).experiment_id
+    name = cfg.experiment or cfg.study_name
+    try:
+        return mlflow.set_experiment(name).experiment_id
+    except mlflow.exceptions.MlflowException as exc:  # another worker created it just now
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow.set_experiment(name).experiment_id
 
 
 def _study_params(cfg: StudyConfig, storage_url: str) -> dict[str, Any]:

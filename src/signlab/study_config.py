@@ -103,6 +103,8 @@ class StudyConfig(_Strict):
     seed: int = 0
     experiment: str | None = None
     retry_failed_trials: int = Field(0, ge=0, description="re-queue a trial whose worker died, this often")
+    heartbeat_interval: int = Field(15, ge=1, le=600, description="seconds between a running trial's heartbeats")
+    grace_period: int = Field(60, ge=2, le=3600, description="a trial silent this long is failed (its worker died)")
     target_val_accuracy: float | None = Field(
         None, gt=0.0, le=1.0, description="multi-objective: report the smallest model reaching this")
     fixed: dict[str, Any] = Field(default_factory=dict)
@@ -110,6 +112,9 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"grace_period: {self.grace_period} s must be longer than heartbeat_interval "
+                             f"({self.heartbeat_interval} s), or live trials would be failed")
         if self.pruner.type == "threshold" and self.pruner.lower is None:
             raise ValueError("pruner.lower: the threshold pruner needs a lower bound on val_accuracy")
         expected = [OBJECTIVES[o] for o in self.objectives]

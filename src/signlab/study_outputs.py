@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 
 from signlab.plots import save_figure
+from signlab.storage import redact
 from signlab.study_config import StudyConfig
 
 TrialState = optuna.trial.TrialState
@@ -140,8 +141,12 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
                              + ("" if reached else "; shown: the most accurate"))
             lines.append(f"Pareto front ({len(study.best_trials)} trials):")
             lines += ["  " + line for line in pareto_table(study, cfg).round(5).to_string(index=False).splitlines()[:12]]
-    lines.append(f"MLflow: parent run {parent} in experiment {experiment_id}; browse with "
-                 f"`mlflow ui --backend-store-uri {tracking_uri}` (#/experiments/{experiment_id}/runs/{parent})")
+    page = f"#/experiments/{experiment_id}/runs/{parent}"
+    if tracking_uri.startswith(("http://", "https://")):
+        browse = f"open {redact(tracking_uri).rstrip('/')}/{page}"
+    else:
+        browse = f"browse with `mlflow ui --backend-store-uri {redact(tracking_uri)}` ({page})"
+    lines.append(f"MLflow: parent run {parent} in experiment {experiment_id}; {browse}")
     return lines
 
 

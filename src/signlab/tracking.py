@@ -21,17 +21,45 @@ from mlflow.entities import RunStatus
 from signlab import config
 
 
-class Terminated(BaseException):
-    """The process got SIGTERM; raised like KeyboardInterrupt so runs end KILLED."""
+class Terminated(KeyboardInterrupt):
+    """The process got SIGTERM; a KeyboardInterrupt, so runs end KILLED and Optuna fails the trial."""
 
 
 def setup(tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Point MLflow at `tracking_uri`, $MLFLOW_TRACKING_URI or sqlite:///mlflow.db."""
     uri = config.tracking_uri(tracking_uri)
+    check_server(uri)
     mlflow.set_tracking_uri(uri)
     if experiment:
         mlflow.set_experiment(experiment)
     return uri
+
+
+def check_server(uri: str) -> None:
+    """An http(s) tracking URI must answer MLflow's /health within seconds (MLflow itself
+    would retry for minutes before failing)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    from signlab.errors import UserError
+    from signlab.storage import redact
+
+    shown = redact(uri)
+    try:
+        answer = requests.get(uri.rstrip("/") + "/health", timeout=10)
+    except requests.RequestException as exc:
+        cause = type(exc).__name__
+        if isinstance(exc, requests.ConnectionError):
+            cause = "connection refused or host unreachable"
+        elif isinstance(exc, requests.Timeout):
+            cause = "no answer within 10 s"
+        raise UserError(f"MLflow tracking server {shown} does not answer ({cause}); start one with "
+                        "`signlab server` or fix --tracking-uri / $MLFLOW_TRACKING_URI. Nothing was run "
+                        "or logged.") from None
+    if answer.status_code != 200:
+        raise UserError(f"{shown} answered HTTP {answer.status_code} on /health: not an MLflow tracking "
+                        "server? Nothing was run or logged.")
 
 
 def terminate_as_interrupt() -> None:
@@ -50,7 +78,7 @@ def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwa
     run = mlflow.start_run(**start_run_kwargs)
     try:
         yield run
-    except (KeyboardInterrupt, Terminated, *killed_on):
+    except (KeyboardInterrupt, *killed_on):
         _end(RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException:
@@ -136,7 +164,23 @@ def log_datasets(sources: dict[str, tuple[np.ndarray, np.ndarray, str, str]]) ->
             dataset = mlflow.data.from_numpy(
                 images.reshape(len(images), -1), targets=labels, source=source, name=name
             )
-        mlflow.log_input(dataset, context=context)
+        _log_input(dataset, context)
+
+
+def _log_input(dataset: Any, context: str, attempts: int = 5) -> None:
+    """`mlflow.log_input`, tried again when another worker inserted the same dataset at the
+    same moment (the store's unique key on experiment, name and digest; the retry finds it)."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except mlflow.exceptions.MlflowException as exc:
+            duplicate = any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry"))
+            if not duplicate or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def requirements() -> list[str]:

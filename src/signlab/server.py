@@ -1,0 +1,38 @@
+"""`signlab server`: an MLflow tracking server with a database backend store and proxied
+artifacts, bound to 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from signlab.errors import UserError
+from signlab.storage import check_database, redact
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def serve(backend_store_uri: str, artifacts_destination: str, host: str, port: int, workers: int,
+          echo: Callable[[str], None] = print) -> None:
+    """Check the backend store answers, then become `mlflow server` (signals reach it
+    directly). The backend store URI travels in $MLFLOW_BACKEND_STORE_URI, so its password
+    is neither printed nor visible to `ps`."""
+    if backend_store_uri.startswith("sqlite:///"):
+        Path(backend_store_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    backend = check_database(backend_store_uri, "MLflow backend store")
+    mlflow_cli = shutil.which("mlflow", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if mlflow_cli is None:
+        raise UserError("the `mlflow` command is not installed beside this Python")
+    if host not in LOOPBACK:
+        echo(f"warning: listening on {host}: the MLflow server has no authentication; anyone who can "
+             "reach this port can read and change every run")
+    echo(f"MLflow tracking server on http://{host}:{port}: backend store {redact(backend)}, "
+         f"artifacts in {artifacts_destination}")
+    echo(f"point workers at it: --tracking-uri http://{host}:{port} (or export MLFLOW_TRACKING_URI)")
+    sys.stdout.flush()
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
+    os.execve(mlflow_cli, [mlflow_cli, "server", "--artifacts-destination", artifacts_destination,
+                           "--host", host, "--port", str(port), "--workers", str(workers)], env)

@@ -1,0 +1,87 @@
+"""`signlab study workers N`: N local worker processes on one study.
+
+The study, its parent run and the trial cap are settled here, once, before any worker
+starts; each worker is a plain `signlab study run ... --max-total-trials CAP`, exactly what
+a user starts by hand on other machines. URLs reach the workers through the environment
+($SIGNLAB_STORAGE, $MLFLOW_TRACKING_URI), never the command line (where `ps` shows it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from signlab import recovery, tracking
+from signlab.space import check_buildable
+from signlab.storage import open_storage
+from signlab.study import Overrides, check_same_data, load_or_create, parent_run_id, study_experiment
+from signlab.study_config import load_study_config
+
+# MLflow's variables that would make a worker resume or file into the launcher's run.
+LAUNCHER_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+def prepare(config: str | Path, overrides: Overrides, storage_url: str,
+            tracking_uri: str | None) -> tuple[int, int, str]:
+    """Create or resume the study and its parent run; (trials already there, the cap, the
+    tracking URI)."""
+    cfg = overrides.apply(load_study_config(config))
+    check_buildable(cfg, str(config))
+    uri = tracking.setup(tracking_uri)
+    rdb = open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
+                       recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
+    study = load_or_create(cfg, rdb, storage_url)
+    check_same_data(study, cfg, storage_url)
+    parent_run_id(study, rdb, cfg, study_experiment(cfg, None), None)
+    existing = len(study.trials)
+    return existing, overrides.max_total_trials or existing + cfg.n_trials, uri
+
+
+def worker_command(config: str | Path, cap: int, options: dict[str, Any]) -> list[str]:
+    """The `signlab study run` command line of one worker."""
+    args = [sys.executable, "-m", "signlab", "study", "run", str(config), "--max-total-trials", str(cap),
+            "--no-progress"]
+    for key, value in options.items():
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
+                data_dir: str | None, echo: Callable[[str], None] = print) -> int:
+    """Start `n` workers on one study, wait for all; the worst exit code. Ctrl-C or SIGTERM
+    is passed on to every worker, whose running trials then end FAIL and their runs KILLED."""
+    for var in LAUNCHER_VARS:
+        os.environ.pop(var, None)
+    existing, cap, uri = prepare(config, overrides, storage_url, tracking_uri)
+    if existing >= cap:
+        echo(f"the study already has {existing} trials (cap {cap}): nothing to do")
+        return 0
+    echo(f"{n} workers on the study ({existing} trials so far, stopping at {cap} in all)")
+    options = {"n_trials": cap - existing, "timeout": overrides.timeout, "max_epochs": overrides.max_epochs,
+               "subset": overrides.subset, "study_name": overrides.study_name, "seed": overrides.seed,
+               "data_dir": data_dir}
+    env = {**os.environ, "SIGNLAB_STORAGE": storage_url, "MLFLOW_TRACKING_URI": uri}
+    command = worker_command(config, cap, options)
+    procs = [subprocess.Popen(command, env={**env, "SIGNLAB_WORKER": str(i + 1)}) for i in range(n)]
+
+    def forward(signum: int, frame: Any) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [proc.wait() for proc in procs]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for i, code in enumerate(codes, start=1):
+        if code:
+            echo(f"worker {i} exited with code {code}")
+    return max(codes, key=abs)

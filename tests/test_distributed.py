@@ -1,0 +1,370 @@
+"""Distributed studies on a real PostgreSQL server and a real `mlflow server` on 127.0.0.1:
+two workers on one study, a worker killed with SIGKILL or SIGTERM mid-trial, and bad
+input (storage URLs, tracking URIs, CLI arguments) that gets a clear error, changes
+nothing, and never shows a password.
+
+PostgreSQL: `.ci/run` starts a throwaway cluster and exports $SIGNLAB_TEST_POSTGRES_URL;
+without it, these tests start their own with scripts/throwaway-postgres.sh (Debian's
+`postgresql` package), and skip, saying why, where PostgreSQL is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from conftest import subprocess_env
+from signlab.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts/throwaway-postgres.sh"
+FAST_STUDY = """\
+study_name: {name}
+family: cnn
+n_trials: 4
+max_epochs: {epochs}
+subset: 10
+val_fraction: 0.2
+pruner: {{type: none}}
+heartbeat_interval: 1
+grace_period: 3
+retry_failed_trials: {retries}
+space:
+  filters: {{type: int, low: 4, high: 32, log: true}}
+  learning_rate: {{type: float, low: 1.0e-3, high: 3.0e-3, log: true}}
+"""
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    """A PostgreSQL superuser URL (with its password) on 127.0.0.1."""
+    given = os.environ.get("SIGNLAB_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    folder = tmp_path_factory.mktemp("postgres")
+    started = subprocess.run(["bash", str(SCRIPT), "start", str(folder)], capture_output=True, text=True, timeout=120)
+    if started.returncode == 3:
+        pytest.skip(f"PostgreSQL is not installed: {started.stderr.strip()}")
+    assert started.returncode == 0, started.stderr
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], timeout=120)
+
+
+def password_of(url: str) -> str:
+    return sqlalchemy.engine.make_url(url).password
+
+
+def new_database(postgres: str) -> str:
+    """A fresh database on the server; its URL (same user and password)."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    engine = sqlalchemy.create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return sqlalchemy.engine.make_url(postgres).set(database=name).render_as_string(hide_password=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tracking_server(postgres, tmp_path_factory):
+    """`signlab server` on 127.0.0.1 with a PostgreSQL backend store; (URL, its log file)."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = folder / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "signlab", "server", "--backend-store-uri", new_database(postgres),
+             "--artifacts-destination", str(folder / "artifacts"), "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=folder)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "mlflow server did not answer within 120 s"
+        time.sleep(0.5)
+    yield url, log
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+def study_file(tmp: Path, name: str, epochs: int = 1, retries: int = 0) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(FAST_STUDY.format(name=name, epochs=epochs, retries=retries))
+    return path
+
+
+def signlab(*args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "signlab", *args], env=env or subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    return out
+
+
+def runs_of(client: MlflowClient, experiment: str) -> dict[str, list]:
+    exp = client.get_experiment_by_name(experiment)
+    roles: dict[str, list] = {}
+    for run in client.search_runs([exp.experiment_id], max_results=1000):
+        roles.setdefault(run.data.tags.get("signlab.role", "other"), []).append(run)
+    return roles
+
+
+def wait_for_running_trial(storage: str, name: str, proc: subprocess.Popen, timeout: float = 300) -> optuna.trial.FrozenTrial:
+    """The first trial that is RUNNING and already has its MLflow run, mid-training."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            study = None
+        if study is not None:
+            for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+                if "mlflow_run_id" in trial.user_attrs:
+                    return trial
+        time.sleep(0.2)
+    raise AssertionError("no trial started in time")
+
+
+def assert_no_secret(secret: str, *texts: str) -> None:
+    for text in texts:
+        assert secret not in text
+
+
+def everything_logged(client: MlflowClient, experiment: str) -> str:
+    """All params and tags of all runs of an experiment, as one text."""
+    exp = client.get_experiment_by_name(experiment)
+    parts = []
+    for run in client.search_runs([exp.experiment_id], max_results=1000):
+        parts += [f"{k}={v}" for k, v in run.data.params.items()]
+        parts += [f"{k}={v}" for k, v in run.data.tags.items()]
+    return "\n".join(parts)
+
+
+def test_two_workers_share_one_study(postgres, tracking_server, tmp_path):
+    uri, server_log = tracking_server
+    storage = new_database(postgres)
+    secret = password_of(storage)
+    path = study_file(tmp_path, "two_workers")
+    proc = signlab("study", "workers", "2", str(path), "--storage", storage, "--tracking-uri", uri,
+                   "--n-trials", "5", cwd=tmp_path)
+    output = finish(proc)
+    assert proc.returncode == 0, output[-4000:]
+    assert "2 workers on the study (0 trials so far, stopping at 5 in all)" in output
+
+    study = optuna.load_study(study_name="two_workers", storage=storage)
+    assert len(study.trials) == 5, "the cap is the study's total, not per worker"
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3, 4]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert optuna.get_all_study_names(storage) == ["two_workers"], "no lock study left behind"
+
+    client = MlflowClient(tracking_uri=uri)
+    roles = runs_of(client, "two_workers")
+    (parent,) = roles["study"]
+    assert parent.info.status == "FINISHED"
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    trials = roles["trial"]
+    assert sorted(int(r.data.tags["trial_number"]) for r in trials) == [0, 1, 2, 3, 4], "one run per trial"
+    by_run = {t.user_attrs["mlflow_run_id"]: t for t in study.trials}
+    for run in trials:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED"
+        assert by_run[run.info.run_id].number == int(run.data.tags["trial_number"])
+    workers = {r.data.tags["signlab.worker"] for r in trials}
+    assert len(workers) == 2, f"both workers ran trials: {workers}"
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 5, "workers drew different trials"
+    assert "***" in parent.data.params["storage"]
+    assert_no_secret(secret, output, server_log.read_text(), everything_logged(client, "two_workers"),
+                     str(study.user_attrs), str([t.user_attrs for t in study.trials]))
+
+
+def test_sigkill_mid_trial_then_another_worker(postgres, tracking_server, tmp_path):
+    uri, _ = tracking_server
+    storage = new_database(postgres)
+    path = study_file(tmp_path, "killed", epochs=4, retries=1)
+    first = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "3",
+                    "--no-progress", cwd=tmp_path)
+    victim = wait_for_running_trial(storage, "killed", first)
+    time.sleep(1.0)  # well inside the trial: the run exists, epochs are running
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    client = MlflowClient(tracking_uri=uri)
+    dead_run = victim.user_attrs["mlflow_run_id"]
+    assert client.get_run(dead_run).info.status == "RUNNING", "nobody could end it: the worker died"
+    before = {t.number: t.state for t in optuna.load_study(study_name="killed", storage=storage).trials}
+    assert before[victim.number] == optuna.trial.TrialState.RUNNING
+    time.sleep(3.5)  # the grace period (3 s) passes without a heartbeat
+
+    second = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "2",
+                     "--no-progress", cwd=tmp_path)
+    output = finish(second)
+    assert second.returncode == 0, output[-4000:]
+
+    study = optuna.load_study(study_name="killed", storage=storage)
+    states = {t.number: t for t in study.trials}
+    assert states[victim.number].state == optuna.trial.TrialState.FAIL
+    dead = client.get_run(dead_run)
+    assert dead.info.status == "FAILED" and dead.data.tags["trial_state"] == "FAIL"
+    assert "no heartbeat" in dead.data.tags["signlab.repaired"]
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retried) == 1 and retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert retried[0].params == victim.params
+    # every trial finished before the kill is intact; the new worker added exactly 2
+    for number, state in before.items():
+        if number != victim.number:
+            assert states[number].state == state == optuna.trial.TrialState.COMPLETE
+    assert len(study.trials) == len(before) + 2
+    roles = runs_of(client, "killed")
+    assert not [r for r in roles["trial"] + roles["study"] if r.info.status == "RUNNING"]
+    runs = {r.info.run_id: r for r in roles["trial"]}
+    assert len(runs) == len(study.trials), "one run per trial, none duplicated"
+    for trial in study.trials:
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        assert run.data.tags["trial_state"] == trial.state.name
+        assert run.info.status == {"COMPLETE": "FINISHED", "FAIL": "FAILED"}[trial.state.name]
+
+
+def test_sigterm_ends_the_run_killed_and_the_trial_failed(postgres, tracking_server, tmp_path):
+    uri, _ = tracking_server
+    storage = new_database(postgres)
+    path = study_file(tmp_path, "terminated", epochs=6)
+    proc = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "2",
+                   "--no-progress", cwd=tmp_path)
+    victim = wait_for_running_trial(storage, "terminated", proc)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    output = finish(proc, timeout=120)
+    assert proc.returncode != 0, output[-3000:]
+    study = optuna.load_study(study_name="terminated", storage=storage)
+    assert study.trials[victim.number].state == optuna.trial.TrialState.FAIL
+    assert len(study.trials) == victim.number + 1, "no trial started after SIGTERM"
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(victim.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["trial_state"] == "FAIL", output[-3000:]
+    (parent,) = runs_of(client, "terminated")["study"]
+    assert parent.info.status == "KILLED"
+
+
+# ---- bad input: one clear line, exit code 2, nothing changed, no password ------------------
+def cli(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+@pytest.fixture()
+def tiny(tmp_path) -> Path:
+    return study_file(tmp_path, "tiny")
+
+
+def test_storage_that_refuses_connections(tiny, tmp_path):
+    secret = "s3cr3t-Pa55"
+    result = cli("study", "run", str(tiny), "--storage", f"postgresql+psycopg://signlab:{secret}@127.0.0.1:1/optuna",
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert result.exit_code == 2
+    assert "cannot open study storage PostgreSQL at 127.0.0.1:1, database optuna, user signlab" in result.output
+    assert "Connection refused" in result.output and "untouched" in result.output
+    assert secret not in result.output and "Traceback" not in result.output
+
+
+def test_storage_with_a_wrong_password_or_database(postgres, tiny, tmp_path):
+    parsed = sqlalchemy.engine.make_url(postgres)
+    wrong = parsed.set(password="not-the-password").render_as_string(hide_password=False)
+    result = cli("study", "run", str(tiny), "--storage", wrong, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
+    assert result.exit_code == 2
+    assert f"PostgreSQL at 127.0.0.1:{parsed.port}" in result.output
+    assert "password authentication failed" in result.output and "not-the-password" not in result.output
+    missing = parsed.set(database="no_such_db").render_as_string(hide_password=False)
+    result = cli("study", "run", str(tiny), "--storage", missing, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
+    assert result.exit_code == 2 and 'database "no_such_db" does not exist' in result.output
+    assert parsed.password not in result.output
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("not a url", "is not a database URL; expected e.g. sqlite:///optuna.db"),
+    ("mysql://u:pw@127.0.0.1/x", "no database driver for 'mysql' is installed"),
+    ("sqlite:////no/such/folder/optuna.db", "SQLite file /no/such/folder/optuna.db"),
+])
+def test_storage_urls_that_cannot_work(url, expected, tiny, tmp_path):
+    result = cli("study", "run", str(tiny), "--storage", url, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert ":pw@" not in result.output
+
+
+def test_tracking_server_that_does_not_answer_changes_nothing(tiny, tmp_path):
+    storage = tmp_path / "optuna.db"
+    result = cli("study", "run", str(tiny), "--storage", f"sqlite:///{storage}",
+                 "--tracking-uri", "http://user:hunter2@127.0.0.1:1")
+    assert result.exit_code == 2
+    assert "MLflow tracking server http://user:***@127.0.0.1:1 does not answer" in result.output
+    assert "hunter2" not in result.output and not storage.exists(), "no study was created"
+
+
+def test_server_with_a_backend_store_it_cannot_open(tmp_path):
+    result = cli("server", "--backend-store-uri", "postgresql://signlab:topsecret@127.0.0.1:1/mlflow")
+    assert result.exit_code == 2
+    assert "cannot open MLflow backend store, PostgreSQL at 127.0.0.1:1, database mlflow" in result.output
+    assert "topsecret" not in result.output
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["study", "workers", "0", "{study}"], "Invalid value for 'n': Input should be greater than or equal to 1"),
+    (["study", "workers", "65", "{study}"], "Invalid value for 'n': Input should be less than or equal to 64"),
+    (["study", "run", "{study}", "--max-total-trials", "0"], "Invalid value for '--max-total-trials': Input should be greater"),
+    (["study", "run", "{study}", "--worker", "0"], "Invalid value for '--worker' (env var: 'SIGNLAB_WORKER')"),
+    (["server", "--port", "70000"], "Invalid value for '--port': Input should be less than or equal to 65535"),
+])
+def test_cli_arguments_out_of_range(args, expected, tiny):
+    result = cli(*[a.format(study=tiny) for a in args])
+    assert result.exit_code == 2
+    assert expected in re.sub(r"[\s│]+", " ", result.output), result.output
+
+
+def test_heartbeat_settings_are_checked(tmp_path):
+    path = tmp_path / "bad.yaml"
+    text = FAST_STUDY.format(name="bad", epochs=1, retries=0)
+    path.write_text(text.replace("grace_period: 3", "grace_period: 2").replace("heartbeat_interval: 1", "heartbeat_interval: 2"))
+    result = cli("study", "check", str(path))
+    assert result.exit_code == 2
+    assert f"{path}: grace_period: 2 s must be longer than heartbeat_interval (2 s)" in result.output
+    path.write_text(text.replace("heartbeat_interval: 1", "heartbeat_interval: 0"))
+    result = cli("study", "check", str(path))
+    assert result.exit_code == 2
+    assert f"{path}: heartbeat_interval: Input should be greater than or equal to 1 (got 0)" in result.output
+
+
+def test_a_bad_worker_number(tiny, tmp_path):
+    result = cli("study", "run", str(tiny), "--storage", f"sqlite:///{tmp_path / 'o.db'}",
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", env={"SIGNLAB_WORKER": "x"})
+    assert result.exit_code == 2
+    assert "Invalid value for '--worker' (env var: 'SIGNLAB_WORKER'): Input should be a valid integer" in \
+        re.sub(r"[\s│]+", " ", result.output)
