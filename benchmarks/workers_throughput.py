@@ -2,8 +2,8 @@
 budget, in the team set-up of docs/distributed.md: Optuna storage on PostgreSQL, runs on
 `signlab server` (PostgreSQL backend store), both on 127.0.0.1 in a throwaway cluster.
 
-    python benchmarks/workers_throughput.py [--workers 1 2] [--budget 600]
-        [--output benchmarks/results/workers_throughput.json]
+    python benchmarks/workers_throughput.py [--workers 1 2] [--budget 600] [--subset 100]
+        [--max-epochs 3] [--output benchmarks/results/workers_throughput.json]
 
 Each configuration runs `signlab study workers N benchmarks/throughput_study.yaml --timeout
 BUDGET` on a fresh database: no trial starts after BUDGET seconds, those running finish.
@@ -27,6 +27,8 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
+
+from signlab.config import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "benchmarks/throughput_study.yaml"
@@ -59,11 +61,13 @@ def wait_for(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
     raise SystemExit("signlab server did not answer")
 
 
-def measure(n: int, budget: int, admin: str, tmp: Path) -> dict:
+def measure(n: int, budget: int, subset: int, epochs: int, admin: str, tmp: Path) -> dict:
     """Run the study with n workers on fresh databases; its figures."""
-    storage, backend = database(admin, f"optuna_w{n}"), database(admin, f"mlflow_w{n}")
+    tag = f"w{n}_s{subset}_e{epochs}"
+    storage, backend = database(admin, f"optuna_{tag}"), database(admin, f"mlflow_{tag}")
     port = free_port()
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "SIGNLAB_DATA_DIR": str(data_dir(None).resolve())}
     server = subprocess.Popen([sys.executable, "-m", "signlab", "server", "--backend-store-uri", backend,
                                "--artifacts-destination", str(tmp / f"artifacts{n}"), "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -72,7 +76,8 @@ def measure(n: int, budget: int, admin: str, tmp: Path) -> dict:
         wait_for(uri, server)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "signlab", "study", "workers", str(n), str(STUDY), "--storage", storage,
-                        "--tracking-uri", uri, "--timeout", str(budget)], env=env, check=True, cwd=tmp,
+                        "--tracking-uri", uri, "--timeout", str(budget), "--subset", str(subset),
+                        "--max-epochs", str(epochs)], env=env, check=True, cwd=tmp,
                        stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
     finally:
@@ -82,7 +87,7 @@ def measure(n: int, budget: int, admin: str, tmp: Path) -> dict:
     finished = [t for t in study.trials if t.state.is_finished()]
     complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
     seconds = sorted(t.duration.total_seconds() for t in finished)
-    return {"workers": n, "budget_s": budget, "wall_s": round(wall, 1), "trials": len(finished),
+    return {"workers": n, "subset": subset, "max_epochs": epochs, "budget_s": budget, "wall_s": round(wall, 1), "trials": len(finished),
             "complete": len(complete), "trials_per_hour": round(len(finished) / wall * 3600, 1),
             "median_trial_s": round(seconds[len(seconds) // 2], 1) if seconds else None,
             "best_val_accuracy": round(max(t.value for t in complete), 4) if complete else None}
@@ -92,6 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--budget", type=int, default=600, help="seconds after which no trial starts")
+    parser.add_argument("--subset", type=int, default=100, help="images per class")
+    parser.add_argument("--max-epochs", type=int, default=3)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/workers_throughput.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +108,7 @@ def main() -> None:
         try:
             rows = []
             for n in args.workers:
-                rows.append(measure(n, args.budget, admin, Path(tmp)))
+                rows.append(measure(n, args.budget, args.subset, args.max_epochs, admin, Path(tmp)))
                 print(json.dumps(rows[-1]), flush=True)
         finally:
             subprocess.run(["bash", str(ROOT / "scripts/throwaway-postgres.sh"), "stop", str(pg)], check=False)

@@ -62,3 +62,12 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
+
+
+def runs_by_role(client, experiment: str) -> dict[str, list]:  # noqa: ANN001 (MlflowClient)
+    """An experiment's runs grouped by their `signlab.role` tag (study, trial, session...)."""
+    exp = client.get_experiment_by_name(experiment)
+    roles: dict[str, list] = {}
+    for run in client.search_runs([exp.experiment_id], max_results=1000):
+        roles.setdefault(run.data.tags.get("signlab.role", "other"), []).append(run)
+    return roles

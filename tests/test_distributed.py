@@ -27,7 +27,7 @@ import sqlalchemy
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import subprocess_env
+from conftest import runs_by_role, subprocess_env
 from signlab.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,14 +132,6 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
     return out
 
 
-def runs_of(client: MlflowClient, experiment: str) -> dict[str, list]:
-    exp = client.get_experiment_by_name(experiment)
-    roles: dict[str, list] = {}
-    for run in client.search_runs([exp.experiment_id], max_results=1000):
-        roles.setdefault(run.data.tags.get("signlab.role", "other"), []).append(run)
-    return roles
-
-
 def wait_for_running_trial(storage: str, name: str, proc: subprocess.Popen, timeout: float = 300) -> optuna.trial.FrozenTrial:
     """The first trial that is RUNNING and already has its MLflow run, mid-training."""
     deadline = time.monotonic() + timeout
@@ -190,7 +182,7 @@ def test_two_workers_share_one_study(postgres, tracking_server, tmp_path):
     assert optuna.get_all_study_names(storage) == ["two_workers"], "no lock study left behind"
 
     client = MlflowClient(tracking_uri=uri)
-    roles = runs_of(client, "two_workers")
+    roles = runs_by_role(client, "two_workers")
     (parent,) = roles["study"]
     assert parent.info.status == "FINISHED"
     assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
@@ -245,7 +237,7 @@ def test_sigkill_mid_trial_then_another_worker(postgres, tracking_server, tmp_pa
         if number != victim.number:
             assert states[number].state == state == optuna.trial.TrialState.COMPLETE
     assert len(study.trials) == len(before) + 2
-    roles = runs_of(client, "killed")
+    roles = runs_by_role(client, "killed")
     assert not [r for r in roles["trial"] + roles["study"] if r.info.status == "RUNNING"]
     runs = {r.info.run_id: r for r in roles["trial"]}
     assert len(runs) == len(study.trials), "one run per trial, none duplicated"
@@ -255,24 +247,26 @@ def test_sigkill_mid_trial_then_another_worker(postgres, tracking_server, tmp_pa
         assert run.info.status == {"COMPLETE": "FINISHED", "FAIL": "FAILED"}[trial.state.name]
 
 
-def test_sigterm_ends_the_run_killed_and_the_trial_failed(postgres, tracking_server, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_ends_the_run_killed_and_the_trial_failed(signum, postgres, tracking_server, tmp_path):
     uri, _ = tracking_server
     storage = new_database(postgres)
-    path = study_file(tmp_path, "terminated", epochs=6)
+    name = f"terminated_{signal.Signals(signum).name.lower()}"
+    path = study_file(tmp_path, name, epochs=6)
     proc = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "2",
                    "--no-progress", cwd=tmp_path)
-    victim = wait_for_running_trial(storage, "terminated", proc)
+    victim = wait_for_running_trial(storage, name, proc)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     output = finish(proc, timeout=120)
     assert proc.returncode != 0, output[-3000:]
-    study = optuna.load_study(study_name="terminated", storage=storage)
+    study = optuna.load_study(study_name=name, storage=storage)
     assert study.trials[victim.number].state == optuna.trial.TrialState.FAIL
     assert len(study.trials) == victim.number + 1, "no trial started after SIGTERM"
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(victim.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED" and run.data.tags["trial_state"] == "FAIL", output[-3000:]
-    (parent,) = runs_of(client, "terminated")["study"]
+    (parent,) = runs_by_role(client, name)["study"]
     assert parent.info.status == "KILLED"
 
 
@@ -327,6 +321,16 @@ def test_tracking_server_that_does_not_answer_changes_nothing(tiny, tmp_path):
     assert result.exit_code == 2
     assert "MLflow tracking server http://user:***@127.0.0.1:1 does not answer" in result.output
     assert "hunter2" not in result.output and not storage.exists(), "no study was created"
+
+
+@pytest.mark.parametrize("command", [["study", "run"], ["study", "workers", "2"]])
+def test_missing_data_creates_no_study(command, tiny, tmp_path):
+    storage = tmp_path / "optuna.db"
+    result = cli(*command, str(tiny), "--storage", f"sqlite:///{storage}", "--tracking-uri",
+                 f"sqlite:///{tmp_path / 'mlflow.db'}", "--data-dir", str(tmp_path / "empty"))
+    assert result.exit_code == 2
+    assert f"sign_mnist_train.csv not found in {tmp_path / 'empty'}" in result.output
+    assert not storage.exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_server_with_a_backend_store_it_cannot_open(tmp_path):

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import subprocess_env
+from conftest import runs_by_role, subprocess_env
 from signlab.errors import UserError
 from signlab.study import Overrides, run_study
 from signlab.study_config import load_study_config
@@ -28,14 +28,6 @@ def mlflow_run(entry: str, tmp: Path, data_dir: Path, **params: str) -> subproce
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, cwd=tmp)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc
-
-
-def runs_by_role(client: MlflowClient, experiment: str) -> dict[str, list]:
-    exp = client.get_experiment_by_name(experiment)
-    roles: dict[str, list] = {}
-    for run in client.search_runs([exp.experiment_id], max_results=1000):
-        roles.setdefault(run.data.tags.get("signlab.role", "other"), []).append(run)
-    return roles
 
 
 def check_study(client: MlflowClient, storage: str, experiment: str, study_name: str, n: int) -> None:

@@ -46,7 +46,7 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_pe
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                              failed_trial_callback=on_failed_trial)
+                              heartbeat_stale_trial_callback=on_failed_trial)
     except ImportError:
         raise UserError(f"storage {redact(url)}: no database driver for {parsed.drivername!r} is installed "
                         "(for PostgreSQL use postgresql+psycopg://, installed with signlab)") from None

@@ -28,7 +28,7 @@ from signlab.errors import UserError
 from signlab.job import Data, prepare_data, train_and_log
 from signlab.space import check_buildable, trial_spec
 from signlab.recovery import RUN_ATTR
-from signlab.storage import open_storage, redact
+from signlab.storage import normalise, open_storage, redact
 from signlab.study_config import StudyConfig, load_study_config
 from signlab.study_outputs import log_study_outputs, summary_lines
 
@@ -257,9 +257,9 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     check_buildable(cfg, str(config))
     storage_url = storage or paths.DEFAULT_STORAGE
     uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
+    data = prepare_data(data_dir, cfg.subset, cfg.val_fraction, cfg.seed)  # bad data: nothing created
     rdb = open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
                        recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
-    data = prepare_data(data_dir, cfg.subset, cfg.val_fraction, cfg.seed)
     study = load_or_create(cfg, rdb, storage_url)
     check_same_data(study, cfg, storage_url)
     # `mlflow run` passes its run in MLFLOW_RUN_ID; taken out of the environment, or every
@@ -339,6 +339,6 @@ def _study_params(cfg: StudyConfig, storage_url: str) -> dict[str, Any]:
         "directions": ",".join(cfg.directions or []), "sampler": cfg.sampler.type,
         "sampler_seed": cfg.sampler.seed, "pruner": cfg.pruner.type, "max_epochs": cfg.max_epochs,
         "val_fraction": cfg.val_fraction, "subset": cfg.subset, "seed": cfg.seed,
-        "storage": redact(storage_url), "space": json.dumps({k: v.model_dump() for k, v in cfg.space.items()})[:6000],
+        "storage": redact(normalise(storage_url)), "space": json.dumps({k: v.model_dump() for k, v in cfg.space.items()})[:6000],
         "fixed": json.dumps(cfg.fixed)[:6000],
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from signlab import recovery, tracking
+from signlab.data import load_split
 from signlab.space import check_buildable
 from signlab.storage import open_storage
 from signlab.study import Overrides, check_same_data, load_or_create, parent_run_id, study_experiment
@@ -26,12 +27,14 @@ from signlab.study_config import load_study_config
 LAUNCHER_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
-def prepare(config: str | Path, overrides: Overrides, storage_url: str,
-            tracking_uri: str | None) -> tuple[int, int, str]:
-    """Create or resume the study and its parent run; (trials already there, the cap, the
-    tracking URI)."""
+def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
+            data_dir: str | None) -> tuple[int, int, str]:
+    """Check the data, then create or resume the study and its parent run; (trials already
+    there, the cap, the tracking URI)."""
     cfg = overrides.apply(load_study_config(config))
     check_buildable(cfg, str(config))
+    for split in ("train", "test"):
+        load_split(split, data_dir)  # a missing or bad file stops us before anything is created
     uri = tracking.setup(tracking_uri)
     rdb = open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
                        recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
@@ -58,7 +61,7 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
     is passed on to every worker, whose running trials then end FAIL and their runs KILLED."""
     for var in LAUNCHER_VARS:
         os.environ.pop(var, None)
-    existing, cap, uri = prepare(config, overrides, storage_url, tracking_uri)
+    existing, cap, uri = prepare(config, overrides, storage_url, tracking_uri, data_dir)
     if existing >= cap:
         echo(f"the study already has {existing} trials (cap {cap}): nothing to do")
         return 0
