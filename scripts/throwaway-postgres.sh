@@ -6,7 +6,8 @@
 # As root, the server runs as the `postgres` user (PostgreSQL refuses to run as root).
 set -euo pipefail
 cmd=${1:?usage: $0 start|stop DIR}
-dir=${2:?usage: $0 start|stop DIR}
+dir=$(realpath -m "${2:?usage: $0 start|stop DIR}")
+cd /  # the postgres user may not be allowed into the caller's folder
 
 bin=$(dirname "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1)")
 if [ ! -x "$bin/initdb" ]; then

@@ -164,6 +164,34 @@ def everything_logged(client: MlflowClient, experiment: str) -> str:
     return "\n".join(parts)
 
 
+def test_workers_creating_optunas_tables_at_once(postgres):
+    """Workers that open one empty database at the same moment all get a working storage
+    (plain RDBStorage fails about half of them here: both CREATE the same enum type)."""
+    import threading
+
+    from signlab.storage import open_storage
+
+    errors: list[str] = []
+    for _ in range(3):
+        url = new_database(postgres)
+        barrier = threading.Barrier(4)
+
+        def open_it(url: str = url, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                open_storage(url)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert optuna.get_all_study_names(url) == []
+    assert errors == []
+
+
 def test_two_workers_share_one_study(postgres, tracking_server, tmp_path):
     uri, server_log = tracking_server
     storage = new_database(postgres)
@@ -199,6 +227,25 @@ def test_two_workers_share_one_study(postgres, tracking_server, tmp_path):
     assert "***" in parent.data.params["storage"]
     assert_no_secret(secret, output, server_log.read_text(), everything_logged(client, "two_workers"),
                      str(study.user_attrs), str([t.user_attrs for t in study.trials]))
+
+
+def test_independent_workers_share_one_parent_run(postgres, tracking_server, tmp_path):
+    """Two `study run` processes started at once on a new study (as on two machines): one
+    parent run, created by exactly one of them; the cap holds across both."""
+    uri, _ = tracking_server
+    storage = new_database(postgres)
+    path = study_file(tmp_path, "independent")
+    procs = [signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--max-total-trials", "3",
+                     "--worker", str(k), "--no-progress", cwd=tmp_path) for k in (1, 2)]
+    outputs = [finish(p) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    study = optuna.load_study(study_name="independent", storage=storage)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2]
+    assert optuna.get_all_study_names(storage) == ["independent"]
+    roles = runs_by_role(MlflowClient(tracking_uri=uri), "independent")
+    (parent,) = roles["study"]
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    assert sorted(r.data.tags["mlflow.parentRunId"] for r in roles["trial"]) == [parent.info.run_id] * 3
 
 
 def test_sigkill_mid_trial_then_another_worker(postgres, tracking_server, tmp_path):

@@ -43,16 +43,36 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_pe
                         "or postgresql+psycopg://USER@HOST:5432/DATABASE") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own summary says what happened
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                              heartbeat_stale_trial_callback=on_failed_trial)
+        return _rdb_storage(url, heartbeat_interval, grace_period, on_failed_trial)
     except ImportError:
         raise UserError(f"storage {redact(url)}: no database driver for {parsed.drivername!r} is installed "
                         "(for PostgreSQL use postgresql+psycopg://, installed with signlab)") from None
     except Exception as exc:  # SQLAlchemy raises many kinds: driver, connection, authentication
         raise UserError(f"cannot open study storage {where(parsed)}: {reason(exc)} "
                         "(nothing was changed: the studies stored there are untouched)") from None
+
+
+def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
+                 on_failed_trial: FailedTrialCallback | None, attempts: int = 5) -> RDBStorage:
+    """RDBStorage, tried again when another worker is creating Optuna's tables in the same
+    empty database at this moment (PostgreSQL then refuses the second CREATE with a
+    duplicate key; once the first has finished, the tables are simply found)."""
+    import time
+
+    import sqlalchemy
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                  heartbeat_stale_trial_callback=on_failed_trial)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            racing = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def check_database(url: str, what: str) -> str:
