@@ -166,7 +166,7 @@ def everything_logged(client: MlflowClient, experiment: str) -> str:
 
 def test_workers_creating_optunas_tables_at_once(postgres):
     """Workers that open one empty database at the same moment all get a working storage
-    (plain RDBStorage lets all but the first fail: they CREATE the same enum type)."""
+    (with plain RDBStorage, the late ones can fail: they CREATE the same enum type)."""
     import threading
 
     from signlab.storage import open_storage
