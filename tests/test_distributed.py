@@ -248,9 +248,14 @@ def test_independent_workers_share_one_parent_run(postgres, tracking_server, tmp
     assert sorted(r.data.tags["mlflow.parentRunId"] for r in roles["trial"]) == [parent.info.run_id] * 3
 
 
-def test_sigkill_mid_trial_then_another_worker(postgres, tracking_server, tmp_path):
-    uri, _ = tracking_server
-    storage = new_database(postgres)
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_sigkill_mid_trial_then_another_worker(backend, request, tmp_path):
+    """Heartbeats work on both: PostgreSQL with the tracking server, SQLite for both stores."""
+    if backend == "postgresql":
+        uri, _ = request.getfixturevalue("tracking_server")
+        storage = new_database(request.getfixturevalue("postgres"))
+    else:
+        uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     path = study_file(tmp_path, "killed", epochs=4, retries=1)
     first = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "3",
                     "--no-progress", cwd=tmp_path)
