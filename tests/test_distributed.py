@@ -322,6 +322,43 @@ def test_sigterm_ends_the_run_killed_and_the_trial_failed(signum, postgres, trac
     assert parent.info.status == "KILLED"
 
 
+def test_stopping_the_workers_launcher_stops_every_worker_cleanly(postgres, tracking_server, tmp_path):
+    """SIGTERM to `study workers` reaches each worker once: every running trial ends FAIL,
+    every run KILLED, the shared parent is not left RUNNING."""
+    uri, _ = tracking_server
+    storage = new_database(postgres)
+    path = study_file(tmp_path, "launcher", epochs=8)
+    proc = signlab("study", "workers", "2", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "4",
+                   cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while True:  # both workers in the middle of a trial
+        assert proc.poll() is None and time.monotonic() < deadline
+        try:
+            running = optuna.load_study(study_name="launcher", storage=storage).get_trials(
+                states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:
+            running = []
+        if len([t for t in running if "mlflow_run_id" in t.user_attrs]) == 2:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    output = finish(proc, timeout=120)
+    assert proc.returncode != 0
+    assert output.count("exited with code") == 2, output[-3000:]
+    study = optuna.load_study(study_name="launcher", storage=storage)
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    client = MlflowClient(tracking_uri=uri)
+    roles = runs_by_role(client, "launcher")
+    (parent,) = roles["study"]
+    assert parent.info.status == "KILLED"
+    for trial in study.trials:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        expected = {"COMPLETE": "FINISHED", "FAIL": "KILLED"}[trial.state.name]
+        assert run.info.status == expected and run.data.tags["trial_state"] == trial.state.name
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]) == 2
+
+
 # ---- bad input: one clear line, exit code 2, nothing changed, no password ------------------
 def cli(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(app, list(args), env=env)
@@ -408,10 +445,10 @@ def test_cli_arguments_out_of_range(args, expected, tiny):
 def test_heartbeat_settings_are_checked(tmp_path):
     path = tmp_path / "bad.yaml"
     text = FAST_STUDY.format(name="bad", epochs=1, retries=0)
-    path.write_text(text.replace("grace_period: 3", "grace_period: 2").replace("heartbeat_interval: 1", "heartbeat_interval: 2"))
+    path.write_text(text.replace("grace_period: 3", "grace_period: 3").replace("heartbeat_interval: 1", "heartbeat_interval: 2"))
     result = cli("study", "check", str(path))
     assert result.exit_code == 2
-    assert f"{path}: grace_period: 2 s must be longer than heartbeat_interval (2 s)" in result.output
+    assert f"{path}: grace_period: 3 s must be at least twice heartbeat_interval (2 s)" in result.output
     path.write_text(text.replace("heartbeat_interval: 1", "heartbeat_interval: 0"))
     result = cli("study", "check", str(path))
     assert result.exit_code == 2

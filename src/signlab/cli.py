@@ -336,12 +336,14 @@ def server(
     host: Annotated[str, typer.Option(help="Interface to listen on; 127.0.0.1 keeps it to this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5000,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Server worker processes.")] = 1,
+    allowed_hosts: Annotated[str | None, typer.Option(help="Host names the server answers to, e.g. 'trainbox:5000' "
+                                                      "(MLflow's default: localhost and private IPs).")] = None,
 ) -> None:
     """Start an MLflow tracking server (database backend store, proxied artifacts) for
     workers on several machines and a team's MLflow UI."""
     from signlab.server import serve
 
-    serve(backend_store_uri, artifacts_destination, host, port, workers, echo=typer.echo)
+    serve(backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, echo=typer.echo)
 
 
 # ---- report ---------------------------------------------------------------------------------

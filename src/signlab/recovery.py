@@ -77,6 +77,9 @@ def keep_parent_running(study: optuna.Study, run_id: str) -> None:
     """After a worker ends its session of the shared parent run: put it back to RUNNING
     while other workers still run trials (the last worker to finish ends it for good)."""
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not a live one
         if live_trials(study):
             MlflowClient().update_run(run_id, status="RUNNING")
     except Exception as exc:  # noqa: BLE001 -- never mask the worker's own outcome

@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
+from signlab.storage import redact
 
 MODEL_NAMES = {"cnn": "sign-mnist-cnn", "mlp": "sign-mnist-mlp"}
 EVIDENCE = ("test_accuracy", "test_f1_macro", "n_params", "final_val_accuracy", "test_aug_accuracy")
@@ -42,7 +43,7 @@ def best_run(client: MlflowClient, family: str, experiment: str | None = None) -
     if experiment:
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            raise UserError(f"no experiment named {experiment!r} at {mlflow.get_tracking_uri()}")
+            raise UserError(f"no experiment named {experiment!r} at {redact(mlflow.get_tracking_uri())}")
         ids = [found.experiment_id]
     else:
         ids = [e.experiment_id for e in client.search_experiments()]
@@ -53,7 +54,7 @@ def best_run(client: MlflowClient, family: str, experiment: str | None = None) -
                   "metrics.n_params ASC"], max_results=50)
     runs = [r for r in runs if "signlab.classifier_uri" in r.data.tags]
     if not runs:
-        raise UserError(f"no finished {family} run with a logged classifier at {mlflow.get_tracking_uri()}")
+        raise UserError(f"no finished {family} run with a logged classifier at {redact(mlflow.get_tracking_uri())}")
     return runs[0]
 
 
@@ -79,7 +80,7 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        raise UserError(f"no run {run_id!r} at {mlflow.get_tracking_uri()}") from None
+        raise UserError(f"no run {run_id!r} at {redact(mlflow.get_tracking_uri())}") from None
     family = run.data.tags.get("family")
     uri = run.data.tags.get("signlab.classifier_uri")
     if family not in MODEL_NAMES or not uri or run.info.status != "FINISHED":

@@ -24,6 +24,7 @@ from signlab.errors import UserError
 from signlab.evaluate import Evaluation, confusion_figure
 from signlab.labels import LETTERS
 from signlab.references import Reference, load_references
+from signlab.storage import redact
 
 METRICS = ("final_val_accuracy", "test_accuracy", "test_f1_macro", "test_aug_accuracy",
            "train_seconds", "latency_ms", "n_params")
@@ -66,7 +67,7 @@ def _experiment_ids(client: MlflowClient, names: list[str] | None) -> list[str]:
     for name in names:
         found = client.get_experiment_by_name(name)
         if found is None:
-            raise UserError(f"no experiment named {name!r} at {mlflow.get_tracking_uri()}")
+            raise UserError(f"no experiment named {name!r} at {redact(mlflow.get_tracking_uri())}")
         ids.append(found.experiment_id)
     return ids
 
@@ -256,7 +257,7 @@ def write_report(client: MlflowClient, output: Path, experiments: list[str] | No
                          "see its confusion_matrix.html artifact.")
     output.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    head = _preamble(best, stamp, mlflow.get_tracking_uri())
+    head = _preamble(best, stamp, redact(mlflow.get_tracking_uri()))
     md = output / "report.md"
     md.write_text(head + "\n" + markdown(lines) + _footnotes(lines, notes))
     html = output / "report.html"

@@ -16,7 +16,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def serve(backend_store_uri: str, artifacts_destination: str, host: str, port: int, workers: int,
-          echo: Callable[[str], None] = print) -> None:
+          allowed_hosts: str | None = None, echo: Callable[[str], None] = print) -> None:
     """Check the backend store answers, then become `mlflow server` (signals reach it
     directly). The backend store URI travels in $MLFLOW_BACKEND_STORE_URI, so its password
     is neither printed nor visible to `ps`."""
@@ -29,10 +29,16 @@ def serve(backend_store_uri: str, artifacts_destination: str, host: str, port: i
     if host not in LOOPBACK:
         echo(f"warning: listening on {host}: the MLflow server has no authentication; anyone who can "
              "reach this port can read and change every run")
+        if allowed_hosts is None:
+            echo("note: MLflow answers only requests addressed to localhost or a private IP; workers that "
+                 "use a host name need --allowed-hosts 'NAME:PORT'")
     echo(f"MLflow tracking server on http://{host}:{port}: backend store {redact(backend)}, "
          f"artifacts in {artifacts_destination}")
     echo(f"point workers at it: --tracking-uri http://{host}:{port} (or export MLFLOW_TRACKING_URI)")
     sys.stdout.flush()
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
-    os.execve(mlflow_cli, [mlflow_cli, "server", "--artifacts-destination", artifacts_destination,
-                           "--host", host, "--port", str(port), "--workers", str(workers)], env)
+    args = [mlflow_cli, "server", "--artifacts-destination", artifacts_destination, "--host", host,
+            "--port", str(port), "--workers", str(workers)]
+    if allowed_hosts:
+        args += ["--allowed-hosts", allowed_hosts]
+    os.execve(mlflow_cli, args, env)

@@ -19,8 +19,11 @@ FailedTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 def redact(url: str) -> str:
-    """A URL with its password replaced by ***."""
-    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+    """A URL without secrets: the password (user:***@), a token standing alone before the
+    host of an http(s) URL (***@), and password/token query parameters."""
+    url = re.sub(r"(//[^:/@]+:)[^/]*@", r"\1***@", url)  # up to the last @ before the path
+    url = re.sub(r"^(https?://)[^:/@]+@", r"\1***@", url)
+    return re.sub(r"(?i)([?&](?:password|passwd|pwd|token|secret|access_token)=)[^&]*", r"\1***", url)
 
 
 def normalise(url: str) -> str:
@@ -106,6 +109,8 @@ def where(parsed) -> str:  # noqa: ANN001 (sqlalchemy URL)
     if backend == "sqlite":
         return f"SQLite file {parsed.database or ':memory:'}"
     name = {"postgresql": "PostgreSQL", "mysql": "MySQL"}.get(backend, backend)
+    if parsed.host and "@" in parsed.host:  # an '@' in the password, not %40-encoded
+        return f"{name} at an unreadable address (write '@' in the password as %40)"
     user = f", user {parsed.username}" if parsed.username else ""
     port = parsed.port or {"postgresql": 5432, "mysql": 3306}.get(backend, "default port")
     return f"{name} at {parsed.host or 'localhost'}:{port}, database {parsed.database}{user}"

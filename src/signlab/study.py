@@ -163,10 +163,14 @@ def _shared_parent(study: optuna.Study, storage: RDBStorage, client: MlflowClien
 
 
 def _exists(client: MlflowClient, run_id: str) -> bool:
+    """Whether the run exists and is not deleted; other errors (a server hiccup) are raised,
+    not read as "no such run" (which would make a second parent run)."""
     try:
         return client.get_run(run_id).info.lifecycle_stage == "active"
-    except mlflow.exceptions.MlflowException:
-        return False
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
 
 
 def pruning_hook(trial: optuna.Trial) -> Callable[[int, dict[str, float]], None]:
@@ -196,21 +200,30 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
                 mlflow.log_params({f"optuna.{k}": v for k, v in trial.params.items()})
                 try:
                     outcome = train_and_log(spec, data, hooks)
+                    for key in ("final_val_accuracy", "test_accuracy", "test_f1_macro", "test_aug_accuracy", "n_params"):
+                        trial.set_user_attr(key, float(outcome.metrics[key]))
                 except optuna.TrialPruned:
-                    mlflow.set_tag("trial_state", "PRUNED")
+                    _tag_state("PRUNED")
                     raise
                 except BaseException:
-                    mlflow.set_tag("trial_state", "FAIL")
+                    _tag_state("FAIL")
                     raise
                 mlflow.set_tag("trial_state", "COMPLETE")
         finally:
             _free_graph()
-        for key in ("final_val_accuracy", "test_accuracy", "test_f1_macro", "test_aug_accuracy", "n_params"):
-            trial.set_user_attr(key, float(outcome.metrics[key]))
         values = tuple(float(outcome.metrics[OBJECTIVE_METRIC[o]]) for o in cfg.objectives)
         return values if cfg.multi_objective else values[0]
 
     return objective
+
+
+def _tag_state(state: str) -> None:
+    """Tag the trial run's end state; a failure to do so never replaces the exception that
+    ended the trial (a SIGTERM, say)."""
+    try:
+        mlflow.set_tag("trial_state", state)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _free_graph() -> None:

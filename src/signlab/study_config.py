@@ -112,9 +112,9 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
-        if self.grace_period <= self.heartbeat_interval:
-            raise ValueError(f"grace_period: {self.grace_period} s must be longer than heartbeat_interval "
-                             f"({self.heartbeat_interval} s), or live trials would be failed")
+        if self.grace_period < 2 * self.heartbeat_interval:
+            raise ValueError(f"grace_period: {self.grace_period} s must be at least twice heartbeat_interval "
+                             f"({self.heartbeat_interval} s), or a slow but live trial could be failed")
         if self.pruner.type == "threshold" and self.pruner.lower is None:
             raise ValueError("pruner.lower: the threshold pruner needs a lower bound on val_accuracy")
         expected = [OBJECTIVES[o] for o in self.objectives]

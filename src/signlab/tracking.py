@@ -60,6 +60,16 @@ def check_server(uri: str) -> None:
     if answer.status_code != 200:
         raise UserError(f"{shown} answered HTTP {answer.status_code} on /health: not an MLflow tracking "
                         "server? Nothing was run or logged.")
+    # /health answers any Host; the API may refuse this one (MLflow's --allowed-hosts)
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    api = requests.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                       timeout=10, auth=(user, password) if user and password else None)
+    if api.status_code == 403 and "host" in api.text.lower():
+        raise UserError(f"MLflow tracking server {shown} refuses requests for this host name ({api.text.strip()[:80]}); "
+                        "start it with --allowed-hosts naming the host:port the workers use. Nothing was run or logged.")
+    if api.status_code >= 400 and api.status_code != 401:  # 401: MLflow's own client brings the credentials
+        raise UserError(f"MLflow tracking server {shown} answered HTTP {api.status_code} to a search: "
+                        f"{api.text.strip()[:120]}. Nothing was run or logged.")
 
 
 def terminate_as_interrupt() -> None:
@@ -79,20 +89,27 @@ def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwa
     try:
         yield run
     except (KeyboardInterrupt, *killed_on):
-        _end(RunStatus.to_string(RunStatus.KILLED))
+        _end(RunStatus.to_string(RunStatus.KILLED), quiet=True)
         raise
     except BaseException:
-        _end(RunStatus.to_string(RunStatus.FAILED))
+        _end(RunStatus.to_string(RunStatus.FAILED), quiet=True)
         raise
     else:
         _end(RunStatus.to_string(RunStatus.FINISHED))
 
 
-def _end(status: str) -> None:
+def _end(status: str, quiet: bool = False) -> None:
+    """End the active run; `quiet`: a failure to do so (the tracking server going down
+    with us, say) is a warning, so it cannot replace the exception being handled."""
     try:
-        mlflow.flush_async_logging()
-    finally:
-        mlflow.end_run(status)
+        try:
+            mlflow.flush_async_logging()
+        finally:
+            mlflow.end_run(status)
+    except Exception as exc:
+        if not quiet:
+            raise
+        warnings.warn(f"could not end the MLflow run as {status}: {exc}", stacklevel=3)
 
 
 def log_to_active_run(paths: list[Path], artifact_path: str | None = None) -> str | None:

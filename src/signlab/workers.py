@@ -42,7 +42,10 @@ def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking
     check_same_data(study, cfg, storage_url)
     parent_run_id(study, rdb, cfg, study_experiment(cfg, None), None)
     existing = len(study.trials)
-    return existing, overrides.max_total_trials or existing + cfg.n_trials, uri
+    cap = existing + cfg.n_trials
+    if overrides.max_total_trials is not None:
+        cap = min(cap, overrides.max_total_trials) if overrides.n_trials is not None else overrides.max_total_trials
+    return existing, cap, uri
 
 
 def worker_command(config: str | Path, cap: int, options: dict[str, Any]) -> list[str]:
@@ -71,7 +74,10 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
                "data_dir": data_dir}
     env = {**os.environ, "SIGNLAB_STORAGE": storage_url, "MLFLOW_TRACKING_URI": uri}
     command = worker_command(config, cap, options)
-    procs = [subprocess.Popen(command, env={**env, "SIGNLAB_WORKER": str(i + 1)}) for i in range(n)]
+    # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on once
+    # (a second interrupt could land in a worker's clean-up and leave its run RUNNING).
+    procs = [subprocess.Popen(command, env={**env, "SIGNLAB_WORKER": str(i + 1)}, start_new_session=True)
+             for i in range(n)]
 
     def forward(signum: int, frame: Any) -> None:
         for proc in procs:
@@ -84,7 +90,8 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    codes = [128 - code if code < 0 else code for code in codes]  # killed by signal k: 128 + k
     for i, code in enumerate(codes, start=1):
         if code:
             echo(f"worker {i} exited with code {code}")
-    return max(codes, key=abs)
+    return max(codes)
