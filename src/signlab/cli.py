@@ -187,13 +187,14 @@ Storage = Annotated[str | None, typer.Option(envvar="SIGNLAB_STORAGE", show_envv
                                              "keep passwords in $PGPASSWORD or ~/.pgpass, not here.")]
 StudyName = Annotated[str | None, typer.Option(help="Study name (default: the file's).")]
 StudySeed = Annotated[int | None, typer.Option(help="Seed for the data split and training (default: the file's).")]
+StudyFile = Annotated[Path, typer.Argument(help="A study file, e.g. studies/cnn.yaml.")]
 MaxTotal = Annotated[int | None, typer.Option(min=1, help="Stop when the study holds this many trials, all workers together.")]
 
 
 @study_app.command("run")
 @friendly
 def study_run(
-    study_file: Annotated[Path, typer.Argument(help="A study file, e.g. studies/cnn.yaml.")],
+    study_file: StudyFile,
     n_trials: NTrials = None,
     timeout: Timeout = None,
     max_epochs: MaxEpochs = None,
@@ -226,7 +227,7 @@ def study_run(
 @friendly
 def study_workers(
     n: Annotated[int, typer.Argument(min=1, max=64, help="How many worker processes.")],
-    study_file: Annotated[Path, typer.Argument(help="A study file, e.g. studies/cnn.yaml.")],
+    study_file: StudyFile,
     n_trials: Annotated[int | None, typer.Option(min=1, help="Trials to add, all workers together (default: the file's).")] = None,
     timeout: Timeout = None,
     max_epochs: MaxEpochs = None,

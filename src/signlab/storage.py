@@ -36,23 +36,32 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_pe
     """An RDBStorage with heartbeats: a trial whose worker died is failed (and handed to
     `on_failed_trial`). Errors say where the database is, without the password, and that
     nothing was changed."""
-    import sqlalchemy
-
-    url = normalise(url)
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise UserError(f"storage {redact(url)!r} is not a database URL; expected e.g. sqlite:///optuna.db "
-                        "or postgresql+psycopg://USER@HOST:5432/DATABASE") from None
+    url, parsed = _parse(url, "storage", "sqlite:///optuna.db")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own summary says what happened
     try:
         return _rdb_storage(url, heartbeat_interval, grace_period, on_failed_trial)
     except ImportError:
-        raise UserError(f"storage {redact(url)}: no database driver for {parsed.drivername!r} is installed "
-                        "(for PostgreSQL use postgresql+psycopg://, installed with signlab)") from None
+        raise _no_driver("storage", url, parsed) from None
     except Exception as exc:  # SQLAlchemy raises many kinds: driver, connection, authentication
         raise UserError(f"cannot open study storage {where(parsed)}: {reason(exc)} "
                         "(nothing was changed: the studies stored there are untouched)") from None
+
+
+def _parse(url: str, what: str, example: str):  # noqa: ANN202 (str, sqlalchemy URL)
+    """The normalised URL and its parts, or a UserError if it is no database URL."""
+    import sqlalchemy
+
+    url = normalise(url)
+    try:
+        return url, sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise UserError(f"{what} {redact(url)!r} is not a database URL; expected e.g. {example} "
+                        "or postgresql+psycopg://USER@HOST:5432/DATABASE") from None
+
+
+def _no_driver(what: str, url: str, parsed) -> UserError:  # noqa: ANN001 (sqlalchemy URL)
+    return UserError(f"{what} {redact(url)}: no database driver for {parsed.drivername!r} is installed "
+                     "(for PostgreSQL use postgresql+psycopg://, installed with signlab)")
 
 
 def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
@@ -83,16 +92,11 @@ def check_database(url: str, what: str) -> str:
     where it is and why not, without the password."""
     import sqlalchemy
 
-    url = normalise(url)
+    url, parsed = _parse(url, what, "sqlite:///mlflow.db")
     try:
-        parsed = sqlalchemy.engine.make_url(url)
         engine = sqlalchemy.create_engine(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise UserError(f"{what} {redact(url)!r} is not a database URL; expected e.g. sqlite:///mlflow.db "
-                        "or postgresql+psycopg://USER@HOST:5432/DATABASE") from None
     except ImportError:
-        raise UserError(f"{what} {redact(url)}: no database driver for it is installed "
-                        "(for PostgreSQL use postgresql+psycopg://)") from None
+        raise _no_driver(what, url, parsed) from None
     try:
         with engine.connect():
             pass

@@ -88,6 +88,23 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
 
 
+def resolved_config(config: str | Path, overrides: Overrides) -> StudyConfig:
+    """The study file with the command line's overrides, checked down to buildable models."""
+    cfg = overrides.apply(load_study_config(config))
+    check_buildable(cfg, str(config))
+    return cfg
+
+
+def open_study(cfg: StudyConfig, storage_url: str) -> tuple[optuna.Study, RDBStorage]:
+    """The study, created or resumed in a storage whose dead workers' trials are failed
+    (and retried, as the file says); refused if its directions or data settings differ."""
+    rdb = open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
+                       recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
+    study = load_or_create(cfg, rdb, storage_url)
+    check_same_data(study, cfg, storage_url)
+    return study, rdb
+
+
 def load_or_create(cfg: StudyConfig, storage: RDBStorage, storage_url: str) -> optuna.Study:
     """The study named in `cfg`, created or resumed; refuses one with other directions."""
     try:
@@ -266,15 +283,11 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     from signlab import config as paths
 
     overrides = overrides or Overrides()
-    cfg = overrides.apply(load_study_config(config))
-    check_buildable(cfg, str(config))
+    cfg = resolved_config(config, overrides)
     storage_url = storage or paths.DEFAULT_STORAGE
     uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
     data = prepare_data(data_dir, cfg.subset, cfg.val_fraction, cfg.seed)  # bad data: nothing created
-    rdb = open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
-                       recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
-    study = load_or_create(cfg, rdb, storage_url)
-    check_same_data(study, cfg, storage_url)
+    study, rdb = open_study(cfg, storage_url)
     # `mlflow run` passes its run in MLFLOW_RUN_ID; taken out of the environment, or every
     # nested start_run() would resume it instead of starting a trial's own run.
     launched = os.environ.pop("MLFLOW_RUN_ID", None)

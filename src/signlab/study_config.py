@@ -30,29 +30,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class IntParam(_Strict):
+class _Range(_Strict):
+    """A numeric range: low <= high, and low > 0 on a log scale."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _Range:
+        _check_bounds(self.low, self.high, self.log)
+        return self
+
+
+class IntParam(_Range):
     type: Literal["int"]
     low: int
     high: int
     step: int = Field(1, ge=1)
     log: bool = False
 
-    @model_validator(mode="after")
-    def _bounds(self) -> IntParam:
-        _check_bounds(self.low, self.high, self.log)
-        return self
 
-
-class FloatParam(_Strict):
+class FloatParam(_Range):
     type: Literal["float"]
     low: float
     high: float
     log: bool = False
-
-    @model_validator(mode="after")
-    def _bounds(self) -> FloatParam:
-        _check_bounds(self.low, self.high, self.log)
-        return self
 
 
 class CategoricalParam(_Strict):

@@ -16,12 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from signlab import recovery, tracking
+from signlab import tracking
 from signlab.data import load_split
-from signlab.space import check_buildable
-from signlab.storage import open_storage
-from signlab.study import Overrides, check_same_data, load_or_create, parent_run_id, study_experiment
-from signlab.study_config import load_study_config
+from signlab.study import Overrides, open_study, parent_run_id, resolved_config, study_experiment
 
 # MLflow's variables that would make a worker resume or file into the launcher's run.
 LAUNCHER_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
@@ -31,15 +28,11 @@ def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking
             data_dir: str | None) -> tuple[int, int, str]:
     """Check the data, then create or resume the study and its parent run; (trials already
     there, the cap, the tracking URI)."""
-    cfg = overrides.apply(load_study_config(config))
-    check_buildable(cfg, str(config))
+    cfg = resolved_config(config, overrides)
     for split in ("train", "test"):
         load_split(split, data_dir)  # a missing or bad file stops us before anything is created
     uri = tracking.setup(tracking_uri)
-    rdb = open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
-                       recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
-    study = load_or_create(cfg, rdb, storage_url)
-    check_same_data(study, cfg, storage_url)
+    study, rdb = open_study(cfg, storage_url)
     parent_run_id(study, rdb, cfg, study_experiment(cfg, None), None)
     existing = len(study.trials)
     cap = existing + cfg.n_trials
@@ -69,9 +62,8 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
         echo(f"the study already has {existing} trials (cap {cap}): nothing to do")
         return 0
     echo(f"{n} workers on the study ({existing} trials so far, stopping at {cap} in all)")
-    options = {"n_trials": cap - existing, "timeout": overrides.timeout, "max_epochs": overrides.max_epochs,
-               "subset": overrides.subset, "study_name": overrides.study_name, "seed": overrides.seed,
-               "data_dir": data_dir}
+    # the launcher's overrides, but the trial budget: each worker may run all that is left
+    options = {**vars(overrides), "n_trials": cap - existing, "max_total_trials": None, "data_dir": data_dir}
     env = {**os.environ, "SIGNLAB_STORAGE": storage_url, "MLFLOW_TRACKING_URI": uri}
     command = worker_command(config, cap, options)
     # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on once
