@@ -26,6 +26,17 @@ def _real_data_dir() -> Path:
 DATA_DIR = _real_data_dir()
 
 
+def _browser() -> str | None:
+    from signlab.plots import find_browser
+
+    return find_browser()
+
+
+# PNG copies of charts are written only where kaleido finds a Chrome/Chromium.
+BROWSER = _browser()
+needs_browser = pytest.mark.skipif(BROWSER is None, reason="no Chrome/Chromium: PNG output is off (apt install chromium)")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Parsed copies go to a per-session folder, never the user's cache."""
