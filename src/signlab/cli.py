@@ -66,6 +66,53 @@ def data_profile(
         typer.echo(f"logged to MLflow run {run_id}")
 
 
+ValStrategy = Annotated[str, typer.Option("--val-strategy", help="grouped: hold out whole groups of variants of one photo "
+                                          "(default); random: single images (leaks near-copies; for comparison).")]
+
+
+def _strategy(value: str) -> str:
+    from signlab.errors import UserError
+    from signlab.splits import STRATEGIES
+
+    if value not in STRATEGIES:
+        raise UserError(f"--val-strategy must be one of {', '.join(STRATEGIES)}, not {value!r}")
+    return value
+
+
+@data_app.command("split")
+@friendly
+def data_split(
+    output: Annotated[Path, typer.Option(help="Folder for split.csv.")],
+    val_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of the training file held out.")] = 0.2,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the split.")] = 0,
+    strategy: Annotated[str, typer.Option(help="grouped (the default everywhere) or random.")] = "grouped",
+    data_dir: DataDir = None,
+) -> None:
+    """Write the validation split runs use (split.csv: row, label, group, split) and how
+    much it leaks, beside the test split's figures."""
+    import pandas as pd
+
+    from signlab.atomic import atomic_write
+    from signlab.data import load_split
+    from signlab.groups import leakage
+    from signlab.validation import split_leakage, validation_rows
+
+    train = load_split("train", data_dir or None)
+    test = load_split("test", data_dir or None)
+    rows = validation_rows(train, _strategy(strategy), val_fraction, seed)  # type: ignore[arg-type]
+    side = pd.Series("train", index=range(len(train)))
+    side[rows.val] = "val"
+    frame = pd.DataFrame({"row": range(len(train)), "label": train.labels, "group": rows.groups, "split": side})
+    target = output / "split.csv"
+    with atomic_write(target) as tmp:
+        frame.to_csv(tmp, index=False)
+    typer.echo(f"wrote {target}: {len(rows.train)} train, {len(rows.val)} val rows ({strategy}, "
+               f"{len(set(rows.groups[rows.val]))} of {len(set(rows.groups))} groups held out, seed {seed})")
+    typer.echo(f"validation vs training rows: {split_leakage(train, rows)}")
+    test_leak = leakage(train.images[rows.train], train.labels[rows.train], test.images, test.labels)
+    typer.echo(f"test split vs training rows: {test_leak}")
+
+
 # ---- training -------------------------------------------------------------------------
 Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs (MLP: most iterations); default: the preset's.")]
 Subset = Annotated[int, typer.Option(min=0, help="Images per class from each file (0 = all), for quick runs.")]
@@ -116,6 +163,7 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any spec field: key=value (YAML value). Repeatable.")] = None,
     subset: Subset = 0,
     val_fraction: ValFraction = 0.2,
+    val_strategy: ValStrategy = "grouped",
     seed: Seed = 0,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "signlab",
     run_name: Annotated[str | None, typer.Option(help="MLflow run name.")] = None,
@@ -134,8 +182,8 @@ def train(
     spec = make_spec(preset, family=family, **fields)
     name = run_name or f"{preset or spec.family}{'-aug' if spec.augment else ''}"
     outcome = run_job(spec, run_name=name, tags={"preset": preset or "custom"}, data_dir=data_dir,
-                      subset=subset, val_fraction=val_fraction, seed=seed, experiment=experiment,
-                      tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)])
+                      subset=subset, val_fraction=val_fraction, seed=seed, val_strategy=_strategy(val_strategy),
+                      experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)])
     _print_outcome(outcome)
 
 
@@ -148,6 +196,7 @@ def reference(
     epochs: Epochs = None,
     subset: Subset = 0,
     val_fraction: ValFraction = 0.2,
+    val_strategy: ValStrategy = "grouped",
     seed: Seed = 0,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "references",
     tracking_uri: TrackingUri = None,
@@ -168,7 +217,7 @@ def reference(
         typer.echo(f"reference {row}: {spec.family}, {spec.epochs} epochs")
         outcome = run_job(spec, run_name=f"reference-{row}", tags={"preset": row.split("_")[0], "reference": row},
                           data_dir=data_dir, subset=subset, val_fraction=val_fraction, seed=seed,
-                          experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)])
+                          val_strategy=_strategy(val_strategy), experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)])
         _print_outcome(outcome)
 
 

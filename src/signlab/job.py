@@ -19,7 +19,9 @@ from signlab.labels import LETTERS
 from signlab.models.cnn import CNNSpec
 from signlab.models.mlp import MLPSpec
 from signlab.plots import save_figure
-from signlab.splits import stratified_subset, validation_split
+from signlab.groups import Leakage
+from signlab.splits import Strategy, stratified_subset
+from signlab.validation import DEFAULT_FRACTION, DEFAULT_STRATEGY, ValidationRows, split_leakage, validation_rows
 from signlab.train import EpochHook, FitResult, fit
 
 TEST_AUG_SEED = 20240601  # fixed: every run is scored on the same perturbed test copy
@@ -38,28 +40,38 @@ class Data:
     train_source: str
     test_source: str
     subset: int
-    val_fraction: float
-    seed: int
+    rows: ValidationRows
+    leakage: Leakage
+
+    @property
+    def seed(self) -> int:
+        return self.rows.seed
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train[1]), "n_val": len(self.val[1]), "n_test": len(self.test[1])}
 
+    def params(self) -> dict[str, object]:
+        """What a run logs about its data: sizes, seed, subset and the validation split."""
+        return {**self.sizes(), "seed": self.seed, "subset": self.subset, **self.rows.params()}
 
-def prepare_data(data_dir: str | None = None, subset: int = 0, val_fraction: float = 0.2,
-                 seed: int = 0) -> Data:
-    """Load both files; hold out a stratified validation split; optionally subset per class.
+
+def prepare_data(data_dir: str | None = None, subset: int = 0, val_fraction: float = DEFAULT_FRACTION,
+                 seed: int = 0, val_strategy: Strategy = DEFAULT_STRATEGY) -> Data:
+    """Load both files; hold out the validation split (`signlab.validation`); optionally
+    subset per class.
 
     `subset` (images per class, 0 = all) applies to the training file and to the test file,
     so quick runs stay quick; the validation split is taken from the training file only.
     """
     train_file, test_file = load_split("train", data_dir), load_split("test", data_dir)
-    images, labels = stratified_subset(train_file.images, train_file.labels, subset, seed)
-    train, val = validation_split(images, labels, val_fraction, seed)
+    rows = validation_rows(train_file, val_strategy, val_fraction, seed, subset)
+    train = (train_file.images[rows.train], train_file.labels[rows.train])
+    val = (train_file.images[rows.val], train_file.labels[rows.val])
     test = stratified_subset(test_file.images, test_file.labels, subset, seed)
     val_aug = (perturb(val[0], seed=TEST_AUG_SEED + 1), val[1])
     test_aug = (perturb(test[0], seed=TEST_AUG_SEED), test[1])
     return Data(train, val, val_aug, test, test_aug, str(train_file.path), str(test_file.path),
-                subset, val_fraction, seed)
+                subset, rows, split_leakage(train_file, rows))
 
 
 @dataclass
@@ -91,8 +103,9 @@ def train_and_log(spec: CNNSpec | MLPSpec, data: Data, hooks: Sequence[EpochHook
     """Fit `spec` and log everything to the active MLflow run."""
     run = mlflow.active_run()
     params = tracking.flatten("", spec.model_dump())
-    params.update(data.sizes(), seed=data.seed, subset=data.subset, val_fraction=data.val_fraction)
+    params.update(data.params())
     tracking.log_params(params)
+    tracking.log_metrics(data.leakage.metrics("leak_val"))
     tracking.log_datasets({
         "training": (*data.train, data.train_source, "sign_mnist_train[train]"),
         "validation": (*data.val, data.train_source, "sign_mnist_train[validation]"),
@@ -153,13 +166,13 @@ def _summary(result: FitResult) -> str:
 
 
 def run_job(spec: CNNSpec | MLPSpec, *, run_name: str, tags: dict[str, str],
-            data_dir: str | None = None, subset: int = 0, val_fraction: float = 0.2, seed: int = 0,
-            experiment: str = "signlab", tracking_uri: str | None = None,
+            data_dir: str | None = None, subset: int = 0, val_fraction: float = DEFAULT_FRACTION, seed: int = 0,
+            val_strategy: Strategy = DEFAULT_STRATEGY, experiment: str = "signlab", tracking_uri: str | None = None,
             hooks: Sequence[EpochHook] = ()) -> Outcome:
     """Train and evaluate `spec` as one MLflow run (or inside the run `mlflow run` started)."""
     import os
 
-    data = prepare_data(data_dir, subset, val_fraction, seed)  # bad data fails before MLflow
+    data = prepare_data(data_dir, subset, val_fraction, seed, val_strategy)  # bad data fails before MLflow
     under_mlflow_run = bool(os.environ.get("MLFLOW_RUN_ID"))
     tracking.setup(tracking_uri, None if under_mlflow_run else experiment)
     commit = tracking.git_commit()

@@ -1,21 +1,61 @@
-"""Stratified validation splits, per-class subsets and pixel scaling."""
+"""Validation splits of the training file (grouped or random, stratified by letter),
+per-class subsets and pixel scaling."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
-from sklearn.model_selection import train_test_split
+
+Strategy = Literal["grouped", "random"]
+STRATEGIES: tuple[Strategy, ...] = ("grouped", "random")
 
 
 def validation_split(
-    images: np.ndarray, labels: np.ndarray, fraction: float = 0.2, seed: int = 0
+    images: np.ndarray, labels: np.ndarray, fraction: float = 0.2, seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Hold out a stratified `fraction` of (images, labels): ((train), (validation))."""
+    """Hold out about `fraction` of (images, labels) per letter (whole `groups` if given):
+    ((train), (validation))."""
+    train_idx, val_idx = split_indices(labels, groups, fraction, seed)
+    return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
+
+
+def split_indices(labels: np.ndarray, groups: np.ndarray | None, fraction: float = 0.2,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) row indices: per letter, about `fraction` of its images
+    held out, as whole groups when `groups` is given (None: single images, at random).
+
+    Every letter has images on both sides; no group is on both sides. Deterministic."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation fraction must be between 0 and 1 (exclusive), not {fraction}")
-    x_tr, x_val, y_tr, y_val = train_test_split(
-        images, labels, test_size=fraction, stratify=labels, random_state=seed
-    )
-    return (x_tr, y_tr), (x_val, y_val)
+    units = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    val: list[np.ndarray] = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        names, sizes = np.unique(units[rows], return_counts=True)
+        if len(names) < 2:
+            raise ValueError(f"label {label}: {len(names)} group(s), cannot hold any out and keep some")
+        order = rng.permutation(len(names))
+        cumulative = np.cumsum(sizes[order])
+        target = fraction * len(rows)
+        # the cut nearest the target, holding out at least one group and keeping at least one
+        cut = int(np.clip(np.argmin(np.abs(cumulative - target)) + 1, 1, len(names) - 1))
+        val.append(rows[np.isin(units[rows], names[order[:cut]])])
+    val_idx = np.sort(np.concatenate(val))
+    train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
+    return train_idx, val_idx
+
+
+def subset_indices(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of up to `per_class` images of every class, drawn at random; 0 or
+    less keeps everything."""
+    if per_class <= 0:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(labels == label))[:per_class] for label in np.unique(labels)]
+    return np.sort(np.concatenate(keep))
 
 
 def stratified_subset(
@@ -24,14 +64,7 @@ def stratified_subset(
     """Up to `per_class` images of every class, drawn at random; 0 or less keeps everything."""
     if per_class <= 0:
         return images, labels
-    rng = np.random.default_rng(seed)
-    keep = np.concatenate(
-        [
-            rng.permutation(np.flatnonzero(labels == label))[:per_class]
-            for label in np.unique(labels)
-        ]
-    )
-    keep = np.sort(keep)
+    keep = subset_indices(labels, per_class, seed)
     return images[keep], labels[keep]
 
 

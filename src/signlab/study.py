@@ -286,7 +286,8 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     cfg = resolved_config(config, overrides)
     storage_url = storage or paths.DEFAULT_STORAGE
     uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
-    data = prepare_data(data_dir, cfg.subset, cfg.val_fraction, cfg.seed)  # bad data: nothing created
+    data = prepare_data(data_dir, cfg.subset, cfg.validation.fraction, cfg.seed,
+                        cfg.validation.strategy)  # bad data: nothing created
     study, rdb = open_study(cfg, storage_url)
     # `mlflow run` passes its run in MLFLOW_RUN_ID; taken out of the environment, or every
     # nested start_run() would resume it instead of starting a trial's own run.
@@ -304,6 +305,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     try:
         with tracking.tracked_run(run_id=parent):
             tracking.log_params(_study_params(cfg, storage_url))
+            tracking.log_metrics(data.leakage.metrics("leak_val"))
             try:
                 if n_trials:
                     study.optimize(make_objective(cfg, data), n_trials=n_trials, timeout=cfg.timeout,
@@ -330,12 +332,15 @@ def _budget(cfg: StudyConfig, max_total: int | None, existing: int) -> tuple[int
 
 def check_same_data(study: optuna.Study, cfg: StudyConfig, storage_url: str) -> None:
     """A resumed study must see the same validation data, or its trials don't compare."""
-    settings = {"subset": cfg.subset, "val_fraction": cfg.val_fraction, "seed": cfg.seed}
+    settings = {"subset": cfg.subset, "val_fraction": cfg.validation.fraction, "seed": cfg.seed,
+                "val_strategy": cfg.validation.strategy}
     stored = study.user_attrs.get("data")
     if stored is None:
         study.set_user_attr("data", settings)
     elif stored != settings:
-        diff = ", ".join(f"{k} {stored[k]} (now {settings[k]})" for k in settings if stored.get(k) != settings[k])
+        # a study stored before validation strategies existed used the random split
+        diff = ", ".join(f"{k} {stored.get(k, 'random' if k == 'val_strategy' else None)} (now {settings[k]})"
+                         for k in settings if stored.get(k) != settings[k])
         raise UserError(f"study {cfg.study_name!r} in {redact(storage_url)} was run with {diff}: its trials "
                         "would not compare; resume with the same settings or use another study_name")
 
@@ -364,7 +369,7 @@ def _study_params(cfg: StudyConfig, storage_url: str) -> dict[str, Any]:
         "study_name": cfg.study_name, "family": cfg.family, "objectives": ",".join(cfg.objectives),
         "directions": ",".join(cfg.directions or []), "sampler": cfg.sampler.type,
         "sampler_seed": cfg.sampler.seed, "pruner": cfg.pruner.type, "max_epochs": cfg.max_epochs,
-        "val_fraction": cfg.val_fraction, "subset": cfg.subset, "seed": cfg.seed,
+        "val_strategy": cfg.validation.strategy, "val_fraction": cfg.validation.fraction, "subset": cfg.subset, "seed": cfg.seed,
         "storage": redact(normalise(storage_url)), "space": json.dumps({k: v.model_dump() for k, v in cfg.space.items()})[:6000],
         "fixed": json.dumps(cfg.fixed)[:6000],
     }

@@ -84,6 +84,13 @@ class PrunerConfig(_Strict):
     reduction_factor: int = Field(3, ge=2)
 
 
+class ValidationConfig(_Strict):
+    """The validation split held out from the training file (`signlab.validation`)."""
+
+    strategy: Literal["grouped", "random"] = "grouped"
+    fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
 class StudyConfig(_Strict):
     """One study file."""
 
@@ -97,7 +104,7 @@ class StudyConfig(_Strict):
     n_trials: int = Field(20, ge=1)
     timeout: float | None = Field(None, gt=0)
     max_epochs: int = Field(10, ge=1)
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
     subset: int = Field(0, ge=0)
     seed: int = 0
     experiment: str | None = None
@@ -108,6 +115,13 @@ class StudyConfig(_Strict):
         None, gt=0.0, le=1.0, description="multi-objective: report the smallest model reaching this")
     fixed: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Param] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "val_fraction" in raw:
+            raise ValueError("val_fraction: now validation.fraction (with validation.strategy: grouped or random)")
+        return raw
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
