@@ -171,6 +171,9 @@ def test_resume_refuses_other_directions_or_data(tmp_path, stores):
         run_study(other, storage=storage, tracking_uri=uri, progress=False)
     with pytest.raises(UserError, match=r"was run with subset 8 \(now 9\)"):
         run_study(path, Overrides(n_trials=1, subset=9), storage=storage, tracking_uri=uri, progress=False)
+    random = _study_file(tmp_path, BASE.format(name="same", extra="validation: {strategy: random}"), "random.yaml")
+    with pytest.raises(UserError, match=r"was run with val_strategy grouped \(now random\)"):
+        run_study(random, Overrides(n_trials=1), storage=storage, tracking_uri=uri, progress=False)
     assert len(optuna.load_study(study_name="same", storage=storage).trials) == 1
 
 
