@@ -122,7 +122,7 @@ def train_and_log(spec: CNNSpec | MLPSpec, data: Data, hooks: Sequence[EpochHook
         **test.metrics("test"),
         "test_aug_accuracy": test_aug.accuracy, "test_aug_f1_macro": test_aug.f1_macro,
         "n_params": model.n_params, "train_seconds": result.train_seconds,
-        "epochs_run": result.epochs_run, **timing,
+        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, **timing,
     }
     tracking.log_metrics(metrics)
     with tempfile.TemporaryDirectory() as tmp:

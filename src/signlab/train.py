@@ -2,6 +2,11 @@
 
 Hooks get (epoch, metrics) with loss, accuracy, val_loss, val_accuracy and learning_rate;
 a hook may raise (optuna.TrialPruned, say) to stop training. A NaN loss raises.
+
+One rule for which weights a fit returns: those of its epoch with the best validation
+accuracy (the first such epoch on ties), for both families. The figure that ranks a run
+(`final_val_accuracy`, its model evaluated on the validation split) and the model it logs
+therefore come from the same epoch, `best_epoch`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ class FitResult:
     @property
     def epochs_run(self) -> int:
         return len(self.history)
+
+    @property
+    def best_epoch(self) -> int:
+        """1-based epoch whose weights the model holds (best validation accuracy)."""
+        scores = [h.get("val_accuracy", float("-inf")) for h in self.history]
+        return int(np.argmax(scores)) + 1 if scores else 0
 
 
 def set_seeds(seed: int) -> None:
@@ -102,8 +113,7 @@ def _fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[E
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
     if spec.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=spec.patience, restore_best_weights=True))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience))
     start = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,
               shuffle=False)  # the pipeline shuffles
@@ -112,19 +122,29 @@ def _fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[E
 
 
 class _KerasHooks:
-    """Adapter: a Keras callback that hands each epoch's logs to signlab hooks."""
+    """Adapter: a Keras callback that hands each epoch's logs to signlab hooks and keeps
+    the weights of the best epoch by validation accuracy, restored when training ends."""
 
     def __new__(cls, result: FitResult, hooks: list[EpochHook]):
         import keras
 
         class Hooks(keras.callbacks.Callback):
+            best: float = float("-inf")
+            weights: list | None = None
+
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
                 logs = dict(logs or {})
                 metrics = {k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs}
                 metrics["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
                 result.history.append(metrics)
+                if metrics.get("val_accuracy", float("-inf")) > self.best:
+                    self.best, self.weights = metrics["val_accuracy"], self.model.get_weights()
                 for hook in hooks:
                     hook(epoch, metrics)
+
+            def on_train_end(self, logs: dict | None = None) -> None:
+                if self.weights is not None:
+                    self.model.set_weights(self.weights)
 
         return Hooks()
 
@@ -144,7 +164,7 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays, seed: int, hooks: list[E
     clf = build_mlp(spec, seed)
     classes = np.arange(N_CLASSES)
     result = FitResult(LetterModel("mlp", clf, spec.normalise))
-    best_score, best_state, stale = -np.inf, None, 0
+    best_score, best_val, best_state, stale = -np.inf, -np.inf, None, 0
     start = time.perf_counter()
     for epoch in range(spec.epochs):
         clf.partial_fit(x, y, classes=classes)
@@ -159,18 +179,19 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays, seed: int, hooks: list[E
         result.history.append(metrics)
         for hook in hooks:
             hook(epoch, metrics)
-        # scikit-learn's rules: with early stopping, the validation score must improve by
-        # tol; without it, the training loss must fall by tol; else stop after `patience`.
+        if metrics["val_accuracy"] > best_val:  # the module's rule: keep the best epoch's weights
+            best_val, best_state = metrics["val_accuracy"], copy.deepcopy((clf.coefs_, clf.intercepts_))
+        # scikit-learn's stopping rules: with early stopping, the validation score must
+        # improve by tol; without it, the training loss must fall by tol; else stop after
+        # `patience` epochs.
         score = metrics["val_accuracy"] if spec.early_stopping else -metrics["loss"]
         if score > best_score + spec.tol:
             best_score, stale = score, 0
-            if spec.early_stopping:
-                best_state = copy.deepcopy((clf.coefs_, clf.intercepts_))
         else:
             stale += 1
         if stale >= spec.patience:
             break
-    if best_state is not None:  # like scikit-learn: keep the best validation weights
+    if best_state is not None:
         clf.coefs_, clf.intercepts_ = best_state
     result.train_seconds = time.perf_counter() - start
     return result
