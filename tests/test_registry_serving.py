@@ -11,8 +11,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import mlflow
 import numpy as np
+import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from typer.testing import CliRunner
@@ -52,6 +55,17 @@ def cnn_champion(store) -> str:
     result = CliRunner().invoke(app, ["promote", "--run-id", run_id, "--tracking-uri", store])
     assert result.exit_code == 0 and "is the champion" in result.output, result.output
     return run_id
+
+
+@pytest.fixture(scope="module")
+def test_rows(data_dir) -> pd.DataFrame:
+    """Two rows per letter of the test file as pandas reads them (int64, with `label`)."""
+    return pd.read_csv(data_dir / "sign_mnist_test.csv.gz").groupby("label").head(2).reset_index(drop=True)
+
+
+def _classifier(store: str, run_id: str) -> mlflow.pyfunc.PyFuncModel:
+    mlflow.set_tracking_uri(store)
+    return mlflow.pyfunc.load_model(MlflowClient(store).get_run(run_id).data.tags["signlab.classifier_uri"])
 
 
 def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
@@ -104,6 +118,28 @@ def test_promote_refuses_bad_input(store):
         assert result.exit_code == 2 and words in result.output, result.output
 
 
+def test_classifier_takes_what_users_have(store, cnn_champion, test_rows):
+    model = _classifier(store, cnn_champion)
+    pixels = test_rows.drop(columns="label")
+    rows = pixels.to_numpy()
+    forms = {"csv rows": test_rows, "no label": pixels, "floats": pixels.astype(np.float64),
+             "shuffled columns": test_rows.sample(frac=1.0, axis=1, random_state=0), "784-pixel rows": rows,
+             "28x28": rows.reshape(-1, 28, 28), "28x28x1": rows.reshape(-1, 28, 28, 1),
+             "columns 0..783": pd.DataFrame(rows)}
+    letters = {name: model.predict(x)["letter"].tolist() for name, x in forms.items()}
+    assert all(got == letters["csv rows"] for got in letters.values()), letters
+    truth = [label_to_letter(v) for v in test_rows["label"]]
+    assert sum(a == b for a, b in zip(letters["csv rows"], truth)) >= 0.7 * len(truth)  # test accuracy > 0.85
+
+
+def test_classifier_refuses_unknown_names_and_bad_shapes(store, cnn_champion, test_rows):
+    model = _classifier(store, cnn_champion)
+    with pytest.raises(MlflowException, match=r"missing 1 \(pixel300\); unknown 1 \(pixel_300\)$"):
+        model.predict(test_rows.rename(columns={"pixel300": "pixel_300"}))
+    with pytest.raises(MlflowException, match=r"got an array of shape \(2, 27, 28\)$"):
+        model.predict(np.zeros((2, 27, 28)))
+
+
 def _test_pngs(folder: Path, test_split) -> tuple[list[Path], list[str]]:
     """One real test image per letter, written as PNG (28x28, and one enlarged to 112x112)."""
     paths, truth = [], []
@@ -137,11 +173,30 @@ def test_predict_bad_inputs(store, cnn_champion, tmp_path):
     bad_csv = tmp_path / "rows.csv"
     bad_csv.write_text("pixel1,pixel2\n1,2\n")
     for args, words in (([str(fake)], "fake.png: not a readable image"),
-                        ([str(bad_csv)], "rows.csv: expected 784 pixel columns"),
+                        ([str(bad_csv)], "rows.csv: expected columns pixel1..pixel784 (any order, optional label): missing 782 (pixel3,"),
                         ([str(tmp_path / "missing.png")], "missing.png: no such file"),
                         ([str(fake), "--model", "models:/no-such-model@champion"], "fake.png: not a readable image")):
         result = runner.invoke(app, ["predict", *args, "--tracking-uri", store])
         assert result.exit_code == 2 and words in result.output and "Traceback" not in result.output, result.output
+
+
+def test_predict_csv_by_name_or_position(store, cnn_champion, test_rows, tmp_path):
+    named, headerless, renamed = tmp_path / "named.csv", tmp_path / "headerless.csv", tmp_path / "renamed.csv"
+    test_rows[:3].sample(frac=1.0, axis=1, random_state=1).to_csv(named, index=False)
+    test_rows[:3].drop(columns="label").to_csv(headerless, index=False, header=False)
+    test_rows[:3].rename(columns={"pixel300": "pixel_300"}).to_csv(renamed, index=False)
+    runner = CliRunner()
+    answers = {}
+    for path in (named, headerless):
+        result = runner.invoke(app, ["predict", str(path), "--json", "--tracking-uri", store])
+        assert result.exit_code == 0, result.output
+        answers[path.stem] = [(a["input"].split(":")[1], a["letter"]) for a in json.loads(result.output)]
+    assert [row for row, _ in answers["named"]] == ["row2", "row3", "row4"]  # file lines
+    assert [row for row, _ in answers["headerless"]] == ["row1", "row2", "row3"]
+    assert [letter for _, letter in answers["named"]] == [letter for _, letter in answers["headerless"]]
+    result = runner.invoke(app, ["predict", str(renamed), "--tracking-uri", store])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "renamed.csv: " in result.output and "missing 1 (pixel300); unknown 1 (pixel_300)" in result.output
 
 
 def _free_port() -> int:
@@ -186,10 +241,17 @@ def test_mlflow_models_serve_the_champion(store, cnn_champion, test_split, tmp_p
         truth = [label_to_letter(test_split.labels[i]) for i in idx]
         assert sum(a == b for a, b in zip(letters, truth)) >= 18
         assert all(0.0 <= p["probability"] <= 1.0 and "prob_A" in p for p in body["predictions"])
-        # bad payloads: a clear message, no stack trace
+        # int rows by position, as nested 28x28 lists: the same letters
+        status, body = _post(url, {"inputs": test_split.images[idx].tolist()})
+        assert status == 200 and [p["letter"] for p in body["predictions"]] == letters, body
+        # bad payloads: a clear message, no stack trace (MLflow puts the data's repr before "Error: ")
         status, body = _post(url, {"dataframe_split": {"columns": columns[:10], "data": [pixels[0][:10]]}})
-        assert status == 400 and "expected 784 pixel columns (pixel1..pixel784), got 10" in body["message"], body
-        assert len(body["message"]) < 300
+        assert status == 400 and "missing 774 (pixel11, pixel12, pixel13, pixel14, pixel15, ...)" in body["message"], body
+        ours = body["message"].split("Error: ")[-1]
+        assert ours.startswith("bad input: ") and "\n" not in ours and len(ours) < 200, ours
+        renamed = [c if c != "pixel300" else "pixel_300" for c in columns]
+        status, body = _post(url, {"dataframe_split": {"columns": renamed, "data": pixels}})
+        assert status == 400 and "missing 1 (pixel300); unknown 1 (pixel_300)" in body["message"], body
         status, body = _post(url, {"dataframe_split": {"columns": columns, "data": [[300] * 784]}})
         assert status == 400 and "outside 0-255" in body["message"] and "Traceback" not in body["message"], body
     finally:

@@ -29,17 +29,34 @@ def read_image(path: Path) -> np.ndarray:
         raise PayloadError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_csv_rows(path: Path) -> tuple[list[str], np.ndarray]:
-    """Rows of a CSV in the data set's format (a `label` column is allowed and ignored)."""
+    """Rows of a CSV: with a header, columns pixel1..pixel784 (and an optional `label`) matched
+    by name; without one (the first line all numbers), 784 pixels per row by position."""
     try:
         frame = pd.read_csv(path)
+        headerless = all(_is_number(str(name)) for name in frame.columns)
+        if headerless:
+            frame = pd.read_csv(path, header=None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise PayloadError(f"{path}: not a readable CSV ({exc})") from None
     try:
-        images = as_images(pixels_of(frame))
+        pixels = pixels_of(frame)
     except PayloadError as exc:
-        raise PayloadError(f"{path}: {exc} (rows are numbered from 0 after the header)") from None
-    return [f"{path.name}:row{i + 2}" for i in range(len(images))], images
+        raise PayloadError(f"{path}: {exc}") from None
+    first = 1 if headerless else 2  # the file's line number of the first row
+    try:
+        images = as_images(pixels)
+    except PayloadError as exc:
+        raise PayloadError(f"{path}: {exc} (image 0 is line {first})") from None
+    return [f"{path.name}:row{i + first}" for i in range(len(images))], images
 
 
 def gather(inputs: list[Path]) -> tuple[list[str], np.ndarray]:

@@ -239,10 +239,9 @@ def _quiet(*loggers: str) -> Iterator[None]:
 
 def _log_models(model: Any, example_images: np.ndarray) -> str:
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema
 
     from signlab.classifier import SKOPS_TRUSTED_TYPES
-    from signlab.pyfunc import PIXEL_COLUMNS, LetterPyfunc, predictions_frame
+    from signlab.pyfunc import INPUT_DOC, PIXEL_COLUMNS, LetterPyfunc, predictions_frame
     from signlab.splits import scale
 
     reqs = requirements()
@@ -261,16 +260,18 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
             signature=infer_signature(x, model.estimator.predict_proba(x)),
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
-    frame = pd.DataFrame(pixels, columns=PIXEL_COLUMNS)
-    # Pixel columns are optional in the schema, so that a payload with missing columns reaches
-    # the model, whose error names the problem in one line (MLflow's lists all 784 names).
-    inputs = Schema([ColSpec("double", name, required=False) for name in PIXEL_COLUMNS])
-    signature = ModelSignature(inputs, infer_signature(frame, predictions_frame(probs)).outputs)
+    # The example is what users have: data-set rows as pandas reads them (int64 pixel columns).
+    frame = pd.DataFrame(example_images[:2].reshape(2, -1).astype(np.int64), columns=PIXEL_COLUMNS)
+    # No input schema: MLflow 3.17 has none that takes int frames, arrays of rows and 28x28
+    # images alike (a column schema turns arrays into frames named 0..783 and refuses int64 as
+    # double; a tensor schema reads frames by position). The model checks its input
+    # (`pixels_of`); the input is documented by the example and the MLmodel metadata.
+    signature = ModelSignature(outputs=infer_signature(frame, predictions_frame(probs)).outputs)
     with tempfile.TemporaryDirectory() as tmp:
         folder = model.save(Path(tmp) / "letter_model")
         info = mlflow.pyfunc.log_model(
             name="classifier", python_model=LetterPyfunc(), artifacts={"letter_model": str(folder)},
-            input_example=frame, signature=signature, pip_requirements=reqs,
+            input_example=frame, signature=signature, pip_requirements=reqs, metadata={"input": INPUT_DOC},
         )
     mlflow.set_tag("signlab.classifier_uri", info.model_uri)
     return info.model_uri
