@@ -302,6 +302,25 @@ def study_workers(
         raise typer.Exit(code)
 
 
+@study_app.command("refit")
+@friendly
+def study_refit(
+    study_file: StudyFile,
+    seeds: Annotated[int | None, typer.Option(min=1, max=10, help="Refits (seeds seed, seed+1, ...); default: the file's refit.seeds.")] = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+    study_name: StudyName = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Retrain a study's chosen trial on the whole training file, once per seed, as runs
+    nested under its parent run (a study does this itself when it ends)."""
+    from signlab.study import Overrides, refit_study
+    from signlab.tracking import terminate_as_interrupt
+
+    terminate_as_interrupt()
+    refit_study(study_file, Overrides(study_name=study_name), seeds, storage, tracking_uri, data_dir, echo=typer.echo)
+
+
 @study_app.command("check")
 @friendly
 def study_check(study_file: Annotated[Path, typer.Argument(help="A study file.")]) -> None:

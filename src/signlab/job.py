@@ -80,7 +80,7 @@ class Outcome:
 
     run_id: str
     fit: FitResult
-    val: Evaluation
+    val: Evaluation | None  # None for a refit
     test: Evaluation
     test_aug: Evaluation
     metrics: dict[str, float]
@@ -99,31 +99,41 @@ def print_epoch(total: int) -> EpochHook:
 
 
 def train_and_log(spec: CNNSpec | MLPSpec, data: Data, hooks: Sequence[EpochHook] = (),
-                  log_model: bool = True) -> Outcome:
-    """Fit `spec` and log everything to the active MLflow run."""
+                  log_model: bool = True, refit_seed: int | None = None) -> Outcome:
+    """Fit `spec` and log everything to the active MLflow run.
+
+    With `refit_seed`, train on the whole training file (training and validation parts)
+    for exactly `spec.epochs` epochs, seeded with `refit_seed`: no validation figures."""
     run = mlflow.active_run()
+    refit = refit_seed is not None
     params = tracking.flatten("", spec.model_dump())
     params.update(data.params())
+    if refit:
+        params.update(n_train=len(data.train[1]) + len(data.val[1]), n_val=0, refit_seed=refit_seed)
     tracking.log_params(params)
     tracking.log_metrics(data.leakage.metrics("leak_val"))
-    tracking.log_datasets({
-        "training": (*data.train, data.train_source, "sign_mnist_train[train]"),
-        "validation": (*data.val, data.train_source, "sign_mnist_train[validation]"),
-        "test": (*data.test, data.test_source, "sign_mnist_test"),
-    })
+    train = (np.concatenate([data.train[0], data.val[0]]), np.concatenate([data.train[1], data.val[1]])) \
+        if refit else data.train
+    sources = {"training": (*train, data.train_source, "sign_mnist_train" if refit else "sign_mnist_train[train]"),
+               "test": (*data.test, data.test_source, "sign_mnist_test")}
+    if not refit:
+        sources["validation"] = (*data.val, data.train_source, "sign_mnist_train[validation]")
+    tracking.log_datasets(sources)
     logger: EpochHook = lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch)  # noqa: E731
-    result = fit(spec, data.train, data.val, seed=data.seed, hooks=[logger, *hooks])
+    result = fit(spec, train, None if refit else data.val, seed=data.seed if refit_seed is None else refit_seed,
+                 hooks=[logger, *hooks])
     model = result.model
-    val, val_aug, test, test_aug = (
-        evaluate(model, *part) for part in (data.val, data.val_aug, data.test, data.test_aug))
-    timing = latency(model, data.test[0])
+    test, test_aug = evaluate(model, *data.test), evaluate(model, *data.test_aug)
+    val = None if refit else evaluate(model, *data.val)
     metrics = {
-        **val.metrics("final_val"), "final_val_aug_accuracy": val_aug.accuracy,
         **test.metrics("test"),
         "test_aug_accuracy": test_aug.accuracy, "test_aug_f1_macro": test_aug.f1_macro,
         "n_params": model.n_params, "train_seconds": result.train_seconds,
-        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, **timing,
+        "epochs_run": result.epochs_run, **latency(model, data.test[0]),
     }
+    if val is not None:
+        metrics.update(val.metrics("final_val"), final_val_aug_accuracy=evaluate(model, *data.val_aug).accuracy,
+                       best_epoch=result.best_epoch)
     tracking.log_metrics(metrics)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -135,17 +145,18 @@ def train_and_log(spec: CNNSpec | MLPSpec, data: Data, hooks: Sequence[EpochHook
 
 
 def _write_artifacts(folder: Path, spec: CNNSpec | MLPSpec, result: FitResult,
-                     val: Evaluation, test: Evaluation, test_aug: Evaluation) -> None:
+                     val: Evaluation | None, test: Evaluation, test_aug: Evaluation) -> None:
     save_figure(confusion_figure(test, "test split"), folder / "confusion_matrix", self_contained=False)
     save_figure(learning_curves_figure(result.history, f"{spec.family} learning curves"),
                 folder / "learning_curves", png=False, self_contained=False)
     worst = test.worst_confusions()
+    val_text = "" if val is None else f"\n\nvalidation split\n{val.report_text()}"
     (folder / "classification_report.txt").write_text(
         f"test split\n{test.report_text()}\n\nworst confusions:\n" + "\n".join(worst)
-        + f"\n\nperturbed test copy\n{test_aug.report_text()}\n\nvalidation split\n{val.report_text()}\n"
+        + f"\n\nperturbed test copy\n{test_aug.report_text()}{val_text}\n"
     )
     (folder / "classification_report.json").write_text(json.dumps(
-        {"test": test.report, "test_aug": test_aug.report, "val": val.report,
+        {"test": test.report, "test_aug": test_aug.report, "val": None if val is None else val.report,
          "worst_confusions": worst, "letters": list(LETTERS),
          "confusion": test.confusion.tolist()}, indent=1))
     (folder / "model_summary.txt").write_text(_summary(result))

@@ -38,8 +38,10 @@ class Verdict:
 
 
 def best_run(client: MlflowClient, family: str, experiment: str | None = None) -> Run:
-    """The finished run of `family` with a logged classifier and the best validation accuracy
-    (ties: the perturbed validation copy's accuracy, then fewer parameters). Never test."""
+    """The model users get for `family`: the primary refit (`signlab.refit`) of the study
+    trial with the best validation accuracy, where refits exist; else the finished run with
+    a logged classifier and the best validation accuracy (ties: the perturbed validation
+    copy's accuracy, then fewer parameters). Never test."""
     if experiment:
         found = client.get_experiment_by_name(experiment)
         if found is None:
@@ -47,6 +49,13 @@ def best_run(client: MlflowClient, family: str, experiment: str | None = None) -
         ids = [found.experiment_id]
     else:
         ids = [e.experiment_id for e in client.search_experiments()]
+    refits = client.search_runs(
+        ids, filter_string=f"tags.family = '{family}' and attributes.status = 'FINISHED' "
+                           "and tags.refit_primary = 'true' and metrics.source_val_accuracy >= 0",
+        order_by=["metrics.source_val_accuracy DESC", "metrics.n_params ASC"], max_results=50)
+    refits = [r for r in refits if "signlab.classifier_uri" in r.data.tags]
+    if refits:
+        return refits[0]
     runs = client.search_runs(
         ids, filter_string=f"tags.family = '{family}' and attributes.status = 'FINISHED' "
                            "and metrics.final_val_accuracy >= 0",

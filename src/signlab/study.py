@@ -26,11 +26,13 @@ from tqdm import tqdm
 from signlab import recovery, tracking
 from signlab.errors import UserError
 from signlab.job import Data, prepare_data, train_and_log
+from signlab.train import free_graph
 from signlab.space import check_buildable, trial_spec
 from signlab.recovery import RUN_ATTR
 from signlab.storage import normalise, open_storage, redact
 from signlab.study_config import StudyConfig, load_study_config
-from signlab.study_outputs import log_study_outputs, summary_lines
+from signlab.refit import needs_refit, run_refits
+from signlab.study_outputs import best_trial, log_study_outputs, summary_lines
 
 PARENT_ATTR = "mlflow_parent_run_id"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -219,6 +221,9 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
                     outcome = train_and_log(spec, data, hooks)
                     for key in ("final_val_accuracy", "test_accuracy", "test_f1_macro", "test_aug_accuracy", "n_params"):
                         trial.set_user_attr(key, float(outcome.metrics[key]))
+                    # what a refit needs to retrain this trial: its best epoch and LR schedule
+                    trial.set_user_attr("best_epoch", int(outcome.metrics["best_epoch"]))
+                    trial.set_user_attr("lr_schedule", [h["learning_rate"] for h in outcome.fit.history])
                 except optuna.TrialPruned:
                     _tag_state("PRUNED")
                     raise
@@ -227,7 +232,7 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
                     raise
                 mlflow.set_tag("trial_state", "COMPLETE")
         finally:
-            _free_graph()
+            free_graph()
         values = tuple(float(outcome.metrics[OBJECTIVE_METRIC[o]]) for o in cfg.objectives)
         return values if cfg.multi_objective else values[0]
 
@@ -239,17 +244,6 @@ def _tag_state(state: str) -> None:
     ended the trial (a SIGTERM, say)."""
     try:
         mlflow.set_tag("trial_state", state)
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def _free_graph() -> None:
-    """Free Keras' graph between trials, never masking the trial's own outcome (a SIGTERM
-    that lands inside an import can leave Keras half-imported)."""
-    try:
-        import keras
-
-        keras.backend.clear_session()
     except Exception:  # noqa: BLE001
         pass
 
@@ -313,6 +307,12 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
             finally:
                 bar.close()
             log_study_outputs(study, cfg)
+            chosen = best_trial(study, cfg)
+            if needs_refit(cfg, chosen, mlflow.get_run(parent).data.tags):
+                if _running(study):  # the last worker to finish refits
+                    echo(label + "refit left to the workers still running trials")
+                else:
+                    run_refits(chosen, cfg, data, echo=lambda line: echo(label + line))
     finally:
         recovery.keep_parent_running(study, parent)
     if session:
@@ -320,6 +320,38 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     for line in summary_lines(study, cfg, uri, experiment_id, parent, len(study.trials) - before):
         echo(label + line)
     return study
+
+
+def _running(study: optuna.Study) -> bool:
+    return any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+
+
+def refit_study(config: str | Path, overrides: Overrides | None = None, seeds: int | None = None,
+                storage: str | None = None, tracking_uri: str | None = None, data_dir: str | None = None,
+                echo: Callable[[str], None] = print) -> None:
+    """Refit a stored study's chosen trial again (`signlab study refit`), `seeds` times
+    (default: the file's `refit.seeds`)."""
+    from signlab import config as paths
+
+    cfg = resolved_config(config, overrides or Overrides())
+    if seeds is not None:
+        cfg = cfg.model_copy(update={"refit": cfg.refit.model_copy(update={"seeds": seeds})})
+    if not cfg.refit.seeds:
+        raise UserError(f"{config}: refit.seeds is 0; set it in the study file or pass --seeds N")
+    storage_url = storage or paths.DEFAULT_STORAGE
+    tracking.setup(tracking_uri)
+    data = prepare_data(data_dir, cfg.subset, cfg.validation.fraction, cfg.seed, cfg.validation.strategy)
+    try:
+        study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(storage_url))
+    except KeyError:
+        raise UserError(f"no study {cfg.study_name!r} in {redact(storage_url)}: run it first") from None
+    check_same_data(study, cfg, storage_url)
+    chosen = best_trial(study, cfg)
+    parent = study.user_attrs.get(PARENT_ATTR)
+    if chosen is None or parent is None:
+        raise UserError(f"study {cfg.study_name!r} has no complete trial to refit")
+    with tracking.tracked_run(run_id=parent):
+        run_refits(chosen, cfg, data, echo=echo)
 
 
 def _budget(cfg: StudyConfig, max_total: int | None, existing: int) -> tuple[int, list[Any]]:

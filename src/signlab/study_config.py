@@ -91,6 +91,12 @@ class ValidationConfig(_Strict):
     fraction: float = Field(0.2, gt=0.0, lt=1.0)
 
 
+class RefitConfig(_Strict):
+    """After the search, retrain the chosen trial on the whole training file."""
+
+    seeds: int = Field(0, ge=0, le=10, description="refits with seeds seed, seed+1, ...; 0: no refit")
+
+
 class StudyConfig(_Strict):
     """One study file."""
 
@@ -105,6 +111,7 @@ class StudyConfig(_Strict):
     timeout: float | None = Field(None, gt=0)
     max_epochs: int = Field(10, ge=1)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    refit: RefitConfig = Field(default_factory=RefitConfig)
     subset: int = Field(0, ge=0)
     seed: int = 0
     experiment: str | None = None

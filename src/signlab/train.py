@@ -60,10 +60,23 @@ def set_seeds(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def free_graph() -> None:
+    """Free Keras' graph between models trained in one process, never masking the caller's
+    own outcome (a SIGTERM that lands inside an import can leave Keras half-imported)."""
+    try:
+        import keras
+
+        keras.backend.clear_session()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def fit(
-    spec: CNNSpec | MLPSpec, train: Arrays, val: Arrays, seed: int = 0, hooks: Sequence[EpochHook] = ()
+    spec: CNNSpec | MLPSpec, train: Arrays, val: Arrays | None, seed: int = 0, hooks: Sequence[EpochHook] = ()
 ) -> FitResult:
-    """Train `spec` on `train`, validating on `val` after every epoch."""
+    """Train `spec` on `train`, validating on `val` after every epoch. Without `val` (a
+    refit on the whole training file) it trains exactly `spec.epochs` epochs and keeps the
+    last; nothing then depends on validation (a CNN needs `lr_schedule` for a varying rate)."""
     hooks = [_check_finite, *hooks]
     if isinstance(spec, CNNSpec):
         return _fit_cnn(spec, train, val, seed, hooks)
@@ -106,13 +119,16 @@ def _fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[E
     )
     train_ds = _dataset(*train, spec.n_classes, spec.batch_size, shuffle_seed=seed,
                         augment_seed=seed if spec.augment else None)
-    val_ds = _dataset(*val, spec.n_classes, 1024)
+    val_ds = None if val is None else _dataset(*val, spec.n_classes, 1024)
     result = FitResult(LetterModel("cnn", model, True, spec.n_classes))
     callbacks: list[keras.callbacks.Callback] = [_KerasHooks(result, hooks)]
-    if spec.adaptive_lr:
+    if spec.lr_schedule:
+        schedule = spec.lr_schedule
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: schedule[min(epoch, len(schedule) - 1)]))
+    elif spec.adaptive_lr and val is not None:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
-    if spec.early_stopping:
+    if spec.early_stopping and val is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience))
     start = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,
@@ -149,7 +165,7 @@ class _KerasHooks:
         return Hooks()
 
 
-def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays, seed: int, hooks: list[EpochHook]) -> FitResult:
+def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks: list[EpochHook]) -> FitResult:
     from sklearn.metrics import log_loss
 
     set_seeds(seed)
@@ -158,8 +174,9 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays, seed: int, hooks: list[E
         images, labels = augmented_copies(images, labels, spec.augment_copies, seed)
     x = scale(images, spec.normalise).reshape(len(images), -1)
     y = encode(labels)
-    x_val = scale(val[0], spec.normalise).reshape(len(val[0]), -1)
-    y_val = encode(val[1])
+    if val is not None:
+        x_val = scale(val[0], spec.normalise).reshape(len(val[0]), -1)
+        y_val = encode(val[1])
     probe = np.random.default_rng(seed).choice(len(x), size=min(len(x), 10_000), replace=False)
     clf = build_mlp(spec, seed)
     classes = np.arange(N_CLASSES)
@@ -168,14 +185,16 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays, seed: int, hooks: list[E
     start = time.perf_counter()
     for epoch in range(spec.epochs):
         clf.partial_fit(x, y, classes=classes)
+        metrics = {"loss": float(clf.loss_), "accuracy": float((clf.predict(x[probe]) == y[probe]).mean()),
+                   "learning_rate": spec.learning_rate}
+        if val is None:  # a refit: exactly spec.epochs epochs, the last kept
+            result.history.append(metrics)
+            for hook in hooks:
+                hook(epoch, metrics)
+            continue
         proba = clf.predict_proba(x_val)
-        metrics = {
-            "loss": float(clf.loss_),
-            "accuracy": float((clf.predict(x[probe]) == y[probe]).mean()),
-            "val_loss": float(log_loss(y_val, proba, labels=classes)),
-            "val_accuracy": float((proba.argmax(axis=1) == y_val).mean()),
-            "learning_rate": spec.learning_rate,
-        }
+        metrics["val_loss"] = float(log_loss(y_val, proba, labels=classes))
+        metrics["val_accuracy"] = float((proba.argmax(axis=1) == y_val).mean())
         result.history.append(metrics)
         for hook in hooks:
             hook(epoch, metrics)

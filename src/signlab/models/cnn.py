@@ -47,6 +47,9 @@ class CNNSpec(BaseModel):
     # 0.9 (PyTorch's default) follows the data within ~30 steps; on full data (170 steps an
     # epoch) both settle within the first epoch.
     bn_momentum: float = Field(0.9, gt=0.0, lt=1.0)
+    # A learning rate per epoch, replayed (the last value holds after its end); set, it
+    # replaces adaptive_lr. A study's refit replays the schedule its chosen trial followed.
+    lr_schedule: list[float] | None = Field(None, min_length=1, max_length=1000)
 
 
 def build_cnn(spec: CNNSpec, name: str = "cnn") -> keras.Model:
