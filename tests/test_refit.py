@@ -1,0 +1,109 @@
+"""Best epoch, batch-norm statistics and the refit of a study's chosen trial (subsets, few epochs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import runs_by_role
+from signlab.errors import UserError
+from signlab.job import prepare_data
+from signlab.models.presets import make_spec
+from signlab.study import Overrides, refit_study, run_study
+from signlab.train import fit
+
+STUDY = """\
+study_name: refit
+family: cnn
+max_epochs: 2
+subset: 20
+refit: {{seeds: {seeds}}}
+sampler: {{type: tpe, seed: 1}}
+pruner: {{type: none}}
+fixed: {{adaptive_lr: true}}
+space:
+  n_blocks: {{type: int, low: 2, high: 2}}
+  filters: {{type: int, low: 4, high: 8}}
+"""
+
+
+@pytest.fixture(scope="module")
+def small_data(data_dir):
+    return prepare_data(str(data_dir), subset=100, seed=0)
+
+
+def test_fit_keeps_the_best_epoch_by_validation(small_data):
+    from signlab.evaluate import evaluate
+
+    spec = make_spec("cnn2", epochs=4, learning_rate=0.01)  # a high rate: validation accuracy wobbles
+    result = fit(spec, small_data.train, small_data.val, seed=0)
+    scores = [h["val_accuracy"] for h in result.history]
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+    assert evaluate(result.model, *small_data.val).accuracy == pytest.approx(max(scores), abs=1e-6)
+
+
+def test_batch_norm_statistics_follow_the_data_within_a_few_dozen_steps(small_data):
+    """The moving mean of the first batch-norm layer after ~40 steps, against the mean of its
+    inputs on the training images: Keras' default momentum (0.99) leaves it ~65% short."""
+    import keras
+
+    from signlab.splits import scale
+
+    spec = make_spec("cnn3", epochs=2, batch_size=96)
+    result = fit(spec, small_data.train, small_data.val, seed=0)
+    model = result.model.estimator
+    bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    before = keras.Model(model.inputs, model.layers[model.layers.index(bn) - 1].output)
+    inputs = np.asarray(before(scale(small_data.train[0], True)[..., None], training=False))
+    data_mean = inputs.reshape(-1, inputs.shape[-1]).mean(axis=0)
+    moving = np.asarray(bn.moving_mean)
+    assert np.abs(moving - data_mean).sum() / np.abs(data_mean).sum() < 0.2
+
+
+def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = tmp_path / "refit.yaml"
+    path.write_text(STUDY.format(seeds=2))
+    lines: list[str] = []
+    study = run_study(path, Overrides(n_trials=2), storage=storage, tracking_uri=uri, progress=False,
+                      echo=lines.append)
+    client = MlflowClient(uri)
+    roles = runs_by_role(client, "refit")
+    parent = roles["study"][0]
+    refits = sorted(roles["refit"], key=lambda r: r.data.tags["refit_seed"])
+    best = study.best_trial
+    assert [r.data.tags["refit_seed"] for r in refits] == ["0", "1"]
+    assert [r.data.tags["refit_primary"] for r in refits] == ["true", "false"]
+    for run in refits:
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["trial_number"] == str(best.number)
+        assert run.data.params["n_val"] == "0" and int(run.data.params["n_train"]) == 20 * 24
+        assert run.data.params["epochs"] == str(best.user_attrs["best_epoch"])
+        assert "final_val_accuracy" not in run.data.metrics and "test_accuracy" in run.data.metrics
+        assert "signlab.classifier_uri" in run.data.tags
+    accuracies = [r.data.metrics["test_accuracy"] for r in refits]
+    metrics = client.get_run(parent.info.run_id).data.metrics
+    assert metrics["refit_test_accuracy_mean"] == pytest.approx(np.mean(accuracies))
+    assert metrics["refit_test_accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert metrics["refit_n"] == 2
+    assert any(line.startswith(f"refit of trial {best.number}, seed 0") for line in lines)
+
+    # resumed with the same best: no new refit; `study refit` makes one on request
+    run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, progress=False, echo=lines.append)
+    study = optuna.load_study(study_name="refit", storage=storage)
+    expected = 2 if study.best_trial.number == best.number else 4
+    assert len(runs_by_role(client, "refit")["refit"]) == expected
+    refit_study(path, seeds=1, storage=storage, tracking_uri=uri, echo=lines.append)
+    assert len(runs_by_role(client, "refit")["refit"]) == expected + 1
+
+
+def test_refit_needs_seeds_and_a_study(tmp_path, data_dir):
+    path = tmp_path / "refit.yaml"
+    path.write_text(STUDY.format(seeds=0))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with pytest.raises(UserError, match="refit.seeds is 0"):
+        refit_study(path, storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(UserError, match="no study 'refit'"):
+        refit_study(path, seeds=1, storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
