@@ -160,6 +160,14 @@ def test_multi_objective_logs_pareto_front(tmp_path, stores):
     table = Path(client.download_artifacts(parent, "pareto_front.csv")).read_text().splitlines()
     assert table[0].startswith("trial,val_accuracy,n_params,test_accuracy")
     assert len(table) - 1 == len(study.best_trials) == client.get_run(parent).data.metrics["pareto_size"]
+    # which hyperparameters mattered, as numbers: JSON and parent metrics agree
+    import json
+
+    shown = json.loads(Path(client.download_artifacts(parent, "importances.json")).read_text())
+    metrics = client.get_run(parent).data.metrics
+    assert shown["evaluator"] == "fanova" and set(shown["importances"]) == {"units_1", "units_2"}
+    assert {k: v for k, v in metrics.items() if k.startswith("importance.")} == pytest.approx(
+        {f"importance.{k}": v for k, v in shown["importances"].items()})
 
 
 def test_resume_refuses_other_directions_or_data(tmp_path, stores):

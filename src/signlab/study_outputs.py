@@ -56,6 +56,24 @@ def pareto_table(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def importances(study: optuna.Study, cfg: StudyConfig) -> dict[str, float]:
+    """How much each hyperparameter mattered to the first objective over the complete
+    trials (Optuna's fANOVA, seeded); empty while there are too few trials to tell."""
+    target = (lambda t: t.values[0]) if cfg.multi_objective else None
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if len(complete) >= 2 and len({t.values[0] for t in complete}) == 1:
+        # every trial scored the same: nothing explains any variance (fANOVA raises here)
+        return {name: 0.0 for name in sorted({k for t in complete for k in t.params})}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target)
+    except (ValueError, RuntimeError, ZeroDivisionError):  # fewer than 2 trials, one value only...
+        return {}
+    return {name: float(value) for name, value in found.items()}
+
+
 def plots(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
     """Optuna's plotly figures that this study can draw (each needs enough trials)."""
     vis = optuna.visualization
@@ -97,6 +115,8 @@ def log_study_outputs(study: optuna.Study, cfg: StudyConfig) -> None:
         metrics["best_value"] = float(best.values[0])
     if cfg.multi_objective:
         metrics["pareto_size"] = float(len(study.best_trials))
+    mattered = importances(study, cfg)
+    metrics.update({f"importance.{name}": value for name, value in mattered.items()})
     mlflow.log_metrics(metrics, step=step)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -105,6 +125,9 @@ def log_study_outputs(study: optuna.Study, cfg: StudyConfig) -> None:
                 {"number": best.number, "values": best.values, "params": best.params,
                  "user_attrs": best.user_attrs}, indent=2, default=str))
         study.trials_dataframe().to_csv(folder / "trials.csv", index=False)
+        if mattered:
+            (folder / "importances.json").write_text(json.dumps(
+                {"evaluator": "fanova", "seed": 0, "objective": cfg.objectives[0], "importances": mattered}, indent=2))
         if cfg.multi_objective and best is not None:
             pareto_table(study, cfg).to_csv(folder / "pareto_front.csv", index=False)
         skipped = []
@@ -133,6 +156,9 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
                      f"test_accuracy {a.get('test_accuracy', float('nan')):.4f} (reported, not used to choose), "
                      f"{int(a.get('n_params', 0)):,} params")
         lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
+        mattered = importances(study, cfg)
+        if mattered:
+            lines.append("  what mattered (fANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in list(mattered.items())[:5]))
         if cfg.multi_objective:
             if cfg.target_val_accuracy is not None:
                 reached = a.get("final_val_accuracy", 0.0) >= cfg.target_val_accuracy
