@@ -92,6 +92,14 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+def _check_seed(seed: int) -> None:
+    """NumPy and Keras take seeds of 0 or more; say so in one line, before any run starts."""
+    from signlab.errors import UserError
+
+    if seed < 0:
+        raise UserError(f"--seed {seed}: expected an integer of 0 or more")
+
+
 def _print_outcome(outcome) -> None:  # noqa: ANN001
     m = outcome.metrics
     typer.echo(
@@ -128,6 +136,7 @@ def train(
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
+    _check_seed(seed)
     fields = {"augment": augment, "adaptive_lr": adaptive_lr, "epochs": epochs, **_overrides(set_ or [])}
     if family == "mlp":
         fields.pop("adaptive_lr")
@@ -160,6 +169,7 @@ def reference(
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
+    _check_seed(seed)
     if all_ == (name is not None):
         raise UserError("give one reference NAME or --all")
     names = reproducible() if all_ else [f"{name}_aug" if augment and not name.endswith("_aug") and name.startswith("cnn") else name]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from signlab.files import atomic_path
+
 log = logging.getLogger(__name__)
 _png_state: dict[str, bool] = {}
 
@@ -36,12 +38,13 @@ def save_figure(
     """Write `stem`.html and, if possible, `stem`.png; the paths written."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     html = stem.with_suffix(".html")
-    fig.write_html(html, include_plotlyjs=True if self_contained else "cdn", full_html=True)
+    with atomic_path(html) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True if self_contained else "cdn", full_html=True)
     written = [html]
     if png and _png_ready():
         out = stem.with_suffix(".png")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), atomic_path(out) as tmp:
             warnings.simplefilter("ignore")
-            fig.write_image(out, scale=1)
+            fig.write_image(tmp, scale=1)
         written.append(out)
     return written

@@ -47,6 +47,15 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_pe
                         "(nothing was changed: the studies stored there are untouched)") from None
 
 
+def unusable_storage(url: str, exc: BaseException) -> UserError:
+    """The error for a storage that opened but fails when its studies are read (a corrupt
+    SQLite file, say): where it is and the database's own words."""
+    _, parsed = _parse(url, "storage", "sqlite:///optuna.db")
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return UserError(f"study storage {where(parsed)} is not a usable Optuna database: {reason(cause)} "
+                     "(nothing was changed)")
+
+
 def _parse(url: str, what: str, example: str):  # noqa: ANN202 (str, sqlalchemy URL)
     """The normalised URL and its parts, or a UserError if it is no database URL."""
     import sqlalchemy

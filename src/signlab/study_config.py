@@ -71,7 +71,7 @@ def _check_bounds(low: float, high: float, log: bool) -> None:
 
 class SamplerConfig(_Strict):
     type: Literal["tpe", "random", "nsga2"] = "tpe"
-    seed: int | None = 42
+    seed: int | None = Field(42, ge=0)
     n_startup_trials: int = Field(5, ge=0)
 
 
@@ -99,7 +99,7 @@ class StudyConfig(_Strict):
     max_epochs: int = Field(10, ge=1)
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     subset: int = Field(0, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="NumPy and Keras take seeds of 0 or more")
     experiment: str | None = None
     retry_failed_trials: int = Field(0, ge=0, description="re-queue a trial whose worker died, this often")
     heartbeat_interval: int = Field(15, ge=1, le=600, description="seconds between a running trial's heartbeats")
@@ -150,10 +150,12 @@ def load_study_config(path: str | Path) -> StudyConfig:
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{path}: " + "; ".join(_describe(err) for err in exc.errors())) from None
+        raise UserError(f"{path}: " + "; ".join(describe_error(err) for err in exc.errors())) from None
 
 
-def _describe(err: dict[str, Any]) -> str:
+def describe_error(err: dict[str, Any], option: bool = False) -> str:
+    """One pydantic error as `key: message (got value)`, or with `option` as the command-line
+    option that set it: `--key value: message`."""
     loc = [str(p) for p in err["loc"]]
     # pydantic names the union member it tried ("space.lr.int.low"): drop that noise
     loc = [p for p in loc if p not in {"int", "float", "categorical", "IntParam", "FloatParam",
@@ -163,4 +165,6 @@ def _describe(err: dict[str, Any]) -> str:
     shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
     if not loc:  # a cross-field check: its message starts with the key
         return message
+    if option:
+        return f"--{loc[0].replace('_', '-')} {got}: {message}"
     return f"{'.'.join(loc)}: {message}{shown}"

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from signlab.errors import UserError
 from signlab.models.cnn import CNNSpec
 from signlab.models.mlp import MLPSpec
+from signlab.study_config import describe_error
 
 Spec = CNNSpec | MLPSpec
 
@@ -88,11 +89,5 @@ def make_spec(preset: str | None = None, family: str | None = None, **overrides:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        raise UserError(f"invalid {fields['family']} spec: {_describe(exc)}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-        for err in exc.errors()
-    )
+        raise UserError(f"invalid {fields['family']} spec: "
+                        + "; ".join(describe_error(err) for err in exc.errors())) from None
