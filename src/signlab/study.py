@@ -25,7 +25,7 @@ from optuna.storages import RDBStorage
 from tqdm import tqdm
 
 from signlab import recovery, tracking
-from signlab.errors import UserError
+from signlab.errors import UserError, describe_error
 from signlab.job import Data, prepare_data, train_and_log
 from signlab.space import check_buildable, trial_spec
 from signlab.recovery import RUN_ATTR
@@ -55,8 +55,6 @@ class Overrides:
         """The study file's settings with these values, checked as the file's are (a UserError
         names the option: `--seed -1: ...`)."""
         from pydantic import ValidationError
-
-        from signlab.study_config import describe_error
 
         changes = {k: v for k, v in vars(self).items() if v is not None and k in StudyConfig.model_fields}
         try:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from signlab.errors import UserError
+from signlab.errors import UserError, describe_error
 
 Direction = Literal["maximize", "minimize"]
 OBJECTIVES = {"val_accuracy": "maximize", "val_aug_accuracy": "maximize", "n_params": "minimize"}
@@ -151,20 +151,3 @@ def load_study_config(path: str | Path) -> StudyConfig:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{path}: " + "; ".join(describe_error(err) for err in exc.errors())) from None
-
-
-def describe_error(err: dict[str, Any], option: bool = False) -> str:
-    """One pydantic error as `key: message (got value)`, or with `option` as the command-line
-    option that set it: `--key value: message`."""
-    loc = [str(p) for p in err["loc"]]
-    # pydantic names the union member it tried ("space.lr.int.low"): drop that noise
-    loc = [p for p in loc if p not in {"int", "float", "categorical", "IntParam", "FloatParam",
-                                       "CategoricalParam"} and not p.startswith("function-")]
-    message = err["msg"].removeprefix("Value error, ")
-    got = err.get("input")
-    shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
-    if not loc:  # a cross-field check: its message starts with the key
-        return message
-    if option:
-        return f"--{loc[0].replace('_', '-')} {got}: {message}"
-    return f"{'.'.join(loc)}: {message}{shown}"

@@ -6,10 +6,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from signlab.errors import UserError
+from signlab.errors import UserError, describe_error
 from signlab.models.cnn import CNNSpec
 from signlab.models.mlp import MLPSpec
-from signlab.study_config import describe_error
 
 Spec = CNNSpec | MLPSpec
 
