@@ -82,3 +82,22 @@ def runs_by_role(client, experiment: str) -> dict[str, list]:  # noqa: ANN001 (M
     for run in client.search_runs([exp.experiment_id], max_results=1000):
         roles.setdefault(run.data.tags.get("signlab.role", "other"), []).append(run)
     return roles
+
+
+def run_cli(*args: str, timeout: float = 300, **popen):  # noqa: ANN003, ANN201 (subprocess.CompletedProcess)
+    """`python -m signlab ARGS` in a child process; `.stdout` holds stdout and stderr together."""
+    import subprocess
+    import sys
+
+    popen.setdefault("env", subprocess_env())
+    return subprocess.run([sys.executable, "-m", "signlab", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout, **popen)
+
+
+def assert_one_line_error(proc, *words: str) -> str:  # noqa: ANN001 (subprocess.CompletedProcess)
+    """Exit code 2 and a single `error: ...` line holding `words`, no traceback; the line."""
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stdout
+    assert "Traceback" not in proc.stdout and len(lines) == 1, proc.stdout
+    assert lines[0].startswith("error: ") and all(w in lines[0] for w in words), lines[0]
+    return lines[0]

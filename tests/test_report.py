@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import subprocess_env
+from conftest import assert_one_line_error, run_cli, subprocess_env
 from signlab.cli import app
 from signlab.references import load_references
 from signlab.study import Overrides, run_study
@@ -155,3 +155,48 @@ def test_report_from_a_tracking_server(tmp_path, data_dir):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _report_runs(uri: str) -> int:
+    client = MlflowClient(uri)
+    return len(client.search_runs([client.get_experiment_by_name("reports").experiment_id]))
+
+
+def test_a_failed_report_write_keeps_the_previous_report(tracked, report, tmp_path):
+    """A write that fails halfway (here: a file size limit below the HTML page's 4.8 MB) leaves
+    the previous report byte for byte, no temp file, and no report run."""
+    import resource
+
+    uri = tracked[0]
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for path in report:
+        (folder / path.name).write_bytes(path.read_bytes())
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    runs = _report_runs(uri)
+    limit = 1_000_000
+    assert len(before["report.html"]) > limit > len(before["report.md"])
+    proc = run_cli("report", "--tracking-uri", uri, "--output", str(folder), cwd=tmp_path,
+                   preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert_one_line_error(proc, f"cannot write {folder / 'report.html'}: File too large",
+                          "the previous report.html is unchanged")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before, "both files as they were, no temp file"
+    assert _report_runs(uri) == runs
+
+
+@pytest.mark.parametrize("where, expected", [
+    ("a file", "is a file; expected a folder"),
+    ("under a file", "Not a directory; expected a folder that can be written to"),
+    ("under /sys", "expected a folder that can be written to"),  # root may not write there either
+])
+def test_report_output_that_cannot_be_a_folder(where, expected, tracked, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    output = {"a file": tmp_path / "notes.txt", "under a file": tmp_path / "notes.txt" / "reports",
+              "under /sys": Path("/sys/signlab-test-reports")}[where]
+    if where == "under /sys" and not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs here")
+    runs = _report_runs(tracked[0])
+    proc = run_cli("report", "--tracking-uri", tracked[0], "--output", str(output), cwd=tmp_path)
+    assert_one_line_error(proc, str(output), expected)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (where == "a file" or not output.exists())
+    assert _report_runs(tracked[0]) == runs

@@ -92,8 +92,8 @@ def data_split(
     much it leaks, beside the test split's figures."""
     import pandas as pd
 
-    from signlab.atomic import atomic_write
     from signlab.data import load_split
+    from signlab.files import atomic_path, output_folder
     from signlab.groups import leakage
     from signlab.validation import split_leakage, validation_rows
 
@@ -103,8 +103,8 @@ def data_split(
     side = pd.Series("train", index=range(len(train)))
     side[rows.val] = "val"
     frame = pd.DataFrame({"row": range(len(train)), "label": train.labels, "group": rows.groups, "split": side})
-    target = output / "split.csv"
-    with atomic_write(target) as tmp:
+    target = output_folder(output) / "split.csv"
+    with atomic_path(target) as tmp:
         frame.to_csv(tmp, index=False)
     typer.echo(f"wrote {target}: {len(rows.train)} train, {len(rows.val)} val rows ({strategy}, "
                f"{len(set(rows.groups[rows.val]))} of {len(set(rows.groups))} groups held out, seed {seed})")
@@ -137,6 +137,14 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
         except yaml.YAMLError as exc:
             raise UserError(f"--set {key}: cannot read value {value!r} ({exc})") from None
     return out
+
+
+def _check_seed(seed: int) -> None:
+    """NumPy and Keras take seeds of 0 or more; say so in one line, before any run starts."""
+    from signlab.errors import UserError
+
+    if seed < 0:
+        raise UserError(f"--seed {seed}: expected an integer of 0 or more")
 
 
 def _print_outcome(outcome) -> None:  # noqa: ANN001
@@ -176,6 +184,7 @@ def train(
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
+    _check_seed(seed)
     fields = {"augment": augment, "adaptive_lr": adaptive_lr, "epochs": epochs, **_overrides(set_ or [])}
     if family == "mlp":
         fields.pop("adaptive_lr")
@@ -209,6 +218,7 @@ def reference(
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
+    _check_seed(seed)
     if all_ == (name is not None):
         raise UserError("give one reference NAME or --all")
     names = reproducible() if all_ else [f"{name}_aug" if augment and not name.endswith("_aug") and name.startswith("cnn") else name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 
@@ -39,3 +39,20 @@ def friendly(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def describe_error(err: dict[str, Any], option: bool = False) -> str:
+    """One pydantic error as `key: message (got value)`, or with `option` as the command-line
+    option that set it: `--key value: message`."""
+    loc = [str(p) for p in err["loc"]]
+    # pydantic names the union member it tried ("space.lr.int.low"): drop that noise
+    loc = [p for p in loc if p not in {"int", "float", "categorical", "IntParam", "FloatParam",
+                                       "CategoricalParam"} and not p.startswith("function-")]
+    message = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
+    if not loc:  # a cross-field check: its message starts with the key
+        return message
+    if option:
+        return f"--{loc[0].replace('_', '-')} {got}: {message}"
+    return f"{'.'.join(loc)}: {message}{shown}"

@@ -26,6 +26,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from signlab.files import atomic_path
+
 log = logging.getLogger(__name__)
 
 TIMEOUT_ENV = "SIGNLAB_PNG_TIMEOUT"
@@ -134,12 +136,14 @@ def save_figure(
     """Write `stem`.html and, if possible, `stem`.png; the paths written."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     html = stem.with_suffix(".html")
-    fig.write_html(html, include_plotlyjs=True if self_contained else "cdn", full_html=True)
+    with atomic_path(html) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True if self_contained else "cdn", full_html=True)
     written = [html]
     if png:
         image = _renderer.render(fig)
         if image is not None:
             out = stem.with_suffix(".png")
-            out.write_bytes(image)
+            with atomic_path(out) as tmp:
+                tmp.write_bytes(image)
             written.append(out)
     return written

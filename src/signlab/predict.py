@@ -25,6 +25,9 @@ def read_image(path: Path) -> np.ndarray:
             if gray.size != (28, 28):
                 gray = gray.resize((28, 28), Image.Resampling.LANCZOS)
             return np.asarray(gray, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise PayloadError(f"{path}: image too large to read ({str(exc).split(',')[0]}); expected a picture "
+                           "of one hand, a few thousand pixels a side at most") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise PayloadError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
 

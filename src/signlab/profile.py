@@ -10,6 +10,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from signlab.data import Split
+from signlab.files import atomic_path, output_folder, write_text
 from signlab.labels import LABELS, LETTERS
 from signlab.plots import save_figure
 
@@ -67,13 +68,14 @@ def sample_figure(grid: np.ndarray, per_letter: int) -> go.Figure:
 
 def write_profile(train: Split, test: Split, output: Path, per_letter: int = 8) -> list[Path]:
     """Write histograms (HTML/PNG) and sample grids (HTML/PNG) into `output`."""
-    output.mkdir(parents=True, exist_ok=True)
+    output_folder(output)
     written: list[Path] = []
     for split in (train, test):
         written += save_figure(histogram(split), output / f"class_histogram_{split.name}")
         grid = sample_grid(split, per_letter)
         png = output / f"samples_{split.name}.png"
-        Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(png)
+        with atomic_path(png) as tmp:
+            Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(tmp)
         written.append(png)
         written += save_figure(sample_figure(grid, per_letter), output / f"samples_{split.name}", png=False)
     summary = output / "class_counts.csv"
@@ -83,6 +85,6 @@ def write_profile(train: Split, test: Split, output: Path, per_letter: int = 8) 
             LETTERS, class_counts(train).values(), class_counts(test).values(), strict=True
         )
     ]
-    summary.write_text("\n".join(lines) + "\n")
+    write_text(summary, "\n".join(lines) + "\n")
     written.append(summary)
     return written

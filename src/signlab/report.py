@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
 from signlab.evaluate import Evaluation, confusion_figure
+from signlab.files import atomic_path, output_folder
 from signlab.labels import LETTERS
 from signlab.references import Reference, load_references
 from signlab.storage import redact
@@ -255,13 +256,13 @@ def write_report(client: MlflowClient, output: Path, experiments: list[str] | No
         else:
             notes.append("The best run predates confusion matrices in classification_report.json; "
                          "see its confusion_matrix.html artifact.")
-    output.mkdir(parents=True, exist_ok=True)
+    output_folder(output)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = _preamble(best, stamp, redact(mlflow.get_tracking_uri()))
-    md = output / "report.md"
-    md.write_text(head + "\n" + markdown(lines) + _footnotes(lines, notes))
-    html = output / "report.html"
-    html.write_text(_html(head, lines, figures, _footnotes(lines, notes)))
+    md, html = output / "report.md", output / "report.html"
+    with atomic_path(md) as md_tmp, atomic_path(html) as html_tmp:  # both replaced, or neither
+        md_tmp.write_text(head + "\n" + markdown(lines) + _footnotes(lines, notes))
+        html_tmp.write_text(_html(head, lines, figures, _footnotes(lines, notes)))
     return [md, html]
 
 

@@ -39,12 +39,38 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_pe
     url, parsed = _parse(url, "storage", "sqlite:///optuna.db")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own summary says what happened
     try:
-        return _rdb_storage(url, heartbeat_interval, grace_period, on_failed_trial)
+        rdb = _rdb_storage(url, heartbeat_interval, grace_period, on_failed_trial)
     except ImportError:
         raise _no_driver("storage", url, parsed) from None
     except Exception as exc:  # SQLAlchemy raises many kinds: driver, connection, authentication
         raise UserError(f"cannot open study storage {where(parsed)}: {reason(exc)} "
                         "(nothing was changed: the studies stored there are untouched)") from None
+    if parsed.get_backend_name() == "sqlite":
+        _check_sqlite(rdb, url)
+    return rdb
+
+
+def _check_sqlite(rdb: RDBStorage, url: str) -> None:
+    """SQLite's own check of the whole file, so that a damaged one is refused before anything
+    is created elsewhere (it would otherwise fail at the first read of a damaged page)."""
+    import sqlalchemy
+
+    try:
+        with rdb.engine.connect() as connection:
+            verdict = connection.exec_driver_sql("PRAGMA quick_check").scalar()
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise unusable_storage(url, exc) from None
+    if verdict != "ok":
+        raise unusable_storage(url, RuntimeError(f"database disk image is malformed ({verdict})"))
+
+
+def unusable_storage(url: str, exc: BaseException) -> UserError:
+    """The error for a storage that opened but fails when its studies are read (a corrupt
+    SQLite file, say): where it is and the database's own words."""
+    _, parsed = _parse(url, "storage", "sqlite:///optuna.db")
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return UserError(f"study storage {where(parsed)} is not a usable Optuna database: {reason(cause)} "
+                     "(nothing was changed)")
 
 
 def _parse(url: str, what: str, example: str):  # noqa: ANN202 (str, sqlalchemy URL)

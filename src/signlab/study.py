@@ -19,17 +19,18 @@ from typing import Any
 
 import mlflow
 import optuna
+import sqlalchemy
 from mlflow.tracking import MlflowClient
 from optuna.storages import RDBStorage
 from tqdm import tqdm
 
 from signlab import recovery, tracking
-from signlab.errors import UserError
+from signlab.errors import UserError, describe_error
 from signlab.job import Data, prepare_data, train_and_log
 from signlab.train import free_graph
 from signlab.space import check_buildable, trial_spec
 from signlab.recovery import RUN_ATTR
-from signlab.storage import normalise, open_storage, redact
+from signlab.storage import normalise, open_storage, redact, unusable_storage
 from signlab.study_config import StudyConfig, load_study_config
 from signlab.refit import needs_refit, run_refits
 from signlab.study_outputs import best_trial, log_study_outputs, summary_lines
@@ -53,8 +54,15 @@ class Overrides:
     max_total_trials: int | None = None  # all workers together: no trial starts past this total
 
     def apply(self, cfg: StudyConfig) -> StudyConfig:
+        """The study file's settings with these values, checked as the file's are (a UserError
+        names the option: `--seed -1: ...`)."""
+        from pydantic import ValidationError
+
         changes = {k: v for k, v in vars(self).items() if v is not None and k in StudyConfig.model_fields}
-        return cfg.model_copy(update=changes)
+        try:
+            return StudyConfig.model_validate({**cfg.model_dump(), **changes})
+        except ValidationError as exc:
+            raise UserError("; ".join(describe_error(err, option=True) for err in exc.errors())) from None
 
 
 def worker_index() -> int:
@@ -97,14 +105,23 @@ def resolved_config(config: str | Path, overrides: Overrides) -> StudyConfig:
     return cfg
 
 
-def open_study(cfg: StudyConfig, storage_url: str) -> tuple[optuna.Study, RDBStorage]:
+def open_study(cfg: StudyConfig, storage_url: str, tracking_uri: str,
+               experiment: Callable[[], str]) -> tuple[optuna.Study, RDBStorage, str]:
     """The study, created or resumed in a storage whose dead workers' trials are failed
-    (and retried, as the file says); refused if its directions or data settings differ."""
+    (and retried, as the file says); refused if its directions or data settings differ.
+    Between opening the storage and touching the study, the study's MLflow experiment is
+    found or created (`experiment()`) and written to, so that a tracking store which
+    refuses writes leaves no study behind; (study, storage, experiment id)."""
     rdb = open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
                        recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
-    study = load_or_create(cfg, rdb, storage_url)
-    check_same_data(study, cfg, storage_url)
-    return study, rdb
+    experiment_id = tracking.check_writable(tracking_uri, experiment, f"study {cfg.study_name} from {WORKER} "
+                                            f"at {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
+    try:
+        study = load_or_create(cfg, rdb, storage_url)
+        check_same_data(study, cfg, storage_url)
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        raise unusable_storage(storage_url, exc) from None
+    return study, rdb, experiment_id
 
 
 def load_or_create(cfg: StudyConfig, storage: RDBStorage, storage_url: str) -> optuna.Study:
@@ -282,11 +299,10 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
     data = prepare_data(data_dir, cfg.subset, cfg.validation.fraction, cfg.seed,
                         cfg.validation.strategy)  # bad data: nothing created
-    study, rdb = open_study(cfg, storage_url)
     # `mlflow run` passes its run in MLFLOW_RUN_ID; taken out of the environment, or every
     # nested start_run() would resume it instead of starting a trial's own run.
     launched = os.environ.pop("MLFLOW_RUN_ID", None)
-    experiment_id = study_experiment(cfg, launched)
+    study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, launched))
     parent, session = parent_run_id(study, rdb, cfg, experiment_id, launched)
     repaired = recovery.repair_runs(study, experiment_id)
     if repaired:

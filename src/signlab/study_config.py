@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from signlab.errors import UserError
+from signlab.errors import UserError, describe_error
 
 Direction = Literal["maximize", "minimize"]
 OBJECTIVES = {"val_accuracy": "maximize", "val_aug_accuracy": "maximize", "n_params": "minimize"}
@@ -71,7 +71,7 @@ def _check_bounds(low: float, high: float, log: bool) -> None:
 
 class SamplerConfig(_Strict):
     type: Literal["tpe", "random", "nsga2"] = "tpe"
-    seed: int | None = 42
+    seed: int | None = Field(42, ge=0)
     n_startup_trials: int = Field(5, ge=0)
 
 
@@ -113,7 +113,7 @@ class StudyConfig(_Strict):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     refit: RefitConfig = Field(default_factory=RefitConfig)
     subset: int = Field(0, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="NumPy and Keras take seeds of 0 or more")
     experiment: str | None = None
     retry_failed_trials: int = Field(0, ge=0, description="re-queue a trial whose worker died, this often")
     heartbeat_interval: int = Field(15, ge=1, le=600, description="seconds between a running trial's heartbeats")
@@ -171,17 +171,4 @@ def load_study_config(path: str | Path) -> StudyConfig:
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{path}: " + "; ".join(_describe(err) for err in exc.errors())) from None
-
-
-def _describe(err: dict[str, Any]) -> str:
-    loc = [str(p) for p in err["loc"]]
-    # pydantic names the union member it tried ("space.lr.int.low"): drop that noise
-    loc = [p for p in loc if p not in {"int", "float", "categorical", "IntParam", "FloatParam",
-                                       "CategoricalParam"} and not p.startswith("function-")]
-    message = err["msg"].removeprefix("Value error, ")
-    got = err.get("input")
-    shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
-    if not loc:  # a cross-field check: its message starts with the key
-        return message
-    return f"{'.'.join(loc)}: {message}{shown}"
+        raise UserError(f"{path}: " + "; ".join(describe_error(err) for err in exc.errors())) from None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from importlib import metadata
 from pathlib import Path
@@ -20,15 +21,20 @@ from mlflow.entities import RunStatus
 
 from signlab import config
 
+log = logging.getLogger(__name__)
+SESSION_TAG = "signlab.last_session"  # an experiment tag: the write that proves the store takes writes
+
 
 class Terminated(KeyboardInterrupt):
     """The process got SIGTERM; a KeyboardInterrupt, so runs end KILLED and Optuna fails the trial."""
 
 
 def setup(tracking_uri: str | None = None, experiment: str | None = None) -> str:
-    """Point MLflow at `tracking_uri`, $MLFLOW_TRACKING_URI or sqlite:///mlflow.db."""
+    """Point MLflow at `tracking_uri`, $MLFLOW_TRACKING_URI or sqlite:///mlflow.db (credentials
+    in it moved to MLflow's variables, see `credentials_to_env`); the URI MLflow now uses."""
     uri = config.tracking_uri(tracking_uri)
     check_server(uri)
+    uri = credentials_to_env(uri)
     mlflow.set_tracking_uri(uri)
     if experiment:
         mlflow.set_experiment(experiment)
@@ -70,6 +76,55 @@ def check_server(uri: str) -> None:
     if api.status_code >= 400 and api.status_code != 401:  # 401: MLflow's own client brings the credentials
         raise UserError(f"MLflow tracking server {shown} answered HTTP {api.status_code} to a search: "
                         f"{api.text.strip()[:120]}. Nothing was run or logged.")
+
+
+def credentials_to_env(uri: str) -> str:
+    """The tracking URI without the user:password of an http(s) URI, which go to
+    $MLFLOW_TRACKING_USERNAME and $MLFLOW_TRACKING_PASSWORD (for this process and the ones it
+    starts), with one warning; MLflow prints the run URLs it makes from the URI. If a secret
+    is still in it (a token before the host, a password parameter), MLflow is told not to
+    print run URLs."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    from signlab.storage import redact
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return uri
+    clean = uri
+    if parts.password is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username or "")
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+        clean = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        if os.environ.get("MLFLOW_TRACKING_URI") == uri:  # `mlflow run` and our workers inherit it
+            os.environ["MLFLOW_TRACKING_URI"] = clean
+        log.warning("warning: the tracking URI %s carries a password: using it as MLFLOW_TRACKING_USERNAME and "
+                    "MLFLOW_TRACKING_PASSWORD instead; set those and leave it out of the URI", redact(uri))
+    if redact(clean) != clean:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+        log.warning("warning: the tracking URI %s carries a secret; run URLs are not printed", redact(clean))
+    return clean
+
+
+def check_writable(uri: str, experiment: Callable[[], str], note: str) -> str:
+    """The experiment id that `experiment()` finds or creates, after one write to the
+    tracking store (the experiment's tag `signlab.last_session` = `note`): a store that
+    refuses writes (a read-only database, say) is one UserError here, before anything is
+    made elsewhere (an Optuna study)."""
+    from mlflow.tracking import MlflowClient
+
+    from signlab.errors import UserError
+    from signlab.storage import reason, redact
+
+    try:
+        with _quiet("mlflow.store.db.utils", level=logging.CRITICAL):  # it logs a traceback first
+            experiment_id = experiment()
+            MlflowClient().set_experiment_tag(experiment_id, SESSION_TAG, note)
+    except mlflow.exceptions.MlflowException as exc:
+        why = reason(exc.__cause__) if exc.__cause__ is not None else exc.message.splitlines()[0]
+        raise UserError(f"cannot write to the MLflow tracking store {redact(uri)}: {why} "
+                        "(nothing was run or logged, and no study was created or changed)") from None
+    return experiment_id
 
 
 def terminate_as_interrupt() -> None:
@@ -223,13 +278,11 @@ def log_models(model: Any, example_images: np.ndarray) -> str:
 
 
 @contextmanager
-def _quiet(*loggers: str) -> Iterator[None]:
+def _quiet(*loggers: str, level: int = logging.ERROR) -> Iterator[None]:
     """Silence MLflow's informational logging (cloudpickle advice, example validation)."""
-    import logging
-
     saved = [(name, logging.getLogger(name).level) for name in loggers]
     for name in loggers:
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(level)
     try:
         yield
     finally:

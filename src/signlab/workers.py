@@ -32,8 +32,8 @@ def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking
     for split in ("train", "test"):
         load_split(split, data_dir)  # a missing or bad file stops us before anything is created
     uri = tracking.setup(tracking_uri)
-    study, rdb = open_study(cfg, storage_url)
-    parent_run_id(study, rdb, cfg, study_experiment(cfg, None), None)
+    study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, None))
+    parent_run_id(study, rdb, cfg, experiment_id, None)
     existing = len(study.trials)
     cap = existing + cfg.n_trials
     if overrides.max_total_trials is not None:

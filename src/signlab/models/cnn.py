@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     import keras
@@ -29,7 +29,7 @@ class CNNSpec(BaseModel):
     family: Literal["cnn"] = "cnn"
     blocks: list[ConvBlock] = Field(min_length=1, max_length=6)
     pool_padding: Literal["same", "valid"] = "same"
-    dense_units: list[int] = Field(default_factory=lambda: [32], max_length=4)
+    dense_units: list[Annotated[int, Field(ge=1, le=8192)]] = Field(default_factory=lambda: [32], max_length=4)
     dense_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     l2_dense: float = Field(0.0, ge=0.0)
     l2_conv: float = Field(0.0, ge=0.0)
@@ -50,6 +50,20 @@ class CNNSpec(BaseModel):
     # A learning rate per epoch, replayed (the last value holds after its end); set, it
     # replaces adaptive_lr. A study's refit replays the schedule its chosen trial followed.
     lr_schedule: list[float] | None = Field(None, min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _fits_the_image(self) -> CNNSpec:
+        """Every block must leave something of the 28x28 input (Keras would fail mid-build)."""
+        size = 28
+        for i, block in enumerate(self.blocks):
+            if block.padding == "valid":
+                size -= block.kernel_size - 1
+            if block.pool and size >= 1:
+                size = -(-size // 2) if self.pool_padding == "same" else size // 2
+            if size < 1:
+                raise ValueError(f"blocks.{i}: nothing of the 28x28 image is left after this block "
+                                 "(fewer blocks, pooling or 'valid' padding, or smaller kernels)")
+        return self
 
 
 def build_cnn(spec: CNNSpec, name: str = "cnn") -> keras.Model:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from signlab.errors import UserError
+from signlab.errors import UserError, describe_error
 from signlab.models.cnn import CNNSpec
 from signlab.models.mlp import MLPSpec
 
@@ -88,11 +88,5 @@ def make_spec(preset: str | None = None, family: str | None = None, **overrides:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        raise UserError(f"invalid {fields['family']} spec: {_describe(exc)}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-        for err in exc.errors()
-    )
+        raise UserError(f"invalid {fields['family']} spec: "
+                        + "; ".join(describe_error(err) for err in exc.errors())) from None
