@@ -94,7 +94,7 @@ def parse_seeds(seeds: str | None, seed: int | None = None) -> list[int]:
     if seeds is None:
         return [0 if seed is None else seed]
     parts = [p.strip() for p in seeds.split(",")]
-    if not all(p.isdigit() for p in parts):
+    if not all(p.isascii() and p.isdigit() for p in parts):
         raise UserError(f"--seeds: expected integers >= 0 separated by commas (0,1,2), got {seeds!r}")
     return list(dict.fromkeys(int(p) for p in parts))
 
