@@ -58,7 +58,9 @@ def test_bad_spec_fields_are_named():
 
 def test_reference_rows():
     rows = reproducible()
-    assert rows == ["nn1", "nn2", "nn3", "nn4", "cnn1", "cnn1_aug", "cnn2", "cnn2_aug", "cnn3", "cnn3_aug", "tutorial"]
+    assert rows == ["nn1", "nn2", "nn3", "nn4", "cnn1", "cnn1_aug", "cnn2", "cnn2_aug", "cnn3", "cnn3_aug", "tutorial", "knn"]
+    knn = reference_spec("knn", epochs=5)  # --epochs is for the rows that train
+    assert knn.family == "knn" and knn.n_neighbors == 1 and knn.epochs == 1
     aug = reference_spec("cnn3_aug")
     assert aug.augment and aug.adaptive_lr and aug.blocks[0].filters == 64
     assert not reference_spec("cnn3").augment

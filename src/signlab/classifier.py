@@ -55,7 +55,7 @@ def as_images(data: Any) -> np.ndarray:
 
 
 class LetterModel:
-    """A Keras CNN or a scikit-learn MLP, with its input scaling and output mapping."""
+    """A Keras CNN or a scikit-learn MLP or KNN, with its input scaling and output mapping."""
 
     def __init__(self, family: str, estimator: Any, normalise: bool = True, n_outputs: int = N_CLASSES):
         self.family, self.estimator, self.normalise, self.n_outputs = family, estimator, normalise, n_outputs
@@ -93,6 +93,10 @@ class LetterModel:
     def n_params(self) -> int:
         if self.family == "cnn":
             return int(self.estimator.count_params())
+        if self.family == "knn":
+            from signlab.models.knn import count_params as count_stored
+
+            return count_stored(self.estimator)
         from signlab.models.mlp import count_params
 
         return count_params(self.estimator)

@@ -199,36 +199,42 @@ def train(
 @app.command("reference")
 @friendly
 def reference(
-    name: Annotated[str | None, typer.Argument(help="nn1-nn4, cnn1-cnn3, tutorial (cnn3_aug etc. for the augmented rows).")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Retrain every row of Table II and the tutorial CNN.")] = False,
+    names: Annotated[list[str] | None, typer.Argument(
+        metavar="[NAME]...", help="Rows: nn1-nn4, cnn1-cnn3, tutorial, knn (cnn3_aug etc. for the augmented rows); "
+        "several, or comma-separated, or `all`.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Retrain every row of Table II, the tutorial CNN and the KNN.")] = False,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="CNN rows: the paper's augmentation + adaptive LR row.")] = False,
     epochs: Epochs = None,
     subset: Subset = 0,
     val_fraction: ValFraction = 0.2,
     val_strategy: ValStrategy = "grouped",
-    seed: Seed = 0,
+    seeds: Annotated[str | None, typer.Option(help="Seeds, comma-separated (0,1,2): one run per row and seed.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="One seed: the same as --seeds N (default 0).")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "references",
     tracking_uri: TrackingUri = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Retrain a published model with its published settings, as an MLflow run."""
-    from signlab.errors import UserError
+    """Retrain published models with their published settings, one MLflow run per row and
+    seed; a row and seed already FINISHED with the same settings is skipped (so an
+    interrupted run resumes)."""
     from signlab.job import print_epoch, run_job
-    from signlab.references import reference_spec, reproducible
+    from signlab.references import finished_run, parse_seeds, plan, references_session, select_rows
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
-    _check_seed(seed)
-    if all_ == (name is not None):
-        raise UserError("give one reference NAME or --all")
-    names = reproducible() if all_ else [f"{name}_aug" if augment and not name.endswith("_aug") and name.startswith("cnn") else name]
-    for row in names:
-        spec = reference_spec(row, epochs)
-        typer.echo(f"reference {row}: {spec.family}, {spec.epochs} epochs")
-        outcome = run_job(spec, run_name=f"reference-{row}", tags={"preset": row.split("_")[0], "reference": row},
-                          data_dir=data_dir, subset=subset, val_fraction=val_fraction, seed=seed,
-                          val_strategy=_strategy(val_strategy), experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)])
-        _print_outcome(outcome)
+    planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, subset,
+                   _strategy(val_strategy), val_fraction, data_dir)
+    with references_session(len(planned), tracking_uri, experiment) as experiment_id:
+        for item in planned:
+            done = finished_run(experiment_id, item)
+            if done:
+                typer.echo(f"reference {item.row} seed {item.seed}: skipped, run {done} already FINISHED with these settings")
+                continue
+            typer.echo(f"reference {item.row} seed {item.seed}: {item.spec.family}, {item.spec.epochs} epochs")
+            outcome = run_job(item.spec, run_name=item.run_name, tags=item.tags, data_dir=data_dir, subset=subset,
+                              val_fraction=val_fraction, seed=item.seed, val_strategy=_strategy(val_strategy),
+                              experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(item.spec.epochs)])
+            _print_outcome(outcome)
 
 
 # ---- studies ----------------------------------------------------------------------------

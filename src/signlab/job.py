@@ -16,8 +16,7 @@ from signlab.augment import perturb
 from signlab.data import load_split
 from signlab.evaluate import Evaluation, confusion_figure, evaluate, latency, learning_curves_figure
 from signlab.labels import LETTERS
-from signlab.models.cnn import CNNSpec
-from signlab.models.mlp import MLPSpec
+from signlab.models.presets import Spec
 from signlab.plots import save_figure
 from signlab.groups import Leakage
 from signlab.splits import Strategy, stratified_subset
@@ -90,15 +89,17 @@ def print_epoch(total: int) -> EpochHook:
     """A hook that prints one line per epoch to stderr."""
     import sys
 
+    shown = {"loss": ("loss", ".4f"), "accuracy": ("acc", ".4f"), "val_loss": ("val_loss", ".4f"),
+             "val_accuracy": ("val_acc", ".4f"), "learning_rate": ("lr", ".2g")}
+
     def hook(epoch: int, m: dict[str, float]) -> None:
-        print(f"epoch {epoch + 1}/{total}: loss {m['loss']:.4f} acc {m.get('accuracy', float('nan')):.4f} "
-              f"val_loss {m['val_loss']:.4f} val_acc {m['val_accuracy']:.4f} lr {m['learning_rate']:.2g}",
-              file=sys.stderr, flush=True)
+        figures = " ".join(f"{label} {m[key]:{fmt}}" for key, (label, fmt) in shown.items() if key in m)
+        print(f"epoch {epoch + 1}/{total}: {figures}", file=sys.stderr, flush=True)
 
     return hook
 
 
-def train_and_log(spec: CNNSpec | MLPSpec, data: Data, hooks: Sequence[EpochHook] = (),
+def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
                   log_model: bool = True, refit_seed: int | None = None) -> Outcome:
     """Fit `spec` and log everything to the active MLflow run.
 
@@ -144,7 +145,7 @@ def train_and_log(spec: CNNSpec | MLPSpec, data: Data, hooks: Sequence[EpochHook
     return Outcome(run.info.run_id, result, val, test, test_aug, metrics)
 
 
-def _write_artifacts(folder: Path, spec: CNNSpec | MLPSpec, result: FitResult,
+def _write_artifacts(folder: Path, spec: Spec, result: FitResult,
                      val: Evaluation | None, test: Evaluation, test_aug: Evaluation) -> None:
     save_figure(confusion_figure(test, "test split"), folder / "confusion_matrix", self_contained=False)
     save_figure(learning_curves_figure(result.history, f"{spec.family} learning curves"),
@@ -170,26 +171,34 @@ def _summary(result: FitResult) -> str:
         model.estimator.summary(print_fn=lambda line, *a, **k: lines.append(line))
         return f"params: {model.n_params} (weights; Keras' totals below also count optimizer state)\n" + "\n".join(lines)
     clf = model.estimator
+    if model.family == "knn":
+        return (f"KNeighborsClassifier(n_neighbors={clf.n_neighbors}, weights={clf.weights!r}, algorithm={clf.algorithm!r})\n"
+                f"stored: {clf.n_samples_fit_} training images of {clf.n_features_in_} pixels\n"
+                f"params: {model.n_params} (the stored pixels and labels; nothing is learned)\n")
     shapes = [w.shape for w in clf.coefs_]
     return (f"MLPClassifier(hidden_layer_sizes={clf.hidden_layer_sizes}, alpha={clf.alpha})\n"
             f"layers: {' -> '.join(str(s[0]) for s in shapes)} -> {shapes[-1][1]}\n"
             f"params: {model.n_params}\n")
 
 
-def run_job(spec: CNNSpec | MLPSpec, *, run_name: str, tags: dict[str, str],
+def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
             data_dir: str | None = None, subset: int = 0, val_fraction: float = DEFAULT_FRACTION, seed: int = 0,
             val_strategy: Strategy = DEFAULT_STRATEGY, experiment: str = "signlab", tracking_uri: str | None = None,
             hooks: Sequence[EpochHook] = ()) -> Outcome:
-    """Train and evaluate `spec` as one MLflow run (or inside the run `mlflow run` started)."""
+    """Train and evaluate `spec` as one MLflow run (or inside the run `mlflow run` started);
+    with a run active, as a run nested under it, in its experiment."""
     import os
 
     data = prepare_data(data_dir, subset, val_fraction, seed, val_strategy)  # bad data fails before MLflow
-    under_mlflow_run = bool(os.environ.get("MLFLOW_RUN_ID"))
-    tracking.setup(tracking_uri, None if under_mlflow_run else experiment)
+    parent = mlflow.active_run()
+    under_mlflow_run = parent is None and bool(os.environ.get("MLFLOW_RUN_ID"))
+    if parent is None:
+        tracking.setup(tracking_uri, None if under_mlflow_run else experiment)
     commit = tracking.git_commit()
     all_tags = {"family": spec.family, **tags}
     if commit:
         all_tags.setdefault("mlflow.source.git.commit", commit)
         all_tags["git_commit"] = commit
-    with tracking.tracked_run(run_name=None if under_mlflow_run else run_name, tags=all_tags):
+    where = {"nested": True, "experiment_id": parent.info.experiment_id} if parent else {}
+    with tracking.tracked_run(run_name=None if under_mlflow_run else run_name, tags=all_tags, **where):
         return train_and_log(spec, data, hooks)

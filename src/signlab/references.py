@@ -1,7 +1,19 @@
-"""The published reference figures (studies/references.yaml) and how to retrain them here."""
+"""The published reference figures (studies/references.yaml) and how to retrain them here.
+
+`signlab reference` runs each (row, seed) asked for as one MLflow run tagged `reference`
+(the row), `seed` and `reference.settings` (row, seed, epochs, subset, validation split,
+spec and data digests). A (row, seed) whose settings already have a FINISHED run in the
+experiment is skipped, so an interrupted `--all` resumes where it stopped. Under `mlflow
+run`, one (row, seed) is the entry point's run itself; several are runs nested under it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -9,9 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from signlab import config
 from signlab.errors import UserError
-from signlab.models.presets import Spec, make_spec
+from signlab.models.presets import PRESETS, Spec, make_spec
 
 REFERENCES_FILE = config.STUDIES_DIR / "references.yaml"
+ROW_TAG, SEED_TAG, SETTINGS_TAG = "reference", "seed", "reference.settings"
+ROLE = "references"  # `signlab.role` of the `mlflow run` entry point's run when it is a parent
 
 
 class Reference(BaseModel):
@@ -40,7 +54,7 @@ def load_references(path: Path = REFERENCES_FILE) -> list[Reference]:
 
 
 def reproducible() -> list[str]:
-    """Names accepted by `signlab reference`: the rows of Table II and the tutorial."""
+    """Names accepted by `signlab reference`: the rows of Table II, the tutorial and the KNN."""
     return [r.reproduce for r in load_references() if r.reproduce]
 
 
@@ -50,4 +64,108 @@ def reference_spec(name: str, epochs: int | None = None) -> Spec:
         raise UserError(f"unknown reference {name!r}; choose one of {', '.join(reproducible())}")
     preset, _, aug = name.partition("_")
     extra = {"augment": True, "adaptive_lr": True} if aug == "aug" else {}
+    if PRESETS[preset]["family"] == "knn":
+        epochs = None  # a KNN has no epochs; --epochs is for the rows that train
     return make_spec(preset, epochs=epochs, **extra)
+
+
+def select_rows(names: list[str], all_rows: bool = False, augment: bool = False) -> list[str]:
+    """The rows asked for, in order, each once: NAMEs (comma-separated lists too; `all` is
+    every row, as `--all`), with `augment` turning cnnN into cnnN_aug."""
+    asked = [part.strip() for name in names for part in name.split(",") if part.strip()]
+    if all_rows and asked:
+        raise UserError("give reference NAMEs or --all, not both")
+    if all_rows or asked == ["all"]:
+        return reproducible()
+    if not asked:
+        raise UserError(f"give reference NAMEs or --all; the rows are {', '.join(reproducible())}")
+    if "all" in asked:
+        raise UserError("`all` stands alone: it already names every row")
+    rows = [f"{n}_aug" if augment and n.startswith("cnn") and not n.endswith("_aug") else n for n in asked]
+    for row in rows:
+        reference_spec(row)  # an unknown name fails here, before anything runs
+    return list(dict.fromkeys(rows))
+
+
+def parse_seeds(seeds: str | None, seed: int | None = None) -> list[int]:
+    """`--seeds 0,1,2` as [0, 1, 2]; `--seed N` is `--seeds N`; neither: [0]."""
+    if seeds is not None and seed is not None:
+        raise UserError("give --seed or --seeds, not both")
+    if seeds is None:
+        return [0 if seed is None else seed]
+    parts = [p.strip() for p in seeds.split(",")]
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        raise UserError(f"--seeds: expected integers >= 0 separated by commas (0,1,2), got {seeds!r}")
+    return list(dict.fromkeys(int(p) for p in parts))
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One (row, seed) to run, with the settings that identify its runs."""
+
+    row: str
+    seed: int
+    spec: Spec
+    settings: str
+
+    @property
+    def run_name(self) -> str:
+        return f"reference-{self.row}-seed{self.seed}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"preset": self.row.split("_")[0], ROW_TAG: self.row, SEED_TAG: str(self.seed),
+                SETTINGS_TAG: self.settings}
+
+
+def data_digest(data_dir: str | None = None) -> str:
+    """The first 12 hex digits of the train and test files' SHA-256: 'train:...,test:...'."""
+    from signlab.data import find_split_file, sha256_file
+
+    return ",".join(f"{split}:{sha256_file(find_split_file(split, data_dir))[:12]}" for split in ("train", "test"))
+
+
+def plan(rows: list[str], seeds: list[int], epochs: int | None, subset: int, val_strategy: str,
+         val_fraction: float, data_dir: str | None = None) -> list[PlannedRun]:
+    """Every (row, seed), seed by seed (all rows with the first seed come first)."""
+    data = data_digest(data_dir)
+    planned = []
+    for seed in seeds:
+        for row in rows:
+            spec = reference_spec(row, epochs)
+            digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:12]
+            settings = (f"row={row} seed={seed} epochs={spec.epochs} subset={subset} val_strategy={val_strategy} "
+                        f"val_fraction={val_fraction:g} spec={digest} data={data}")
+            planned.append(PlannedRun(row, seed, spec, settings))
+    return planned
+
+
+def finished_run(experiment_id: str, planned: PlannedRun) -> str | None:
+    """The id of a FINISHED run in the experiment with `planned`'s settings, if any."""
+    import mlflow
+
+    runs = mlflow.search_runs(
+        [experiment_id], f"tags.`{SETTINGS_TAG}` = '{planned.settings}' and attributes.status = 'FINISHED'",
+        max_results=1, output_format="list")
+    return runs[0].info.run_id if runs else None
+
+
+@contextmanager
+def references_session(n_runs: int, tracking_uri: str | None, experiment: str) -> Iterator[str]:
+    """Set up tracking; yield the experiment id the runs go to. Under `mlflow run` with
+    several runs to do, the entry point's run is open meanwhile, as their parent."""
+    import mlflow
+
+    from signlab import tracking
+
+    entry_run = os.environ.get("MLFLOW_RUN_ID")
+    tracking.setup(tracking_uri, None if entry_run else experiment)
+    if not entry_run:
+        yield mlflow.get_experiment_by_name(experiment).experiment_id
+        return
+    experiment_id = mlflow.get_run(entry_run).info.experiment_id
+    if n_runs == 1:
+        yield experiment_id
+        return
+    with tracking.tracked_run(tags={"signlab.role": ROLE}):
+        yield experiment_id

@@ -23,6 +23,7 @@ from signlab.augment import augment_dataset, augmented_copies
 from signlab.classifier import LetterModel
 from signlab.labels import N_CLASSES, encode
 from signlab.models.cnn import CNNSpec, build_cnn
+from signlab.models.knn import KNNSpec, build_knn
 from signlab.models.mlp import MLPSpec, build_mlp
 from signlab.splits import scale
 
@@ -72,7 +73,7 @@ def free_graph() -> None:
 
 
 def fit(
-    spec: CNNSpec | MLPSpec, train: Arrays, val: Arrays | None, seed: int = 0, hooks: Sequence[EpochHook] = ()
+    spec: CNNSpec | MLPSpec | KNNSpec, train: Arrays, val: Arrays | None, seed: int = 0, hooks: Sequence[EpochHook] = ()
 ) -> FitResult:
     """Train `spec` on `train`, validating on `val` after every epoch. Without `val` (a
     refit on the whole training file) it trains exactly `spec.epochs` epochs and keeps the
@@ -80,6 +81,8 @@ def fit(
     hooks = [_check_finite, *hooks]
     if isinstance(spec, CNNSpec):
         return _fit_cnn(spec, train, val, seed, hooks)
+    if isinstance(spec, KNNSpec):
+        return _fit_knn(spec, train, val, hooks)
     return _fit_mlp(spec, train, val, seed, hooks)
 
 
@@ -213,4 +216,25 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks:
     if best_state is not None:
         clf.coefs_, clf.intercepts_ = best_state
     result.train_seconds = time.perf_counter() - start
+    return result
+
+
+def _fit_knn(spec: KNNSpec, train: Arrays, val: Arrays, hooks: list[EpochHook]) -> FitResult:
+    """One "epoch": store the training images, then score the validation split (no training
+    loss or learning rate: a KNN has neither)."""
+    from sklearn.metrics import log_loss
+
+    start = time.perf_counter()
+    clf = build_knn(spec).fit(scale(train[0], spec.normalise).reshape(len(train[0]), -1), encode(train[1]))
+    if len(clf.classes_) != N_CLASSES:  # predict_proba's columns must be the 24 letters
+        raise ValueError(f"a KNN needs training images of all {N_CLASSES} letters, got {len(clf.classes_)}")
+    result = FitResult(LetterModel("knn", clf, spec.normalise))
+    proba = result.model.predict_proba(val[0])
+    y_val = encode(val[1])
+    metrics = {"val_loss": float(log_loss(y_val, proba, labels=np.arange(N_CLASSES))),
+               "val_accuracy": float((proba.argmax(axis=1) == y_val).mean())}
+    result.train_seconds = time.perf_counter() - start
+    result.history.append(metrics)
+    for hook in hooks:
+        hook(0, metrics)
     return result
