@@ -26,10 +26,15 @@ def test_shipped_study_files_load(name):
     cfg = load_study_config(ROOT / "studies" / f"{name}.yaml")
     assert cfg.study_name == {"cnn": "cnn_study", "mlp": "mlp_study", "cnn_small": "cnn_small"}[name]
     assert cfg.sampler.type == "tpe" and cfg.sampler.seed is not None
+    assert cfg.validation.strategy == "grouped" and cfg.refit.seeds == 3
     if name == "cnn_small":
         assert cfg.multi_objective and cfg.directions == ["maximize", "minimize"]
     else:
-        assert cfg.directions == ["maximize"] and cfg.pruner.type == "median"
+        assert cfg.directions == ["maximize"]
+        # augmented networks start slower: the cnn study's pruner judges none before 3 epochs
+        assert cfg.pruner.type == ("hyperband" if name == "cnn" else "median")
+        if name == "cnn":
+            assert cfg.pruner.min_resource >= 3 and cfg.fixed["augment"] is True
 
 
 CASES = {
