@@ -131,9 +131,9 @@ def test_processes_start_at_once_in_an_empty_folder(tmp_path):
     the two workers drew different params, and a later command in the folder works."""
     work = tmp_path / "work"
     work.mkdir()
-    space = "  filters: {type: int, low: 4, high: 32, log: true}\n  learning_rate: {type: float, low: 1.0e-3, high: 3.0e-3}"
+    space = "  units: {type: int, low: 16, high: 64}\n  learning_rate: {type: float, low: 1.0e-3, high: 3.0e-3}"
     for name in ("shared", "other"):
-        (tmp_path / f"{name}.yaml").write_text(TINY.format(name=name, family="cnn", subset=10, space=space))
+        (tmp_path / f"{name}.yaml").write_text(TINY.format(name=name, family="mlp", subset=10, space=space))
 
     def start(name: str) -> subprocess.Popen:
         return subprocess.Popen(
