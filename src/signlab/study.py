@@ -365,8 +365,8 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     overrides = overrides or Overrides()
     cfg = resolved_config(config, overrides)
     storage_url = storage or paths.DEFAULT_STORAGE
-    uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
     data = prepare_data(data_dir, cfg.subset, cfg.val_fraction, cfg.seed)  # bad data: nothing created
+    uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
     study, rdb = open_study(cfg, storage_url)
     # `mlflow run` passes its run in MLFLOW_RUN_ID; taken out of the environment, or every
     # nested start_run() would resume it instead of starting a trial's own run.
