@@ -270,7 +270,7 @@ def study_run(
     seed: StudySeed = None,
     max_total_trials: MaxTotal = None,
     worker: Annotated[int | None, typer.Option(min=1, envvar="SIGNLAB_WORKER", show_envvar=True,
-                                               help="This worker's number (1, 2, ...): worker k adds k-1 to the sampler seed.")] = None,
+                                               help="This worker's number (1, 2, ...), shown on its output lines.")] = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar over trials.")] = True,
 ) -> None:

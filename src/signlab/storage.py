@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage
@@ -14,6 +17,7 @@ from signlab.errors import UserError
 
 HEARTBEAT_SECONDS = 15  # a live trial beats this often...
 GRACE_SECONDS = 60  # ...and is marked FAIL when silent this long (its worker died)
+SETUP_WAIT_SECONDS = 120.0  # longest wait for another process setting up a SQLite database
 
 FailedTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -42,6 +46,8 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_pe
         rdb = _rdb_storage(url, heartbeat_interval, grace_period, on_failed_trial)
     except ImportError:
         raise _no_driver("storage", url, parsed) from None
+    except UserError:
+        raise
     except Exception as exc:  # SQLAlchemy raises many kinds: driver, connection, authentication
         raise UserError(f"cannot open study storage {where(parsed)}: {reason(exc)} "
                         "(nothing was changed: the studies stored there are untouched)") from None
@@ -92,16 +98,15 @@ def _no_driver(what: str, url: str, parsed) -> UserError:  # noqa: ANN001 (sqlal
 
 def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
                  on_failed_trial: FailedTrialCallback | None, attempts: int = 5) -> RDBStorage:
-    """RDBStorage, tried again when another worker is creating Optuna's tables in the same
-    empty database at this moment (PostgreSQL then refuses the second CREATE with a
-    duplicate key; once the first has finished, the tables are simply found)."""
-    import time
-
+    """RDBStorage, made under `setup_lock` for a SQLite file, and tried again when another
+    worker is creating Optuna's tables in the same empty PostgreSQL database at this moment
+    (it refuses the second CREATE with a duplicate key; once the first has finished, the
+    tables are simply found)."""
     import sqlalchemy
 
     for attempt in range(attempts):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), setup_lock(url):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                   heartbeat_stale_trial_callback=on_failed_trial)
@@ -111,6 +116,56 @@ def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def lock_path(url: str) -> Path | None:
+    """`<database file>.lock` for a SQLite file URL; None for any other URL."""
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(normalise(url))
+    except sqlalchemy.exc.ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database + ".lock")
+
+
+@contextmanager
+def setup_lock(url: str, wait: float = SETUP_WAIT_SECONDS) -> Iterator[bool]:
+    """Hold an exclusive lock on `<database>.lock`, beside a SQLite file, while this process
+    creates or upgrades the database's tables: processes opening one new file at the same
+    moment would each run the migrations and could break it for good. Yields whether a
+    lock is held: not for other URLs (PostgreSQL has its own retries, a tracking server
+    its own set-up) nor where no lock file can be made (a read-only folder, where no
+    database can be created either). Waits at most `wait` s, then a UserError."""
+    import fcntl
+
+    path = lock_path(url)
+    try:
+        handle = open(path, "a") if path else None  # noqa: SIM115 (closed below)
+    except OSError:
+        handle = None
+    if handle is None:
+        yield False
+        return
+    with handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UserError(f"SQLite file {path.with_suffix('')}: another process has been setting it up "
+                                    f"for {wait:.0f} s (it holds {path}); try again when it has finished, "
+                                    "nothing was changed") from None
+                time.sleep(0.1)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_database(url: str, what: str) -> str:

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import optuna
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 from optuna.storages import RDBStorage
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from signlab import recovery, tracking
@@ -36,6 +38,7 @@ from signlab.refit import needs_refit, run_refits
 from signlab.study_outputs import best_trial, log_study_outputs, summary_lines
 
 PARENT_ATTR = "mlflow_parent_run_id"
+SAME_AS_ATTR = "same_params_as"  # a trial not trained again: the earlier trial with its params
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 OBJECTIVE_METRIC = {"val_accuracy": "final_val_accuracy", "val_aug_accuracy": "final_val_aug_accuracy",
                     "n_params": "n_params"}
@@ -74,16 +77,63 @@ def worker_index() -> int:
 
 
 def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
-    """The study file's sampler; worker k adds k-1 to its seed, or workers with one seed
-    would draw the very same trials."""
+    """The study file's sampler; with a seed, seeded afresh for each trial (`TrialSeeded`)."""
+    seed = cfg.sampler.seed
+    if seed is None:
+        return _sampler(cfg, None)
+    return TrialSeeded(lambda trial_seed: _sampler(cfg, trial_seed), seed)
+
+
+def _sampler(cfg: StudyConfig, seed: int | None) -> optuna.samplers.BaseSampler:
     s = cfg.sampler
-    seed = None if s.seed is None else s.seed + worker_index() - 1
     if s.type == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.type == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials,
                                       multivariate=True, constant_liar=True)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial `number` of a study whose file says `seed`."""
+    return int(np.random.SeedSequence([seed % 2**64, number]).generate_state(1)[0])
+
+
+class TrialSeeded(optuna.samplers.BaseSampler):
+    """A sampler built again before each trial, seeded with `trial_seed(seed, trial number)`.
+
+    The rule: trial n draws with a seed derived from the study file's seed and n alone.
+    The storage gives each trial its own number, so a resumed study (its new trials have
+    new numbers) and workers started at the same moment, with or without --worker, draw
+    new trials; the same study run again from scratch in one process draws the same ones
+    (TPE's later draws also follow the results so far, as reproducible as training is).
+    Everything else a sampler keeps (the trials so far) is read from the storage."""
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], seed: int):
+        self._build, self._seed = build, seed
+        self._inner = build(trial_seed(seed, 0))
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._inner = self._build(trial_seed(self._seed, trial.number))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                        search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
+                           param_distribution: Any) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState,
+                    values: Any) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
 
 
 def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
@@ -225,6 +275,9 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         spec = trial_spec(trial, cfg)
+        earlier = same_params_as(trial)
+        if earlier is not None:
+            return _reuse(trial, earlier, cfg)
         tags = {"signlab.role": "trial", "study": cfg.study_name, "trial_number": str(trial.number),
                 "trial_state": "RUNNING", "family": cfg.family, "preset": "study", "signlab.worker": WORKER}
         name = f"{cfg.study_name}-trial-{trial.number}"
@@ -256,6 +309,29 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
     return objective
 
 
+def same_params_as(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+    """A finished (COMPLETE or PRUNED) trial that had this trial's params, unless this one
+    was asked for: queued by `enqueue_trial` (system attribute `fixed_params`) or a retry
+    of a dead worker's trial (`failed_trial`)."""
+    trials = trial.study.get_trials(deepcopy=False)
+    this = next(t for t in trials if t.number == trial.number)
+    if {"fixed_params", "failed_trial"} & this.system_attrs.keys():
+        return None
+    return next((t for t in trials if t.number != trial.number and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                 and t.params == trial.params), None)
+
+
+def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial, cfg: StudyConfig) -> float | tuple[float, ...]:
+    """The earlier trial's outcome, as Optuna's FAQ does for duplicates: not trained again,
+    no run of its own; its user attributes (run id, metrics) are the earlier trial's."""
+    for key, value in earlier.user_attrs.items():
+        trial.set_user_attr(key, value)
+    trial.set_user_attr(SAME_AS_ATTR, earlier.number)
+    if earlier.state == TrialState.PRUNED:
+        raise optuna.TrialPruned(f"same params as pruned trial {earlier.number}: not trained again")
+    return tuple(earlier.values) if cfg.multi_objective else earlier.values[0]
+
+
 def _tag_state(state: str) -> None:
     """Tag the trial run's end state; a failure to do so never replaces the exception that
     ended the trial (a SIGTERM, say)."""
@@ -272,12 +348,16 @@ class Progress:
         self.bar = tqdm(total=total, unit="trial", disable=not enabled, dynamic_ncols=True)
         self.label = label
         self.started = time.perf_counter()
+        self.finished = 0  # trials this process ran (other workers' are not counted)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.finished += 1
         self.bar.update(1)
         value = "" if trial.values is None else " ".join(f"{v:.4g}" for v in trial.values)
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
-        tqdm.write(f"{self.label}trial {trial.number} {trial.state.name} {value} ({seconds:.0f} s)")
+        same = trial.user_attrs.get(SAME_AS_ATTR)
+        note = "" if same is None else f", same params as trial {same}: not trained again"
+        tqdm.write(f"{self.label}trial {trial.number} {trial.state.name} {value} ({seconds:.0f} s{note})")
 
     def close(self) -> None:
         self.bar.close()
@@ -296,9 +376,9 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     overrides = overrides or Overrides()
     cfg = resolved_config(config, overrides)
     storage_url = storage or paths.DEFAULT_STORAGE
-    uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
     data = prepare_data(data_dir, cfg.subset, cfg.validation.fraction, cfg.seed,
                         cfg.validation.strategy)  # bad data: nothing created
+    uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
     # `mlflow run` passes its run in MLFLOW_RUN_ID; taken out of the environment, or every
     # nested start_run() would resume it instead of starting a trial's own run.
     launched = os.environ.pop("MLFLOW_RUN_ID", None)
@@ -332,8 +412,8 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     finally:
         recovery.keep_parent_running(study, parent)
     if session:
-        MlflowClient().log_metric(session, "trials_added", len(study.trials) - before)
-    for line in summary_lines(study, cfg, uri, experiment_id, parent, len(study.trials) - before):
+        MlflowClient().log_metric(session, "trials_added", bar.finished)
+    for line in summary_lines(study, cfg, uri, experiment_id, parent, bar.finished):
         echo(label + line)
     return study
 

@@ -31,11 +31,21 @@ class Terminated(KeyboardInterrupt):
 
 def setup(tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Point MLflow at `tracking_uri`, $MLFLOW_TRACKING_URI or sqlite:///mlflow.db (credentials
-    in it moved to MLflow's variables, see `credentials_to_env`); the URI MLflow now uses."""
+    in it moved to MLflow's variables, see `credentials_to_env`); the URI MLflow now uses.
+    A SQLite store is opened here, under `storage.setup_lock`: MLflow creates and migrates its
+    tables on first use, and processes doing so at once on one new file break it for good.
+    The store MLflow keeps for the URI is the one every later call of this process uses."""
+    from mlflow.tracking import MlflowClient
+
+    from signlab.storage import setup_lock
+
     uri = config.tracking_uri(tracking_uri)
     check_server(uri)
     uri = credentials_to_env(uri)
     mlflow.set_tracking_uri(uri)
+    with setup_lock(uri) as locked:
+        if locked:
+            MlflowClient(uri).search_experiments(max_results=1)
     if experiment:
         mlflow.set_experiment(experiment)
     return uri

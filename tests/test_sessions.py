@@ -1,0 +1,157 @@
+"""Sessions of a study, one after another or at once: each draws new trials, a set of
+params already tried is not trained again unless asked, new SQLite stores are set up by
+one process at a time, and each summary counts its own trials."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import runs_by_role, subprocess_env
+from signlab.errors import UserError
+from signlab.space import trial_spec
+from signlab.storage import setup_lock
+from signlab.study import SAME_AS_ATTR, Overrides, make_sampler, run_study
+from signlab.study_config import load_study_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CNN = ROOT / "studies/cnn.yaml"
+TINY = """\
+study_name: {name}
+family: {family}
+max_epochs: 1
+subset: {subset}
+pruner: {{type: none}}
+sampler: {{type: tpe, seed: 1}}
+space:
+{space}
+"""
+
+
+def drawn(study: optuna.Study, cfg, n: int = 1) -> list[dict]:  # noqa: ANN001 (StudyConfig)
+    """The params of `n` new trials, drawn without training (each then told as failed)."""
+    params = []
+    for _ in range(n):
+        trial = study.ask()
+        trial_spec(trial, cfg)
+        params.append(trial.params)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return params
+
+
+def test_each_trial_draws_with_a_seed_of_its_own():
+    """Every session (a new process: a new sampler on the stored study) draws new trials,
+    also two at once; the same study started again from scratch draws the same ones. With
+    the study file's seed alone, each session's first draw was the same."""
+    cfg = load_study_config(CNN)
+    storage = optuna.storages.InMemoryStorage()
+
+    def session() -> optuna.Study:
+        return optuna.create_study(study_name="s", storage=storage, sampler=make_sampler(cfg), direction="maximize",
+                                   load_if_exists=True)
+
+    first, resumed = drawn(session(), cfg), drawn(session(), cfg)
+    worker_a, worker_b = session(), session()  # started at the same moment, neither with --worker
+    at_once = [worker_a.ask(), worker_b.ask()]
+    for trial in at_once:
+        trial_spec(trial, cfg)
+    assert first != resumed and at_once[0].params != at_once[1].params
+    assert len({str(p) for p in [*first, *resumed, at_once[0].params, at_once[1].params]}) == 4
+    scratch = drawn(optuna.create_study(sampler=make_sampler(cfg), direction="maximize"), cfg, 2)
+    assert scratch == first + resumed
+
+
+def test_the_same_command_twice_adds_new_params(tmp_path):
+    """`signlab study run studies/cnn.yaml --n-trials 1 --max-epochs 1 --subset 20`, twice."""
+    stores = dict(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    lines: list[str] = []
+    for _ in range(2):
+        study = run_study(CNN, Overrides(n_trials=1, max_epochs=1, subset=20), progress=False, echo=lines.append,
+                          **stores)
+    first, second = study.trials
+    assert first.params != second.params
+    assert [line for line in lines if "new trials" in line] == [
+        "study cnn_study: 1 new trials, 1 in all (1 complete, 0 pruned, 0 failed)",
+        "study cnn_study: 1 new trials, 2 in all (2 complete, 0 pruned, 0 failed)"]
+
+
+def test_same_params_are_not_trained_again_unless_asked(tmp_path, capsys):
+    """A space with one point: the second trial takes the first one's result without a run
+    of its own; a trial queued with enqueue_trial (asked for) is trained again."""
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = tmp_path / "one_point.yaml"
+    path.write_text(TINY.format(name="one_point", family="mlp", subset=8,
+                                space="  units: {type: int, low: 16, high: 16}"))
+    study = run_study(path, Overrides(n_trials=2), storage=storage, tracking_uri=uri)
+    first, second = study.trials
+    assert first.params == second.params and second.state == optuna.trial.TrialState.COMPLETE
+    assert second.value == first.value and second.user_attrs[SAME_AS_ATTR] == 0
+    assert second.user_attrs["mlflow_run_id"] == first.user_attrs["mlflow_run_id"]
+    assert "same params as trial 0: not trained again" in capsys.readouterr().out
+    client = MlflowClient(uri)
+    assert len(runs_by_role(client, "one_point")["trial"]) == 1
+
+    study.enqueue_trial(first.params)
+    study = run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, progress=False)
+    third = study.trials[2]
+    assert third.params == first.params and SAME_AS_ATTR not in third.user_attrs
+    assert third.user_attrs["mlflow_run_id"] != first.user_attrs["mlflow_run_id"]
+    assert len(runs_by_role(client, "one_point")["trial"]) == 2
+
+
+def test_setup_lock_waits_a_bounded_time(tmp_path):
+    """While another process sets a SQLite file up, the next waits, then says so in one line."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with open(tmp_path / "optuna.db.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match=r"SQLite file .*optuna\.db: another process has been setting it up "
+                                            r"for 0 s \(it holds .*optuna\.db\.lock\)"):
+            with setup_lock(url, wait=0.3):
+                pass
+        fcntl.flock(held, fcntl.LOCK_UN)
+    with setup_lock(url) as locked:
+        assert locked
+    with setup_lock("postgresql://u@127.0.0.1/db") as locked, setup_lock("sqlite://") as in_memory:
+        assert not locked and not in_memory
+
+
+@pytest.mark.slow
+def test_processes_start_at_once_in_an_empty_folder(tmp_path):
+    """Three `signlab study run` started together where no mlflow.db or optuna.db exists,
+    two on one study (no --worker) and one on another. Without the set-up lock, most such
+    starts failed on MLflow's or Optuna's schema migration (`table _alembic_tmp_tags already
+    exists`, `UNIQUE constraint failed: alembic_version.version_num`), some leaving mlflow.db
+    broken for every later command. Now: all exit 0, each summary counts its own trial,
+    the two workers drew different params, and a later command in the folder works."""
+    work = tmp_path / "work"
+    work.mkdir()
+    space = "  units: {type: int, low: 16, high: 64}\n  learning_rate: {type: float, low: 1.0e-3, high: 3.0e-3}"
+    for name in ("shared", "other"):
+        (tmp_path / f"{name}.yaml").write_text(TINY.format(name=name, family="mlp", subset=10, space=space))
+
+    def start(name: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "signlab", "study", "run", str(tmp_path / f"{name}.yaml"), "--n-trials", "1",
+             "--storage", "sqlite:///optuna.db", "--tracking-uri", "sqlite:///mlflow.db", "--no-progress"],
+            cwd=work, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    procs = [start(name) for name in ("shared", "shared", "other")]
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], "\n=====\n".join(out[-3000:] for out in outputs)
+    for name, out in zip(("shared", "shared", "other"), outputs, strict=True):
+        assert f"study {name}: 1 new trials, " in out
+
+    later = start("shared")
+    out = later.communicate(timeout=600)[0]
+    assert later.returncode == 0, out[-3000:]
+    assert "study shared: 1 new trials, 3 in all (3 complete" in out
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{work / 'optuna.db'}")
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3
+    roles = runs_by_role(MlflowClient(f"sqlite:///{work / 'mlflow.db'}"), "shared")
+    assert len(roles["study"]) == 1 and len(roles["trial"]) == 3
