@@ -118,6 +118,8 @@ Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs (MLP: most itera
 Subset = Annotated[int, typer.Option(min=0, help="Images per class from each file (0 = all), for quick runs.")]
 ValFraction = Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of the training file held out for validation.")]
 Seed = Annotated[int, typer.Option(help="Seed for the split, initialisation, shuffling and augmentation.")]
+SystemMetrics = Annotated[bool, typer.Option("--system-metrics/--no-system-metrics",
+                                             help="Record CPU and memory use on each run (MLflow system metrics).")]
 TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")]
 
 
@@ -176,14 +178,17 @@ def train(
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "signlab",
     run_name: Annotated[str | None, typer.Option(help="MLflow run name.")] = None,
     tracking_uri: TrackingUri = None,
+    system_metrics: SystemMetrics = True,
     data_dir: DataDir = None,
 ) -> None:
     """Train one model (a preset or the defaults, any field overridden) as an MLflow run."""
     from signlab.job import print_epoch, run_job
     from signlab.models.presets import make_spec
+    from signlab.tracking import log_system_metrics
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
+    log_system_metrics(system_metrics)
     _check_seed(seed)
     fields = {"augment": augment, "adaptive_lr": adaptive_lr, "epochs": epochs, **_overrides(set_ or [])}
     if family == "mlp":
@@ -212,6 +217,7 @@ def reference(
     seed: Annotated[int | None, typer.Option(min=0, help="One seed: the same as --seeds N (default 0).")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "references",
     tracking_uri: TrackingUri = None,
+    system_metrics: SystemMetrics = True,
     data_dir: DataDir = None,
 ) -> None:
     """Retrain published models with their published settings, one MLflow run per row and
@@ -219,9 +225,11 @@ def reference(
     interrupted run resumes)."""
     from signlab.job import print_epoch, run_job
     from signlab.references import finished_run, parse_seeds, plan, references_session, select_rows
+    from signlab.tracking import log_system_metrics
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
+    log_system_metrics(system_metrics)
     planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, subset,
                    _strategy(val_strategy), val_fraction, data_dir)
     with references_session(len(planned), tracking_uri, experiment) as experiment_id:
@@ -266,6 +274,7 @@ def study_run(
     subset: StudySubset = None,
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
+    system_metrics: SystemMetrics = True,
     study_name: StudyName = None,
     seed: StudySeed = None,
     max_total_trials: MaxTotal = None,
@@ -277,9 +286,11 @@ def study_run(
     """Run a study, or resume it: the same command again adds trials to the same study.
     Started on several machines with one --storage and --tracking-uri, the workers share it."""
     from signlab.study import Overrides, run_study
+    from signlab.tracking import log_system_metrics
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
+    log_system_metrics(system_metrics)
     if worker is not None:
         os.environ["SIGNLAB_WORKER"] = str(worker)
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
@@ -299,6 +310,7 @@ def study_workers(
     subset: StudySubset = None,
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
+    system_metrics: SystemMetrics = True,
     study_name: StudyName = None,
     seed: StudySeed = None,
     max_total_trials: MaxTotal = None,
@@ -313,7 +325,7 @@ def study_workers(
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
                           study_name=study_name, seed=seed, max_total_trials=max_total_trials)
     code = run_workers(n, study_file, overrides, storage or config.DEFAULT_STORAGE, tracking_uri, data_dir,
-                       echo=typer.echo)
+                       echo=typer.echo, system_metrics=system_metrics)
     if code:
         raise typer.Exit(code)
 
@@ -325,15 +337,18 @@ def study_refit(
     seeds: Annotated[int | None, typer.Option(min=1, max=10, help="Refits (seeds seed, seed+1, ...); default: the file's refit.seeds.")] = None,
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
+    system_metrics: SystemMetrics = True,
     study_name: StudyName = None,
     data_dir: DataDir = None,
 ) -> None:
     """Retrain a study's chosen trial on the whole training file, once per seed, as runs
     nested under its parent run (a study does this itself when it ends)."""
     from signlab.study import Overrides, refit_study
+    from signlab.tracking import log_system_metrics
     from signlab.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
+    log_system_metrics(system_metrics)
     refit_study(study_file, Overrides(study_name=study_name), seeds, storage, tracking_uri, data_dir, echo=typer.echo)
 
 

@@ -137,6 +137,16 @@ def check_writable(uri: str, experiment: Callable[[], str], note: str) -> str:
     return experiment_id
 
 
+def log_system_metrics(enabled: bool) -> None:
+    """Record CPU, memory and (where present) GPU use on every run this process starts,
+    with MLflow's system-metrics logging (psutil; pynvml for GPUs). MLflow samples every
+    10 s ($MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL): its cost is in docs/benchmarks.md."""
+    if enabled:
+        mlflow.enable_system_metrics_logging()
+    else:
+        mlflow.disable_system_metrics_logging()
+
+
 def terminate_as_interrupt() -> None:
     """Make SIGTERM raise `Terminated` in the main thread (so `finally` blocks run)."""
 

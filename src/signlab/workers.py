@@ -52,7 +52,7 @@ def worker_command(config: str | Path, cap: int, options: dict[str, Any]) -> lis
 
 
 def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
-                data_dir: str | None, echo: Callable[[str], None] = print) -> int:
+                data_dir: str | None, echo: Callable[[str], None] = print, system_metrics: bool = True) -> int:
     """Start `n` workers on one study, wait for all; the worst exit code. Ctrl-C or SIGTERM
     is passed on to every worker, whose running trials then end FAIL and their runs KILLED."""
     for var in LAUNCHER_VARS:
@@ -65,7 +65,7 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
     # the launcher's overrides, but the trial budget: each worker may run all that is left
     options = {**vars(overrides), "n_trials": cap - existing, "max_total_trials": None, "data_dir": data_dir}
     env = {**os.environ, "SIGNLAB_STORAGE": storage_url, "MLFLOW_TRACKING_URI": uri}
-    command = worker_command(config, cap, options)
+    command = worker_command(config, cap, options) + ([] if system_metrics else ["--no-system-metrics"])
     # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on once
     # (a second interrupt could land in a worker's clean-up and leave its run RUNNING).
     procs = [subprocess.Popen(command, env={**env, "SIGNLAB_WORKER": str(i + 1)}, start_new_session=True)
