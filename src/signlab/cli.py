@@ -15,6 +15,7 @@ app = typer.Typer(help="MLflow-tracked hyperparameter studies for Sign Language 
 data_app = typer.Typer(help="Get, check and profile the data set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+
 DataDir = Annotated[
     str | None,
     typer.Option("--data-dir", help="Folder with the CSVs (default: $SIGNLAB_DATA_DIR, else ./data)."),
@@ -125,9 +126,7 @@ def train(
     """Train one model (a preset or the defaults, any field overridden) as an MLflow run."""
     from signlab.job import print_epoch, run_job
     from signlab.models.presets import make_spec
-    from signlab.tracking import terminate_as_interrupt
 
-    terminate_as_interrupt()
     fields = {"augment": augment, "adaptive_lr": adaptive_lr, "epochs": epochs, **_overrides(set_ or [])}
     if family == "mlp":
         fields.pop("adaptive_lr")
@@ -157,9 +156,7 @@ def reference(
     from signlab.errors import UserError
     from signlab.job import print_epoch, run_job
     from signlab.references import reference_spec, reproducible
-    from signlab.tracking import terminate_as_interrupt
 
-    terminate_as_interrupt()
     if all_ == (name is not None):
         raise UserError("give one reference NAME or --all")
     names = reproducible() if all_ else [f"{name}_aug" if augment and not name.endswith("_aug") and name.startswith("cnn") else name]
@@ -212,9 +209,7 @@ def study_run(
     """Run a study, or resume it: the same command again adds trials to the same study.
     Started on several machines with one --storage and --tracking-uri, the workers share it."""
     from signlab.study import Overrides, run_study
-    from signlab.tracking import terminate_as_interrupt
 
-    terminate_as_interrupt()
     if worker is not None:
         os.environ["SIGNLAB_WORKER"] = str(worker)
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
