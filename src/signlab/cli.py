@@ -16,6 +16,16 @@ data_app = typer.Typer(help="Get, check and profile the data set.", no_args_is_h
 app.add_typer(data_app, name="data")
 
 
+@app.callback()
+def console_options(
+    verbose: Annotated[bool, typer.Option("--verbose", envvar="SIGNLAB_VERBOSE", show_envvar=True,
+                                          help="Also show MLflow's and TensorFlow's informational lines.")] = False,
+) -> None:
+    """Before any command: what the console shows (set before MLflow or TensorFlow is imported)."""
+    from signlab.console import configure
+
+    configure(verbose)
+
 DataDir = Annotated[
     str | None,
     typer.Option("--data-dir", help="Folder with the CSVs (default: $SIGNLAB_DATA_DIR, else ./data)."),
