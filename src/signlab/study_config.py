@@ -112,7 +112,8 @@ class StudyConfig(_Strict):
     experiment: str | None = None
     retry_failed_trials: int = Field(0, ge=0, description="re-queue a trial whose worker died, this often")
     heartbeat_interval: int = Field(15, ge=1, le=600, description="seconds between a running trial's heartbeats")
-    grace_period: int = Field(60, ge=2, le=3600, validate_default=True, description="a trial silent this long is failed (its worker died)")
+    grace_period: int = Field(60, ge=2, le=3600, validate_default=True,
+                              description="a trial silent this long is failed (its worker died)")
     target_val_accuracy: float | None = Field(
         None, gt=0.0, le=1.0, description="multi-objective: report the smallest model reaching this")
     fixed: dict[str, Any] = Field(default_factory=dict)
