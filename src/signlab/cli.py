@@ -26,6 +26,7 @@ def console_options(
 
     configure(verbose)
 
+
 DataDir = Annotated[
     str | None,
     typer.Option("--data-dir", help="Folder with the CSVs (default: $SIGNLAB_DATA_DIR, else ./data)."),
