@@ -299,19 +299,25 @@ def test_sigkill_mid_trial_then_another_worker(backend, request, tmp_path):
         assert run.info.status == {"COMPLETE": "FINISHED", "FAIL": "FAILED"}[trial.state.name]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_sigterm_ends_the_run_killed_and_the_trial_failed(signum, postgres, tracking_server, tmp_path):
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT,), (signal.SIGINT, signal.SIGTERM)],
+                         ids=["SIGTERM", "SIGINT", "SIGINT-then-SIGTERM"])
+def test_sigterm_ends_the_run_killed_and_the_trial_failed(signals, postgres, tracking_server, tmp_path):
+    """One line says what was left in which state; exit code 128 + the signal (143, or 130
+    for Ctrl-C). A second signal (`mlflow run` sends SIGTERM right after the terminal's
+    Ctrl-C) does not cut the clean-up short."""
     uri, _ = tracking_server
     storage = new_database(postgres)
-    name = f"terminated_{signal.Signals(signum).name.lower()}"
+    name = "terminated_" + "_".join(signal.Signals(s).name.lower() for s in signals)
     path = study_file(tmp_path, name, epochs=6)
     proc = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "2",
                    "--no-progress", cwd=tmp_path)
     victim = wait_for_running_trial(storage, name, proc)
     time.sleep(1.0)
-    proc.send_signal(signum)
+    for signum in signals:
+        proc.send_signal(signum)
+        time.sleep(0.05)
     output = finish(proc, timeout=120)
-    assert proc.returncode != 0, output[-3000:]
+    assert proc.returncode == 128 + signals[0], output[-3000:]
     study = optuna.load_study(study_name=name, storage=storage)
     assert study.trials[victim.number].state == optuna.trial.TrialState.FAIL
     assert len(study.trials) == victim.number + 1, "no trial started after SIGTERM"
@@ -320,6 +326,13 @@ def test_sigterm_ends_the_run_killed_and_the_trial_failed(signum, postgres, trac
     assert run.info.status == "KILLED" and run.data.tags["trial_state"] == "FAIL", output[-3000:]
     (parent,) = runs_by_role(client, name)["study"]
     assert parent.info.status == "KILLED"
+    assert "Traceback" not in output
+    what = "SIGTERM" if signals[0] == signal.SIGTERM else "SIGINT (Ctrl-C)"
+    mlflow_links = ("🏃 View run ", "🧪 View experiment ")  # MLflow prints these for http:// tracking URIs
+    assert [line for line in output.splitlines() if not line.startswith(("trial ", *mlflow_links))] == [
+        f"interrupted by {what}: MLflow run {run.info.run_name} ({run.info.run_id}) ended KILLED; "
+        f"trial {victim.number} ended FAIL; MLflow run {name} ({parent.info.run_id}) ended KILLED; "
+        "the same command resumes the study"]
 
 
 def test_stopping_the_workers_launcher_stops_every_worker_cleanly(postgres, tracking_server, tmp_path):

@@ -127,3 +127,26 @@ def test_fetch_command(serve, originals, tmp_path):
     bad = runner.invoke(app, ["data", "fetch", "--data-dir", str(tmp_path / "other"), "--url", "http://127.0.0.1:9/none"])
     assert bad.exit_code == 2
     assert "cannot connect" in bad.output and "Traceback" not in bad.output
+
+
+def test_failed_fetch_removes_only_the_folders_it_created(serve, originals, tmp_path, monkeypatch):
+    dead = "http://127.0.0.1:9/none"  # nothing listens on port 9
+    with pytest.raises(FetchError, match="cannot connect"):
+        fetch(tmp_path / "new" / "deeper", url=dead, progress=False)
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(FetchError):
+        fetch(mine, url=dead, progress=False)
+    assert mine.is_dir(), "a folder the user made stays"
+    # the first file verified, the second missing: the folder keeps the verified file
+    (originals / "sign_mnist_test.csv").unlink()
+    with pytest.raises(FetchError, match="sign_mnist_test.csv not found"):
+        fetch(tmp_path / "half", url=serve(originals.parent), progress=False)
+    assert _leftovers(tmp_path / "half") == ["sign_mnist_train.csv.gz"]
+    # the command with the default ./data, as in the quick start
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SIGNLAB_DATA_DIR")
+    result = CliRunner().invoke(app, ["data", "fetch", "--url", dead])
+    assert result.exit_code == 2 and "cannot connect" in result.output
+    assert not (tmp_path / "data").exists()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from signlab.cli import app
 from signlab.errors import UserError
 from signlab.space import spec_from_values
 from signlab.study_config import load_study_config
@@ -70,6 +73,34 @@ def test_bad_study_file_names_file_and_key(case, tmp_path):
         load_study_config(path)
     assert str(info.value).startswith(f"{path}: ")
     assert words in str(info.value), str(info.value)
+
+
+def test_every_mistake_of_a_file_in_one_pass(tmp_path):
+    """A schema error, an unknown space key, a key in both fixed and space, heartbeat
+    settings that do not fit and a fixed value no model accepts: all in one message."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace("family: cnn\n", "family: cnn\nn_trials: -1\nheartbeat_interval: 40\n"
+                                 "fixed: {dense_dropout: 1.5, augment: true}\n")
+                    + "  wings: {type: int, low: 1, high: 2}\n")
+    with pytest.raises(UserError) as info:
+        load_study_config(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path}: n_trials: Input should be greater than or equal to 1")
+    for words in ("grace_period: 60 s must be at least twice heartbeat_interval (40 s)",
+                  "space.wings: not searchable for a cnn", "fixed.augment: also in space",
+                  "fixed, space: invalid cnn spec: dense_dropout: Input should be less than 1 (got 1.5)"):
+        assert f"; {words}" in message, message
+
+
+def test_study_check_command_reports_every_mistake(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace("study_name: s", "study_name: ''\nfixed: {l2_dense: -1}")
+                    + "  wings: {type: int, low: 1, high: 2}\n")
+    result = CliRunner().invoke(app, ["study", "check", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    line = re.sub(r"\s+", " ", result.output)
+    assert f"error: {path}: study_name: String should have at least 1 character" in line
+    assert "space.wings: not searchable" in line and "fixed, space: invalid cnn spec: l2_dense:" in line
 
 
 def test_missing_study_file(tmp_path):

@@ -15,6 +15,18 @@ app = typer.Typer(help="MLflow-tracked hyperparameter studies for Sign Language 
 data_app = typer.Typer(help="Get, check and profile the data set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+
+@app.callback()
+def console_options(
+    verbose: Annotated[bool, typer.Option("--verbose", envvar="SIGNLAB_VERBOSE", show_envvar=True,
+                                          help="Also show MLflow's and TensorFlow's informational lines.")] = False,
+) -> None:
+    """Before any command: what the console shows (set before MLflow or TensorFlow is imported)."""
+    from signlab.console import configure
+
+    configure(verbose)
+
+
 DataDir = Annotated[
     str | None,
     typer.Option("--data-dir", help="Folder with the CSVs (default: $SIGNLAB_DATA_DIR, else ./data)."),
@@ -185,9 +197,7 @@ def train(
     from signlab.job import print_epoch, run_job
     from signlab.models.presets import make_spec
     from signlab.tracking import log_system_metrics
-    from signlab.tracking import terminate_as_interrupt
 
-    terminate_as_interrupt()
     log_system_metrics(system_metrics)
     _check_seed(seed)
     fields = {"augment": augment, "adaptive_lr": adaptive_lr, "epochs": epochs, **_overrides(set_ or [])}
@@ -226,9 +236,7 @@ def reference(
     from signlab.job import print_epoch, run_job
     from signlab.references import finished_run, parse_seeds, plan, references_session, select_rows
     from signlab.tracking import log_system_metrics
-    from signlab.tracking import terminate_as_interrupt
 
-    terminate_as_interrupt()
     log_system_metrics(system_metrics)
     planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, subset,
                    _strategy(val_strategy), val_fraction, data_dir)
@@ -287,9 +295,7 @@ def study_run(
     Started on several machines with one --storage and --tracking-uri, the workers share it."""
     from signlab.study import Overrides, run_study
     from signlab.tracking import log_system_metrics
-    from signlab.tracking import terminate_as_interrupt
 
-    terminate_as_interrupt()
     log_system_metrics(system_metrics)
     if worker is not None:
         os.environ["SIGNLAB_WORKER"] = str(worker)
@@ -345,9 +351,7 @@ def study_refit(
     nested under its parent run (a study does this itself when it ends)."""
     from signlab.study import Overrides, refit_study
     from signlab.tracking import log_system_metrics
-    from signlab.tracking import terminate_as_interrupt
 
-    terminate_as_interrupt()
     log_system_metrics(system_metrics)
     refit_study(study_file, Overrides(study_name=study_name), seeds, storage, tracking_uri, data_dir, echo=typer.echo)
 
@@ -356,11 +360,9 @@ def study_refit(
 @friendly
 def study_check(study_file: Annotated[Path, typer.Argument(help="A study file.")]) -> None:
     """Validate a study file and print what it searches."""
-    from signlab.space import check_buildable
     from signlab.study_config import load_study_config
 
-    cfg = load_study_config(study_file)
-    check_buildable(cfg, str(study_file))
+    cfg = load_study_config(study_file)  # every mistake at once, buildable specs included
     typer.echo(f"{study_file}: study {cfg.study_name!r}, {cfg.family}, objectives {cfg.objectives} "
                f"({', '.join(cfg.directions or [])}), {cfg.n_trials} trials, {cfg.max_epochs} epochs each")
     for key, param in cfg.space.items():

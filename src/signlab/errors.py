@@ -1,10 +1,16 @@
-"""Errors a user can act on: the CLI prints their message alone, without a traceback."""
+"""Errors a user can act on, and interrupts: the CLI prints one line for each, without a
+traceback."""
 
 from __future__ import annotations
 
 import functools
+import os
+import re
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -13,6 +19,7 @@ from signlab.data import DataFileError, DataFileNotFound
 
 P = ParamSpec("P")
 R = TypeVar("R")
+CLEANUP_SECONDS = 20  # after Ctrl-C or SIGTERM, the process exits within this, cleaned up or not
 
 
 class UserError(Exception):
@@ -27,31 +34,83 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     return (UserError, DataFileError, DataFileNotFound, FetchError, PayloadError)
 
 
+class Terminated(KeyboardInterrupt):
+    """The process got SIGTERM; a KeyboardInterrupt, so runs end KILLED and Optuna fails the trial."""
+
+
+@contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """While a command runs, SIGTERM raises `Terminated` and Ctrl-C `KeyboardInterrupt` in the
+    main thread, so `finally` blocks end runs KILLED. Later signals are ignored, so they cannot
+    cut that clean-up short (`mlflow run` sends SIGTERM right after the terminal's Ctrl-C);
+    a clean-up that takes more than CLEANUP_SECONDS is abandoned and the process exits."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            return
+        received.append(signum)
+        watchdog = threading.Timer(CLEANUP_SECONDS, _give_up, args=(signum,))
+        watchdog.daemon = True  # a process that cleaned up in time exits without waiting for it
+        watchdog.start()
+        raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        if not received:  # after a signal, later ones stay ignored until the process exits
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+def _give_up(signum: int) -> None:
+    print(f"error: clean-up after {signal.Signals(signum).name} took over {CLEANUP_SECONDS} s; exiting "
+          "without it (runs not yet ended stay RUNNING)", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def interrupted_line(exc: KeyboardInterrupt) -> str:
+    """What was interrupted and the state it was left in, from the notes the clean-up added."""
+    what = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT (Ctrl-C)"
+    notes = getattr(exc, "__notes__", [])
+    return f"interrupted by {what}" + (": " + "; ".join(notes) if notes else "")
+
+
 def friendly(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn user errors into one line on stderr and exit code 2."""
+    """Turn user errors into one line on stderr and exit code 2, and Ctrl-C or SIGTERM into
+    one line and exit code 130 or 143 (128 + the signal's number, as shells report it)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            with signals_as_interrupts():
+                return func(*args, **kwargs)
         except user_error_types() as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt as exc:
+            print(interrupted_line(exc), file=sys.stderr, flush=True)
+            raise typer.Exit(128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)) from None
 
     return wrapper
 
 
-def describe_error(err: dict[str, Any], option: bool = False) -> str:
+def describe_error(err: dict[str, Any], option: bool = False, fields: Collection[str] = ()) -> str:
     """One pydantic error as `key: message (got value)`, or with `option` as the command-line
-    option that set it: `--key value: message`."""
+    option that set it: `--key value: message`. A message that starts with one of `fields`
+    (a check naming its own keys) is shown as it is."""
     loc = [str(p) for p in err["loc"]]
     # pydantic names the union member it tried ("space.lr.int.low"): drop that noise
     loc = [p for p in loc if p not in {"int", "float", "categorical", "IntParam", "FloatParam",
                                        "CategoricalParam"} and not p.startswith("function-")]
     message = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
-    shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
-    if not loc:  # a cross-field check: its message starts with the key
+    shown = "" if isinstance(got, dict) or err["type"] in ("missing", "value_error") else f" (got {got!r})"
+    if not loc or re.match(r"\w*", message)[0] in fields:  # a cross-field check: its message starts with the key
         return message
     if option:
         return f"--{loc[0].replace('_', '-')} {got}: {message}"

@@ -6,6 +6,7 @@ SHA-256 matches an original; a failed, corrupted or interrupted download leaves 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -43,21 +44,29 @@ def fetch(
     force: bool = False,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Put verified copies of both splits in the data dir; returns their paths by split."""
+    """Put verified copies of both splits in the data dir; returns their paths by split.
+    A failure removes the folders this call created, if they are still empty."""
     target = config.data_dir(data_dir)
+    created = [folder for folder in (target, *target.parents) if not folder.exists()]  # innermost first
     target.mkdir(parents=True, exist_ok=True)
-    have = {} if force else present(target)
-    missing = [s for s in config.SPLIT_FILES if s not in have]
-    if not missing:
+    try:
+        have = {} if force else present(target)
+        missing = [s for s in config.SPLIT_FILES if s not in have]
+        if not missing:
+            return have
+        if url:
+            for split in missing:
+                have[split] = _fetch_url(url, config.SPLIT_FILES[split], target, progress)
+        else:
+            source = _kaggle_download()
+            for split in missing:
+                have[split] = _copy_verified(source, config.SPLIT_FILES[split], target)
         return have
-    if url:
-        for split in missing:
-            have[split] = _fetch_url(url, config.SPLIT_FILES[split], target, progress)
-    else:
-        source = _kaggle_download()
-        for split in missing:
-            have[split] = _copy_verified(source, config.SPLIT_FILES[split], target)
-    return have
+    except BaseException:
+        for folder in created:  # a folder holding a verified file stays, and so do its parents
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _fetch_url(base: str, name: str, target: Path, progress: bool) -> Path:

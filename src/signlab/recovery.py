@@ -73,14 +73,17 @@ def live_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def keep_parent_running(study: optuna.Study, run_id: str) -> None:
+def keep_parent_running(study: optuna.Study, run_id: str) -> bool:
     """After a worker ends its session of the shared parent run: put it back to RUNNING
-    while other workers still run trials (the last worker to finish ends it for good)."""
+    while other workers still run trials (the last worker to finish ends it for good).
+    Whether it did."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not a live one
         if live_trials(study):
             MlflowClient().update_run(run_id, status="RUNNING")
+            return True
     except Exception as exc:  # noqa: BLE001 -- never mask the worker's own outcome
         warnings.warn(f"could not check the study's other workers: {exc}", stacklevel=2)
+    return False

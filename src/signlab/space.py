@@ -71,15 +71,25 @@ def _per_layer(value: Any, depth: int) -> list[int]:
     return [int(value)] * depth
 
 
-def check_buildable(cfg: StudyConfig, source: str) -> None:
-    """Build one spec from `fixed` and each param's low end, so a bad `fixed` entry fails
-    before any trial runs (UserError naming `source`)."""
+def build_problem(family: str, fixed: dict[str, Any], space: dict[str, Param], epochs: int) -> str | None:
+    """Why `fixed` with each param's low end (first choice) makes no valid spec, or None."""
     from signlab.errors import UserError
 
-    values: dict[str, Any] = dict(cfg.fixed)
-    for key, param in cfg.space.items():
+    values: dict[str, Any] = dict(fixed)
+    for key, param in space.items():
         values[key] = param.choices[0] if isinstance(param, CategoricalParam) else param.low
     try:
-        spec_from_values(cfg.family, values, cfg.max_epochs)
+        spec_from_values(family, values, epochs)
     except (UserError, ValueError, TypeError) as exc:
-        raise UserError(f"{source}: fixed and space do not make a valid {cfg.family} spec: {exc}") from None
+        return f"fixed, space: {exc}"
+    return None
+
+
+def check_buildable(cfg: StudyConfig, source: str) -> None:
+    """Build one spec from the study's values, so a bad `fixed` entry (or a command line's
+    max_epochs) fails before any trial runs (UserError naming `source`)."""
+    from signlab.errors import UserError
+
+    problem = build_problem(cfg.family, cfg.fixed, cfg.space, cfg.max_epochs)
+    if problem:
+        raise UserError(f"{source}: {problem}")

@@ -9,10 +9,12 @@ same study again finds the same parent. Trials are chosen on validation data onl
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -301,6 +303,9 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
                     _tag_state("FAIL")
                     raise
                 mlflow.set_tag("trial_state", "COMPLETE")
+        except KeyboardInterrupt as exc:  # Optuna fails the trial and raises it again
+            exc.add_note(f"trial {trial.number} ended FAIL")
+            raise
         finally:
             free_graph()
         values = tuple(float(outcome.metrics[OBJECTIVE_METRIC[o]]) for o in cfg.objectives)
@@ -392,14 +397,16 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     label = f"worker {worker_index()}: " if os.environ.get("SIGNLAB_WORKER") else ""
     bar = Progress(n_trials, progress, label)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stopped: KeyboardInterrupt | None = None
     try:
         with tracking.tracked_run(run_id=parent):
             tracking.log_params(_study_params(cfg, storage_url))
             tracking.log_metrics(data.leakage.metrics("leak_val"))
             try:
                 if n_trials:
-                    study.optimize(make_objective(cfg, data), n_trials=n_trials, timeout=cfg.timeout,
-                                   catch=(Exception,), callbacks=[*callbacks, bar], gc_after_trial=True)
+                    with _no_interrupt_tracebacks():
+                        study.optimize(make_objective(cfg, data), n_trials=n_trials, timeout=cfg.timeout,
+                                       catch=(Exception,), callbacks=[*callbacks, bar], gc_after_trial=True)
             finally:
                 bar.close()
             log_study_outputs(study, cfg)
@@ -409,8 +416,15 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
                     echo(label + "refit left to the workers still running trials")
                 else:
                     run_refits(chosen, cfg, data, echo=lambda line: echo(label + line))
+    except KeyboardInterrupt as exc:
+        stopped = exc
+        raise
     finally:
-        recovery.keep_parent_running(study, parent)
+        resumed = recovery.keep_parent_running(study, parent)
+        if stopped is not None:  # notes for the CLI's one line
+            if resumed:
+                stopped.add_note("other workers still run trials, so the study's run is RUNNING again")
+            stopped.add_note("the same command resumes the study")
     if session:
         MlflowClient().log_metric(session, "trials_added", bar.finished)
     for line in summary_lines(study, cfg, uri, experiment_id, parent, bar.finished):
@@ -448,6 +462,32 @@ def refit_study(config: str | Path, overrides: Overrides | None = None, seeds: i
         raise UserError(f"study {cfg.study_name!r} has no complete trial to refit")
     with tracking.tracked_run(run_id=parent):
         run_refits(chosen, cfg, data, echo=echo)
+
+
+class _InterruptFilter(logging.Filter):
+    """Drops Optuna's "Trial N failed" warnings, traceback included, from the moment a trial
+    is interrupted: the CLI reports the interrupt in one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.interrupted = True
+        return not self.interrupted
+
+
+@contextmanager
+def _no_interrupt_tracebacks() -> Iterator[None]:
+    """Optuna's own failure warnings, except those about an interrupted trial."""
+    logger = logging.getLogger(optuna.study._optimize.__name__)  # where Optuna logs failed trials
+    quiet = _InterruptFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _budget(cfg: StudyConfig, max_total: int | None, existing: int) -> tuple[int, list[Any]]:

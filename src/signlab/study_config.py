@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from signlab.errors import UserError, describe_error
 
@@ -79,9 +79,17 @@ class PrunerConfig(_Strict):
     type: Literal["median", "hyperband", "threshold", "none"] = "median"
     n_startup_trials: int = Field(3, ge=0)
     n_warmup_steps: int = Field(2, ge=0)
-    lower: float | None = Field(None, description="threshold: prune when val_accuracy is below this")
+    lower: float | None = Field(None, validate_default=True,
+                                description="threshold: prune when val_accuracy is below this")
     min_resource: int = Field(1, ge=1)
     reduction_factor: int = Field(3, ge=2)
+
+    @field_validator("lower")
+    @classmethod
+    def _threshold_needs_lower(cls, lower: float | None, info: ValidationInfo) -> float | None:
+        if info.data.get("type") == "threshold" and lower is None:
+            raise ValueError("the threshold pruner needs a lower bound on val_accuracy")
+        return lower
 
 
 class ValidationConfig(_Strict):
@@ -104,7 +112,7 @@ class StudyConfig(_Strict):
     family: Literal["cnn", "mlp"]
     objectives: list[Literal["val_accuracy", "val_aug_accuracy", "n_params"]] = Field(
         default_factory=lambda: ["val_accuracy"], min_length=1, max_length=2)
-    directions: list[Direction] | None = None
+    directions: list[Direction] | None = Field(None, validate_default=True)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     n_trials: int = Field(20, ge=1)
@@ -117,7 +125,8 @@ class StudyConfig(_Strict):
     experiment: str | None = None
     retry_failed_trials: int = Field(0, ge=0, description="re-queue a trial whose worker died, this often")
     heartbeat_interval: int = Field(15, ge=1, le=600, description="seconds between a running trial's heartbeats")
-    grace_period: int = Field(60, ge=2, le=3600, description="a trial silent this long is failed (its worker died)")
+    grace_period: int = Field(60, ge=2, le=3600, validate_default=True,
+                              description="a trial silent this long is failed (its worker died)")
     target_val_accuracy: float | None = Field(
         None, gt=0.0, le=1.0, description="multi-objective: report the smallest model reaching this")
     fixed: dict[str, Any] = Field(default_factory=dict)
@@ -130,27 +139,46 @@ class StudyConfig(_Strict):
             raise ValueError("val_fraction: now validation.fraction (with validation.strategy: grouped or random)")
         return raw
 
-    @model_validator(mode="after")
-    def _consistent(self) -> StudyConfig:
-        if self.grace_period < 2 * self.heartbeat_interval:
-            raise ValueError(f"grace_period: {self.grace_period} s must be at least twice heartbeat_interval "
-                             f"({self.heartbeat_interval} s), or a slow but live trial could be failed")
-        if self.pruner.type == "threshold" and self.pruner.lower is None:
-            raise ValueError("pruner.lower: the threshold pruner needs a lower bound on val_accuracy")
-        expected = [OBJECTIVES[o] for o in self.objectives]
-        if self.directions is None:
-            self.directions = expected
-        elif self.directions != expected:
-            raise ValueError(f"directions: {self.directions} do not fit objectives "
-                             f"{self.objectives} (expected {expected})")
-        for key in self.space:
-            if key not in SPACE_KEYS[self.family]:
-                raise ValueError(f"space.{key}: not searchable for a {self.family}; "
-                                 f"searchable: {', '.join(sorted(SPACE_KEYS[self.family]))}")
-        for key in self.fixed:
-            if key in self.space:
-                raise ValueError(f"fixed.{key}: also in space; keep it in one of the two")
-        return self
+    # Cross-field checks are field validators, not one model validator: pydantic runs each
+    # with the fields declared before it that validated (`info.data`), even when other
+    # fields failed, so a file's mistakes are all reported in one pass.
+    @field_validator("directions")
+    @classmethod
+    def _directions_fit(cls, directions: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if "objectives" not in info.data:
+            return directions
+        expected = [OBJECTIVES[o] for o in info.data["objectives"]]
+        if directions is not None and directions != expected:
+            raise ValueError(f"{directions} do not fit objectives {info.data['objectives']} (expected {expected})")
+        return expected
+
+    @field_validator("grace_period")
+    @classmethod
+    def _grace_outlasts_heartbeats(cls, grace: int, info: ValidationInfo) -> int:
+        beat = info.data.get("heartbeat_interval")
+        if beat is not None and grace < 2 * beat:
+            raise ValueError(f"{grace} s must be at least twice heartbeat_interval ({beat} s), "
+                             "or a slow but live trial could be failed")
+        return grace
+
+    @field_validator("space")
+    @classmethod
+    def _space_fits(cls, space: dict[str, Param], info: ValidationInfo) -> dict[str, Param]:
+        from signlab.space import build_problem  # space.py builds on this module
+
+        family, fixed = info.data.get("family"), info.data.get("fixed")
+        problems = []
+        if family is not None:
+            problems += [f"space.{key}: not searchable for a {family} (searchable: "
+                         f"{', '.join(sorted(SPACE_KEYS[family]))})" for key in space if key not in SPACE_KEYS[family]]
+        if fixed is not None:
+            problems += [f"fixed.{key}: also in space; keep it in one of the two" for key in fixed if key in space]
+        if family is not None and fixed is not None and "max_epochs" in info.data:
+            searchable = {key: param for key, param in space.items() if key in SPACE_KEYS[family]}
+            problems += [p for p in [build_problem(family, fixed, searchable, info.data["max_epochs"])] if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return space
 
     @property
     def multi_objective(self) -> bool:
@@ -171,4 +199,5 @@ def load_study_config(path: str | Path) -> StudyConfig:
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{path}: " + "; ".join(describe_error(err) for err in exc.errors())) from None
+        raise UserError(f"{path}: " + "; ".join(describe_error(err, fields=StudyConfig.model_fields)
+                                                for err in exc.errors())) from None

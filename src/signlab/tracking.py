@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import tempfile
 import warnings
@@ -23,10 +22,6 @@ from signlab import config
 
 log = logging.getLogger(__name__)
 SESSION_TAG = "signlab.last_session"  # an experiment tag: the write that proves the store takes writes
-
-
-class Terminated(KeyboardInterrupt):
-    """The process got SIGTERM; a KeyboardInterrupt, so runs end KILLED and Optuna fails the trial."""
 
 
 def setup(tracking_uri: str | None = None, experiment: str | None = None) -> str:
@@ -147,15 +142,6 @@ def log_system_metrics(enabled: bool) -> None:
         mlflow.disable_system_metrics_logging()
 
 
-def terminate_as_interrupt() -> None:
-    """Make SIGTERM raise `Terminated` in the main thread (so `finally` blocks run)."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 @contextmanager
 def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwargs: Any) -> Iterator[mlflow.ActiveRun]:
     """`mlflow.start_run` that ends FINISHED, FAILED on an exception, KILLED on Ctrl-C/SIGTERM
@@ -163,7 +149,12 @@ def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwa
     run = mlflow.start_run(**start_run_kwargs)
     try:
         yield run
-    except (KeyboardInterrupt, *killed_on):
+    except KeyboardInterrupt as exc:  # the CLI's one line says which runs were ended how
+        ended = _end(RunStatus.to_string(RunStatus.KILLED), quiet=True)
+        exc.add_note(f"MLflow run {run.info.run_name} ({run.info.run_id}) "
+                     + ("ended KILLED" if ended else "could not be ended: it stays RUNNING"))
+        raise
+    except killed_on:
         _end(RunStatus.to_string(RunStatus.KILLED), quiet=True)
         raise
     except BaseException:
@@ -173,9 +164,10 @@ def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwa
         _end(RunStatus.to_string(RunStatus.FINISHED))
 
 
-def _end(status: str, quiet: bool = False) -> None:
+def _end(status: str, quiet: bool = False) -> bool:
     """End the active run; `quiet`: a failure to do so (the tracking server going down
-    with us, say) is a warning, so it cannot replace the exception being handled."""
+    with us, say) is a warning, so it cannot replace the exception being handled. Whether
+    the run was ended."""
     try:
         try:
             mlflow.flush_async_logging()
@@ -185,6 +177,8 @@ def _end(status: str, quiet: bool = False) -> None:
         if not quiet:
             raise
         warnings.warn(f"could not end the MLflow run as {status}: {exc}", stacklevel=3)
+        return False
+    return True
 
 
 def log_to_active_run(paths: list[Path], artifact_path: str | None = None) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,10 +64,13 @@ def set_seeds(seed: int) -> None:
 
 def free_graph() -> None:
     """Free Keras' graph between models trained in one process, never masking the caller's
-    own outcome (a SIGTERM that lands inside an import can leave Keras half-imported)."""
+    own outcome (a SIGTERM that lands inside an import can leave Keras half-imported). Keras
+    not imported: no graph to free, and no import of several seconds in an interrupted
+    trial's clean-up."""
+    keras = sys.modules.get("keras")
+    if keras is None:
+        return
     try:
-        import keras
-
         keras.backend.clear_session()
     except Exception:  # noqa: BLE001
         pass

@@ -1,0 +1,76 @@
+"""The first hour at the console: signlab's own lines by default, the libraries' INFO lines
+with --verbose or $SIGNLAB_VERBOSE=1, and an interrupted training told in one line."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import subprocess_env
+
+TRAIN = ["train", "--preset", "cnn3", "--subset", "10"]
+NOISE = ("alembic", "absl", "oneDNN", "I0000", " INFO ")  # library lines a user did not ask for
+
+pytestmark = pytest.mark.slow
+
+
+def fresh_env(**extra: str) -> dict[str, str]:
+    """A child's environment without any console setting of this test process."""
+    env = subprocess_env()
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_LOGGING_LEVEL", "SIGNLAB_VERBOSE", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    return {**env, **extra}
+
+
+def signlab(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "signlab", *args], cwd=cwd, env=env or fresh_env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_first_training_shows_only_signlabs_lines(tmp_path):
+    """In a fresh folder (a new mlflow.db, a new experiment, TensorFlow's first import)."""
+    result = signlab([*TRAIN, "--epochs", "1"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    assert [line for line in lines if any(noise in line for noise in NOISE)] == []
+    assert all(line.startswith(("epoch 1/1: ", "run ", "worst confusions: ")) for line in lines), lines
+
+
+def test_verbose_brings_the_libraries_info_lines_back(tmp_path):
+    (tmp_path / "flag").mkdir()
+    result = signlab(["--verbose", *TRAIN, "--epochs", "1"], tmp_path / "flag")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "INFO mlflow.store.db.utils: Creating initial MLflow database tables" in result.stderr
+    assert "Experiment with name 'signlab' does not exist. Creating a new experiment." in result.stderr
+    # the variable, on a command that only opens a fresh tracking store
+    (tmp_path / "env").mkdir()
+    quiet = signlab(["promote", "--family", "cnn"], tmp_path / "env")
+    assert quiet.returncode == 2 and quiet.stderr.startswith("error: ") and " INFO " not in quiet.stderr
+    (tmp_path / "env2").mkdir()
+    loud = signlab(["promote", "--family", "cnn"], tmp_path / "env2", fresh_env(SIGNLAB_VERBOSE="1"))
+    assert loud.returncode == 2 and "INFO mlflow" in loud.stderr
+
+
+def test_sigterm_during_training_is_one_line_and_a_killed_run(tmp_path):
+    """Exit code 143 (128 + SIGTERM, as shells report it; Ctrl-C gives 130)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "signlab", *TRAIN, "--epochs", "200", "--tracking-uri", uri],
+                            cwd=tmp_path, env=fresh_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    before = []
+    while not before or not before[-1].startswith("epoch 1/200"):  # training, its run open
+        line = proc.stderr.readline()
+        assert line, "".join(before)
+        before.append(line)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    (run,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("signlab").experiment_id])
+    assert run.info.status == "KILLED"
+    assert out == "" and "Traceback" not in err
+    assert [line for line in err.splitlines() if not line.startswith("epoch ")] == [
+        f"interrupted by SIGTERM: MLflow run {run.info.run_name} ({run.info.run_id}) ended KILLED"]
