@@ -86,17 +86,27 @@ class Outcome:
 
 
 def print_epoch(total: int) -> EpochHook:
-    """A hook that prints one line per epoch to stderr."""
+    """A hook that prints one line per epoch to stderr, with the time an epoch takes and
+    the time left (the mean epoch so far, times the epochs to go)."""
     import sys
+    import time
 
     shown = {"loss": ("loss", ".4f"), "accuracy": ("acc", ".4f"), "val_loss": ("val_loss", ".4f"),
              "val_accuracy": ("val_acc", ".4f"), "learning_rate": ("lr", ".2g")}
+    started = time.perf_counter()
 
     def hook(epoch: int, m: dict[str, float]) -> None:
         figures = " ".join(f"{label} {m[key]:{fmt}}" for key, (label, fmt) in shown.items() if key in m)
-        print(f"epoch {epoch + 1}/{total}: {figures}", file=sys.stderr, flush=True)
+        per_epoch = (time.perf_counter() - started) / (epoch + 1)
+        left = per_epoch * (total - epoch - 1)
+        timing = f" ({per_epoch:.1f} s/epoch, {_duration(left)} left)" if epoch + 1 < total else f" ({per_epoch:.1f} s/epoch)"
+        print(f"epoch {epoch + 1}/{total}: {figures}{timing}", file=sys.stderr, flush=True)
 
     return hook
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),

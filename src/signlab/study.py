@@ -31,7 +31,7 @@ from tqdm import tqdm
 from signlab import recovery, tracking
 from signlab.errors import UserError, describe_error
 from signlab.job import Data, prepare_data, train_and_log
-from signlab.train import free_graph
+from signlab.train import EpochHook, free_graph
 from signlab.space import check_buildable, trial_spec
 from signlab.recovery import RUN_ATTR
 from signlab.storage import normalise, open_storage, redact, unusable_storage
@@ -272,8 +272,10 @@ def pruning_hook(trial: optuna.Trial) -> Callable[[int, dict[str, float]], None]
     return hook
 
 
-def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any]:
-    """One trial: a nested MLflow run that trains, evaluates and logs the trial's spec."""
+def make_objective(cfg: StudyConfig, data: Data,
+                   progress: Callable[[optuna.Trial, int], EpochHook] | None = None) -> Callable[[optuna.Trial], Any]:
+    """One trial: a nested MLflow run that trains, evaluates and logs the trial's spec;
+    `progress(trial, epochs)` gives a hook that shows each epoch."""
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         spec = trial_spec(trial, cfg)
@@ -284,6 +286,8 @@ def make_objective(cfg: StudyConfig, data: Data) -> Callable[[optuna.Trial], Any
                 "trial_state": "RUNNING", "family": cfg.family, "preset": "study", "signlab.worker": WORKER}
         name = f"{cfg.study_name}-trial-{trial.number}"
         hooks = [] if cfg.multi_objective else [pruning_hook(trial)]
+        if progress is not None:
+            hooks.insert(0, progress(trial, spec.epochs))
         try:
             with tracking.tracked_run(killed_on=(optuna.TrialPruned,), nested=True, run_name=name,
                                       tags=tags) as run:
@@ -347,10 +351,12 @@ def _tag_state(state: str) -> None:
 
 
 class Progress:
-    """A progress bar over trials, with one line per finished trial."""
+    """A progress bar over trials, with one line per finished trial; its postfix follows the
+    running trial's epochs (a slow epoch and a hang look different). The bar is drawn only
+    on a terminal (`disable=None`: CI logs keep the trial lines alone)."""
 
     def __init__(self, total: int, enabled: bool, label: str = ""):
-        self.bar = tqdm(total=total, unit="trial", disable=not enabled, dynamic_ncols=True)
+        self.bar = tqdm(total=total, unit="trial", disable=None if enabled else True, dynamic_ncols=True)
         self.label = label
         self.started = time.perf_counter()
         self.finished = 0  # trials this process ran (other workers' are not counted)
@@ -363,6 +369,15 @@ class Progress:
         same = trial.user_attrs.get(SAME_AS_ATTR)
         note = "" if same is None else f", same params as trial {same}: not trained again"
         tqdm.write(f"{self.label}trial {trial.number} {trial.state.name} {value} ({seconds:.0f} s{note})")
+
+    def epochs(self, trial: optuna.Trial, total: int) -> EpochHook:
+        """A hook that shows the trial's epoch and latest validation accuracy on the bar."""
+
+        def hook(epoch: int, metrics: dict[str, float]) -> None:
+            self.bar.set_postfix_str(f"trial {trial.number}: epoch {epoch + 1}/{total}, "
+                                     f"val_acc {metrics.get('val_accuracy', float('nan')):.4f}")
+
+        return hook
 
     def close(self) -> None:
         self.bar.close()
@@ -405,7 +420,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
             try:
                 if n_trials:
                     with _no_interrupt_tracebacks():
-                        study.optimize(make_objective(cfg, data), n_trials=n_trials, timeout=cfg.timeout,
+                        study.optimize(make_objective(cfg, data, bar.epochs), n_trials=n_trials, timeout=cfg.timeout,
                                        catch=(Exception,), callbacks=[*callbacks, bar], gc_after_trial=True)
             finally:
                 bar.close()

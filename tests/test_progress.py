@@ -1,0 +1,79 @@
+"""Progress inside a trial: on a terminal the study's bar follows the running trial's epochs;
+piped output (CI logs) has no bar, only the lines; `signlab train` prints the time left."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import subprocess_env
+
+BIN = Path(sys.executable).parent
+STUDY = """\
+study_name: bar
+family: mlp
+max_epochs: 3
+subset: 8
+sampler: {type: tpe, seed: 1}
+pruner: {type: none}
+space:
+  units: {type: int, low: 16, high: 32}
+"""
+
+
+def _on_terminal(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> tuple[int, str]:
+    """Run `args` with a 120-column pseudo-terminal as stdin/stdout/stderr; (exit code, output)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, start_new_session=True)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_study_bar_follows_epochs_on_a_terminal_only(tmp_path, data_dir):
+    (tmp_path / "bar.yaml").write_text(STUDY)
+    env = subprocess_env(SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    command = [str(BIN / "signlab"), "study", "run", "bar.yaml", "--n-trials", "1", "--storage",
+               f"sqlite:///{tmp_path / 'optuna.db'}"]
+    code, output = _on_terminal(command, tmp_path, env)
+    assert code == 0, output[-3000:]
+    assert "trial 0: epoch 1/3, val_acc" in output and "trial 0: epoch 3/3, val_acc" in output
+    piped = subprocess.run([*command, "--study-name", "bar2"], capture_output=True, text=True, cwd=tmp_path, env=env,
+                           timeout=300)
+    assert piped.returncode == 0, piped.stderr[-3000:]
+    assert "trial 0 COMPLETE" in piped.stdout + piped.stderr
+    assert "trial/s" not in piped.stdout + piped.stderr and "epoch 1/3" not in piped.stderr
+
+
+def test_train_prints_epochs_with_time_left(tmp_path, data_dir):
+    env = subprocess_env(SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    proc = subprocess.run([str(BIN / "signlab"), "train", "--family", "mlp", "--preset", "nn2", "--epochs", "2",
+                           "--subset", "8"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("epoch ")]
+    assert lines[0].startswith("epoch 1/2:") and " s/epoch, " in lines[0] and lines[0].endswith(" left)")
+    assert lines[1].startswith("epoch 2/2:") and lines[1].endswith(" s/epoch)")
