@@ -69,11 +69,25 @@ def test_study_bar_follows_epochs_on_a_terminal_only(tmp_path, data_dir):
     assert "trial/s" not in piped.stdout + piped.stderr and "epoch 1/3" not in piped.stderr
 
 
-def test_train_prints_epochs_with_time_left(tmp_path, data_dir):
-    env = subprocess_env(SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    proc = subprocess.run([str(BIN / "signlab"), "train", "--family", "mlp", "--preset", "nn2", "--epochs", "2",
-                           "--subset", "8"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("epoch ")]
+def test_train_prints_time_left_and_records_system_metrics(tmp_path, data_dir):
+    """Per-epoch lines with the time left; system metrics on the run (sampled every second
+    here, MLflow's default is 10 s), none with --no-system-metrics."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = subprocess_env(SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_TRACKING_URI=uri,
+                         MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1")
+    runs = {}
+    for name, extra in (("with", []), ("without", ["--no-system-metrics"])):
+        proc = subprocess.run([str(BIN / "signlab"), "train", "--family", "mlp", "--preset", "nn2", "--epochs", "2",
+                               "--subset", "8", "--run-name", name, *extra],
+                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = proc.stderr
+    lines = [line for line in runs["with"].splitlines() if line.startswith("epoch ")]
     assert lines[0].startswith("epoch 1/2:") and " s/epoch, " in lines[0] and lines[0].endswith(" left)")
     assert lines[1].startswith("epoch 2/2:") and lines[1].endswith(" s/epoch)")
+    client = MlflowClient(uri)
+    by_name = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("signlab").experiment_id])}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(by_name["with"].data.metrics)
+    assert not [k for k in by_name["without"].data.metrics if k.startswith("system/")]
