@@ -38,7 +38,7 @@ family: cnn
 n_trials: 4
 max_epochs: {epochs}
 subset: 10
-validation: {strategy: grouped, fraction: 0.2}   # whole groups of variants held out: docs/results.md
+validation: {{strategy: grouped, fraction: 0.2}}
 pruner: {{type: none}}
 heartbeat_interval: 1
 grace_period: 3

@@ -157,15 +157,20 @@ def resolved_config(config: str | Path, overrides: Overrides) -> StudyConfig:
     return cfg
 
 
+def study_storage(cfg: StudyConfig, storage_url: str) -> RDBStorage:
+    """The study's storage, checked usable, with heartbeats and the failed-trial handler."""
+    return open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
+                        recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
+
+
 def open_study(cfg: StudyConfig, storage_url: str, tracking_uri: str,
-               experiment: Callable[[], str]) -> tuple[optuna.Study, RDBStorage, str]:
+               experiment: Callable[[], str], rdb: RDBStorage | None = None) -> tuple[optuna.Study, RDBStorage, str]:
     """The study, created or resumed in a storage whose dead workers' trials are failed
     (and retried, as the file says); refused if its directions or data settings differ.
     Between opening the storage and touching the study, the study's MLflow experiment is
     found or created (`experiment()`) and written to, so that a tracking store which
     refuses writes leaves no study behind; (study, storage, experiment id)."""
-    rdb = open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
-                       recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
+    rdb = rdb or study_storage(cfg, storage_url)
     experiment_id = tracking.check_writable(tracking_uri, experiment, f"study {cfg.study_name} from {WORKER} "
                                             f"at {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
     try:
@@ -398,11 +403,16 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     storage_url = storage or paths.DEFAULT_STORAGE
     data = prepare_data(data_dir, cfg.subset, cfg.validation.fraction, cfg.seed,
                         cfg.validation.strategy)  # bad data: nothing created
-    uri = tracking.setup(tracking_uri)  # a tracking server that does not answer stops us here
+    # nothing is created anywhere unless both stores can work: a tracking server that does
+    # not answer stops us before the storage is opened, a damaged storage before the
+    # tracking store is set up
+    tracking.check_server(paths.tracking_uri(tracking_uri))
+    rdb = study_storage(cfg, storage_url)
+    uri = tracking.setup(tracking_uri)
     # `mlflow run` passes its run in MLFLOW_RUN_ID; taken out of the environment, or every
     # nested start_run() would resume it instead of starting a trial's own run.
     launched = os.environ.pop("MLFLOW_RUN_ID", None)
-    study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, launched))
+    study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, launched), rdb)
     parent, session = parent_run_id(study, rdb, cfg, experiment_id, launched)
     repaired = recovery.repair_runs(study, experiment_id)
     if repaired:
