@@ -398,11 +398,14 @@ def promote(
     typer.echo(verdict.message)
 
 
+DEFAULT_MODEL = "models:/sign-mnist-cnn@champion"
+
+
 @app.command("predict")
 @friendly
 def predict_command(
     inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images (any size) or CSVs in the data set's format.")],
-    model: Annotated[str, typer.Option(help="Model URI.")] = "models:/sign-mnist-cnn@champion",
+    model: Annotated[str, typer.Option(help="Model URI (default: the CNN champion).")] = DEFAULT_MODEL,
     top: Annotated[int, typer.Option(min=1, max=24, help="How many letters to list per image.")] = 3,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     tracking_uri: TrackingUri = None,

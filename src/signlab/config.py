@@ -13,7 +13,6 @@ CACHE_DIR_ENV = "SIGNLAB_CACHE_DIR"
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_STORAGE = "sqlite:///optuna.db"
-DEFAULT_EXPERIMENT = "signlab"
 
 KAGGLE_DATASET = "datamunge/sign-language-mnist"
 SPLIT_FILES = {"train": "sign_mnist_train.csv", "test": "sign_mnist_test.csv"}

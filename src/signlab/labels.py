@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable
 
 import numpy as np
 
@@ -30,11 +29,6 @@ def letter_to_label(letter: str) -> int:
     return string.ascii_uppercase.index(key)
 
 
-def labels_to_letters(labels: Iterable[int]) -> list[str]:
-    """Letters for many labels."""
-    return [label_to_letter(int(label)) for label in labels]
-
-
 def encode(labels: np.ndarray, n_outputs: int = N_CLASSES) -> np.ndarray:
     """Labels -> output indices: 0-23 for a 24-way model, the raw label for a 25-way one."""
     labels = np.asarray(labels)
@@ -56,10 +50,3 @@ def decode(indices: np.ndarray, n_outputs: int = N_CLASSES) -> np.ndarray:
     if n_outputs == 25:
         return indices
     return np.asarray(LABELS, dtype=np.int64)[indices]
-
-
-def output_letters(n_outputs: int = N_CLASSES) -> list[str]:
-    """The letter each output unit stands for ('-' for the unused 25-way units J and Z)."""
-    if n_outputs == 25:
-        return [string.ascii_uppercase[i] if i not in MISSING_LABELS else "-" for i in range(25)]
-    return list(LETTERS)

@@ -11,7 +11,6 @@ from signlab.classifier import PayloadError, as_images
 from signlab.labels import LETTERS
 from signlab.pyfunc import PIXEL_COLUMNS, pixels_of
 
-DEFAULT_MODEL = "models:/sign-mnist-cnn@champion"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 

@@ -76,11 +76,19 @@ def _version_metrics(version: ModelVersion) -> dict[str, float]:
     return {k: float(version.tags[k]) for k in EVIDENCE if k in version.tags}
 
 
+def _missing(exc: MlflowException) -> bool:
+    """Whether MLflow said "no such model, version or alias" (anything else, a server
+    hiccup say, is raised: read as "none", it could register a duplicate version)."""
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in exc.message.lower()
+
+
 def _alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _missing(exc):
+            return None
+        raise
 
 
 def promote(run_id: str, force: bool = False, client: MlflowClient | None = None) -> Verdict:
@@ -88,7 +96,9 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
     client = client or MlflowClient()
     try:
         run = client.get_run(run_id)
-    except MlflowException:
+    except MlflowException as exc:
+        if not _missing(exc):
+            raise
         raise UserError(f"no run {run_id!r} at {redact(mlflow.get_tracking_uri())}") from None
     family = run.data.tags.get("family")
     uri = run.data.tags.get("signlab.classifier_uri")
@@ -127,8 +137,10 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
 def _existing_version(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
     try:
         versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _missing(exc):
+            return None
+        raise
     for version in versions:
         if version.tags.get("source_run") == run_id:
             return version
