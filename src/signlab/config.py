@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 PROJ_ROOT = Path(__file__).resolve().parents[2]
-STUDIES_DIR = PROJ_ROOT / "studies"
 
 DATA_DIR_ENV = "SIGNLAB_DATA_DIR"
 CACHE_DIR_ENV = "SIGNLAB_CACHE_DIR"

@@ -1,4 +1,4 @@
-"""The published reference figures (studies/references.yaml) and how to retrain them here.
+"""The published reference figures (references.yaml, shipped in the package) and how to retrain them here.
 
 `signlab reference` runs each (row, seed) asked for as one MLflow run tagged `reference`
 (the row), `seed` and `reference.settings` (row, seed, epochs, subset, validation split,
@@ -19,11 +19,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from signlab import config
 from signlab.errors import UserError
 from signlab.models.presets import PRESETS, Spec, make_spec
 
-REFERENCES_FILE = config.STUDIES_DIR / "references.yaml"
+REFERENCES_FILE = Path(__file__).with_name("references.yaml")  # package data: found when installed too
 ROW_TAG, SEED_TAG, SETTINGS_TAG = "reference", "seed", "reference.settings"
 ROLE = "references"  # `signlab.role` of the `mlflow run` entry point's run when it is a parent
 
