@@ -101,3 +101,29 @@ def assert_one_line_error(proc, *words: str) -> str:  # noqa: ANN001 (subprocess
     assert "Traceback" not in proc.stdout and len(lines) == 1, proc.stdout
     assert lines[0].startswith("error: ") and all(w in lines[0] for w in words), lines[0]
     return lines[0]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc, seconds: float, log: Path | None = None) -> None:  # noqa: ANN001 (subprocess.Popen)
+    """Poll `url` until it answers HTTP 200; fail if `proc` exits first or after `seconds`."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, f"server exited with {proc.returncode}: " + (log.read_text()[-3000:] if log else "")
+        try:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer within {seconds:.0f} s"
+        time.sleep(0.5)

@@ -451,6 +451,22 @@ def server(
     serve(backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, echo=typer.echo)
 
 
+@app.command("dashboard")
+@friendly
+def dashboard(
+    storage: Storage = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on; 127.0.0.1 keeps it to this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8080,
+) -> None:
+    """Browse the studies in a storage with optuna-dashboard (history, importances, each trial's
+    params and user attributes: its MLflow run as `mlflow_run_id`, and `mlflow_run_url` with a
+    tracking server). It can also write notes to studies and delete them."""
+    from signlab import config
+    from signlab.dashboard import serve
+
+    serve(storage or config.DEFAULT_STORAGE, host, port, echo=typer.echo)
+
+
 # ---- report ---------------------------------------------------------------------------------
 @app.command("report")
 @friendly

@@ -26,6 +26,7 @@ from signlab.files import atomic_path, output_folder
 from signlab.labels import LETTERS
 from signlab.references import Reference, load_references
 from signlab.storage import redact
+from signlab.tracking import mark_classic_ml
 
 METRICS = ("final_val_accuracy", "test_accuracy", "test_f1_macro", "test_aug_accuracy",
            "train_seconds", "latency_ms", "n_params")
@@ -317,7 +318,8 @@ def run_report(output: Path, experiments: list[str] | None = None, study: str | 
         experiment = mlflow.set_experiment(log_experiment)
         start = {"experiment_id": experiment.experiment_id, "run_name": "report",
                  "tags": {"signlab.role": "report"}}
-    with mlflow.start_run(**start):
+    with mlflow.start_run(**start) as run:
+        mark_classic_ml(mlflow.get_tracking_uri(), run.info.experiment_id)
         mlflow.log_params({"experiments": ",".join(experiments or []) or "all", "study": study or "all",
                            "family": family or "all", "top": top})
         for path in paths:

@@ -118,8 +118,8 @@ def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
     raise AssertionError("unreachable")
 
 
-def lock_path(url: str) -> Path | None:
-    """`<database file>.lock` for a SQLite file URL; None for any other URL."""
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite file URL; None for any other URL (in memory, a server)."""
     import sqlalchemy
 
     try:
@@ -129,7 +129,13 @@ def lock_path(url: str) -> Path | None:
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
         return None
-    return Path(database + ".lock")
+    return Path(database)
+
+
+def lock_path(url: str) -> Path | None:
+    """`<database file>.lock` for a SQLite file URL; None for any other URL."""
+    database = sqlite_file(url)
+    return None if database is None else Path(f"{database}.lock")
 
 
 @contextmanager

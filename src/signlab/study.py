@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from signlab.refit import needs_refit, run_refits
 from signlab.study_outputs import best_trial, log_study_outputs, summary_lines
 
 PARENT_ATTR = "mlflow_parent_run_id"
+RUN_URL_ATTR = "mlflow_run_url"  # the trial run's page, where the tracking URI is an http(s) server
 SAME_AS_ATTR = "same_params_as"  # a trial not trained again: the earlier trial with its params
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 OBJECTIVE_METRIC = {"val_accuracy": "final_val_accuracy", "val_aug_accuracy": "final_val_aug_accuracy",
@@ -193,8 +195,12 @@ def load_or_create(cfg: StudyConfig, storage: RDBStorage, storage_url: str) -> o
             raise UserError(
                 f"study {cfg.study_name!r} in {redact(storage_url)} has directions {have}, the study file "
                 f"asks for {cfg.directions}; use another study_name (the stored study is untouched)")
-    return optuna.create_study(study_name=cfg.study_name, storage=storage, directions=cfg.directions,
-                               sampler=make_sampler(cfg), pruner=make_pruner(cfg), load_if_exists=True)
+    study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=cfg.directions,
+                                sampler=make_sampler(cfg), pruner=make_pruner(cfg), load_if_exists=True)
+    with warnings.catch_warnings():  # experimental since Optuna 3.2; optuna-dashboard shows these names
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(cfg.objectives))
+    return study
 
 
 def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, experiment_id: str,
@@ -212,6 +218,7 @@ def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, ex
             return client.create_run(experiment_id, run_name=cfg.study_name, tags=tags).info.run_id
         for key, value in tags.items():
             client.set_tag(launched, key, value)
+        client.update_run(launched, name=cfg.study_name)  # not the name `mlflow run` drew
         return launched
 
     parent = _shared_parent(study, storage, client, create)
@@ -219,6 +226,7 @@ def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, ex
     if session:
         client.set_tag(session, "mlflow.parentRunId", parent)
         client.set_tag(session, "signlab.role", "session")
+        client.update_run(session, name=f"{cfg.study_name}-session")
         client.set_tag(session, "study", cfg.study_name)
     return parent, session
 
@@ -297,6 +305,9 @@ def make_objective(cfg: StudyConfig, data: Data,
             with tracking.tracked_run(killed_on=(optuna.TrialPruned,), nested=True, run_name=name,
                                       tags=tags) as run:
                 trial.set_user_attr(RUN_ATTR, run.info.run_id)
+                url = tracking.run_url(run)  # None for a SQLite store: its UI has no fixed address
+                if url:
+                    trial.set_user_attr(RUN_URL_ATTR, url)
                 mlflow.log_params({f"optuna.{k}": v for k, v in trial.params.items()})
                 try:
                     outcome = train_and_log(spec, data, hooks)

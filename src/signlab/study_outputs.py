@@ -13,6 +13,7 @@ import mlflow
 import optuna
 import pandas as pd
 
+from signlab import tracking
 from signlab.plots import save_figure
 from signlab.storage import redact
 from signlab.study_config import StudyConfig
@@ -167,7 +168,7 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
                              + ("" if reached else "; shown: the most accurate"))
             lines.append(f"Pareto front ({len(study.best_trials)} trials):")
             lines += ["  " + line for line in pareto_table(study, cfg).round(5).to_string(index=False).splitlines()[:12]]
-    page = f"#/experiments/{experiment_id}/runs/{parent}"
+    page = tracking.run_page(experiment_id, parent)
     if tracking_uri.startswith(("http://", "https://")):
         browse = f"open {redact(tracking_uri).rstrip('/')}/{page}"
     else:

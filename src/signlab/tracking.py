@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -22,6 +23,12 @@ from signlab import config
 
 log = logging.getLogger(__name__)
 SESSION_TAG = "signlab.last_session"  # an experiment tag: the write that proves the store takes writes
+# What the MLflow UI calls an experiment's kind: "custom_model_development" is its "Machine learning"
+# (the other values in 3.17's UI bundle: genai_development, finetuning, forecasting, ...).
+KIND_TAG, CLASSIC_ML = "mlflow.experimentKind", "custom_model_development"
+# The UI's view, from the page's address: 3.17 opens every experiment in its GenAI view (traces,
+# judges, prompts) unless asked for "Model training" here or with the switch at its top left.
+ML_VIEW = "workflowType=machine_learning"
 
 
 def setup(tracking_uri: str | None = None, experiment: str | None = None) -> str:
@@ -148,6 +155,7 @@ def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwa
     (and on the exception types in `killed_on`, e.g. optuna.TrialPruned)."""
     run = mlflow.start_run(**start_run_kwargs)
     try:
+        mark_classic_ml(mlflow.get_tracking_uri(), run.info.experiment_id)
         yield run
     except KeyboardInterrupt as exc:  # the CLI's one line says which runs were ended how
         ended = _end(RunStatus.to_string(RunStatus.KILLED), quiet=True)
@@ -162,6 +170,35 @@ def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwa
         raise
     else:
         _end(RunStatus.to_string(RunStatus.FINISHED))
+
+
+@functools.cache
+def mark_classic_ml(tracking_uri: str, experiment_id: str) -> None:
+    """Tag an experiment `mlflow.experimentKind=custom_model_development` (classic machine
+    learning: runs, metrics, models), unless it already has a kind; once per process.
+    MLflow 3.17's own UI reads its Model training/GenAI switch instead (see `ML_VIEW`)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    if KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, KIND_TAG, CLASSIC_ML)
+
+
+def run_page(experiment_id: str, run_id: str) -> str:
+    """A run's page in the MLflow UI, relative to its address, in the Model training view."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW}"
+
+
+def run_url(run: mlflow.entities.Run) -> str | None:
+    """The run's page on an http(s) tracking server; None for a SQLite (or file) store,
+    whose UI is wherever someone starts `mlflow ui`, so no URL would stay true; None too
+    where the URI holds a secret (it would be stored in plain sight)."""
+    from signlab.storage import redact
+
+    uri = mlflow.get_tracking_uri()
+    if not uri.startswith(("http://", "https://")) or redact(uri) != uri:
+        return None
+    return f"{uri.rstrip('/')}/{run_page(run.info.experiment_id, run.info.run_id)}"
 
 
 def _end(status: str, quiet: bool = False) -> bool:
