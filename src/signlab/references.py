@@ -51,3 +51,17 @@ def reference_spec(name: str, epochs: int | None = None) -> Spec:
     preset, _, aug = name.partition("_")
     extra = {"augment": True, "adaptive_lr": True} if aug == "aug" else {}
     return make_spec(preset, epochs=epochs, **extra)
+
+
+def watched_test(ref: Reference) -> str:
+    """'yes' for a setup that watched the test split while training (`tuned_on_test`), 'maybe'
+    where its note says the test split may have been watched, else ''."""
+    if ref.tuned_on_test:
+        return "yes"
+    return "maybe" if ref.note and "watched" in ref.note else ""
+
+
+def best_clean_reference(family: str | None = None) -> Reference | None:
+    """The best published figure whose setup did not watch the test split."""
+    clean = [r for r in load_references() if not watched_test(r) and (family is None or r.family == family)]
+    return max(clean, key=lambda r: r.accuracy, default=None)
