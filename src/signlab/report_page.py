@@ -41,7 +41,7 @@ def markdown_page(lead: str, intro: str, tables: list[Table], notes: list[str]) 
     """The page in Markdown: headline, intro, each table with its caption, notes."""
     parts = ["# signlab report", f"**Headline.** {lead}", intro]
     for table in tables:
-        parts += [f"## {table.title}", markdown(table).rstrip("\n"), f"_{table.caption}_"]
+        parts += [f"## {table.title}", markdown(table).rstrip("\n")] + ([f"_{table.caption}_"] if table.rows else [])
     if notes:
         parts += ["## Notes", "\n".join(f"- {n}" for n in notes)]
     parts.append("Charts (accuracy per model with the spread over seeds, accuracy against parameters, per-letter "
