@@ -1,12 +1,15 @@
-"""The report: best trial and references in Markdown and HTML, logged to MLflow, and the
-HTML rendered in headless Chromium (screenshot kept under test-output/)."""
+"""The report: headline, each study's chosen trial with its refit and importances, and the
+references, in Markdown and HTML, logged to MLflow; the HTML rendered in headless Chromium
+(screenshot kept under test-output/)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from typer.testing import CliRunner
 from conftest import assert_one_line_error, run_cli, subprocess_env
 from signlab.cli import app
 from signlab.references import load_references
+from signlab.report import best_clean_reference, watched_test
 from signlab.study import Overrides, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +30,7 @@ max_epochs: 2
 subset: 6
 sampler: {type: tpe, seed: 1}
 pruner: {type: none}
+refit: {seeds: 2}
 space:
   units: {type: int, low: 16, high: 64}
 """
@@ -33,11 +38,11 @@ space:
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory) -> tuple[str, Path, object]:
-    """A 2-trial study, and the nn1 reference run with two seeds, in one store."""
+    """A 3-trial study refitted with two seeds, and the nn1 reference run with two seeds, in one store."""
     tmp = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     (tmp / "tiny.yaml").write_text(STUDY)
-    study = run_study(tmp / "tiny.yaml", Overrides(n_trials=2), storage=f"sqlite:///{tmp / 'optuna.db'}",
+    study = run_study(tmp / "tiny.yaml", Overrides(n_trials=3), storage=f"sqlite:///{tmp / 'optuna.db'}",
                       tracking_uri=uri, progress=False)
     for seed in ("0", "1"):
         result = CliRunner().invoke(app, ["reference", "nn1", "--epochs", "2", "--subset", "6", "--seed", seed,
@@ -69,10 +74,67 @@ def test_report_holds_best_trial_references_and_params(tracked, report):
         if ref.params:
             assert f"{ref.params:,}" in md
     nn1 = next(line for line in md.splitlines() if line.startswith("| NN 1 "))
-    assert "yes (2 seeds)" in nn1 and " ± " in nn1 and "18.61%" in nn1
+    assert "| 2 |" in nn1 and " ± " in nn1 and "| 18.61 |" in nn1  # 2 seeds, mean ± std, published figure
     dasgupta = next(line for line in md.splitlines() if "Dasgupta" in line)
     assert "| yes |" in dasgupta  # flagged: tuned on the test split
+    cnn3_aug = next(line for line in md.splitlines() if line.startswith("| CNN 3 + augmentation"))
+    assert "| maybe |" in cnn3_aug  # its note says the test split may have been watched
     assert "never used to choose" in md
+    assert md.index("## Our models") < md.index("## Published references") < md.index("| NN 1 ")
+
+
+def _text(html: str) -> str:
+    """The page's text as a reader sees it (tags dropped, entities kept)."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", html)))
+
+
+def test_report_puts_refit_and_importances_beside_the_best_trial(tracked, report):
+    uri, _, study = tracked
+    md, html = (p.read_text() for p in report)
+    client = MlflowClient(uri)
+    parent = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
+                                "tags.`signlab.role` = 'study'")[0].data
+    best = study.best_trial
+    assert parent.tags["refit.trial_number"] == str(best.number) and parent.metrics["refit_n"] == 2
+    refit = (f"{100 * parent.metrics['refit_test_accuracy_mean']:.2f} ± "
+             f"{100 * parent.metrics['refit_test_accuracy_std']:.2f}")
+    span = (f"{100 * parent.metrics['refit_test_accuracy_min']:.2f}–"
+            f"{100 * parent.metrics['refit_test_accuracy_max']:.2f}")
+    line = next(line for line in md.splitlines() if line.startswith(f"| tiny trial {best.number} (best) "))
+    cells = [cell.strip() for cell in line.split("|")[1:-1]]
+    assert cells[3] == f"{100 * best.user_attrs['final_val_accuracy']:.2f}"  # chose it
+    assert cells[4] == f"{100 * best.user_attrs['test_accuracy']:.2f}"  # reported, not used to choose
+    assert cells[5:8] == [refit, span, "2"]
+    assert refit in _text(html) and span in _text(html)
+    mattered = sorted(((k.removeprefix("importance."), v) for k, v in parent.metrics.items()
+                       if k.startswith("importance.")), key=lambda kv: -kv[1])
+    assert mattered, "the study logged its fANOVA importances"
+    shown = ", ".join(f"{name} {value:.2f}" for name, value in mattered[:5])
+    assert f"| {shown} |" in line and shown in _text(html)
+
+
+def test_report_headline_names_our_model_and_the_best_clean_reference(tracked, report):
+    uri, _, study = tracked
+    md, html = (p.read_text() for p in report)
+    client = MlflowClient(uri)
+    parent = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
+                                "tags.`signlab.role` = 'study'")[0].data
+    ref = best_clean_reference()
+    assert ref is not None and ref.key == "nn4"  # CNN 1 + aug (100%), CNN 3 + aug, Dasgupta watched the test split
+    mean = parent.metrics["refit_test_accuracy_mean"]
+    head = next(line for line in md.splitlines() if line.startswith("**Headline.**"))
+    assert f"**tiny**, the refit of its trial {study.best_trial.number} (2 seeds)" in head
+    assert f"**{100 * mean:.2f}% ± {100 * parent.metrics['refit_test_accuracy_std']:.2f}**" in head
+    assert f"**{ref.model}**" in head and f"**{100 * (mean - ref.accuracy):+.2f} points**" in head
+    assert head.removeprefix("**Headline.** ").replace("**", "") in _text(html)
+
+
+def test_watched_test_flags():
+    by_key = {ref.key: watched_test(ref) for ref in load_references()}
+    assert by_key["dasgupta"] == by_key["cnn1_aug"] == "yes"
+    assert by_key["cnn2_aug"] == by_key["cnn3_aug"] == "maybe"
+    assert by_key["jain"] == by_key["nn4"] == ""
+    assert best_clean_reference("cnn").key == "santos_cnn_aug"
 
 
 def test_report_is_logged_as_a_run(tracked, report):
@@ -88,7 +150,7 @@ def test_report_filters(tracked, tmp_path):
     assert result.exit_code == 0, result.output
     md = (tmp_path / "report.md").read_text()
     assert "tiny trial" not in md, md
-    assert "| NN 1 " not in md and "| CNN 3 " in md
+    assert "| NN 1 " not in md and "| CNN 3 " in md and "No runs of ours yet." in md
     result = CliRunner().invoke(app, ["report", "--tracking-uri", uri, "--study", "tiny", "--top", "2",
                                       "--output", str(tmp_path)])
     md = (tmp_path / "report.md").read_text()
@@ -109,6 +171,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     dom = subprocess.run([*flags, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert dom.count('class="main-svg"') >= 4, "plotly drew its charts (SVG) without network"
     assert "Accuracy against parameters" in dom and "Per-letter F1" in dom and "test split: accuracy" in dom
+    assert "our refit, mean ± std" in dom and "refits starred" in dom and 'class="xerror"' in dom  # spread drawn
     out = Path(os.environ.get("SIGNLAB_TEST_OUTPUT", ROOT / "test-output"))
     out.mkdir(parents=True, exist_ok=True)
     shot = out / "report.png"
@@ -148,7 +211,7 @@ def test_report_from_a_tracking_server(tmp_path, data_dir):
         result = CliRunner().invoke(app, ["report", "--tracking-uri", uri, "--output", str(out)])
         assert result.exit_code == 0, result.output
         nn2 = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| NN 2 "))
-        assert "| yes |" in nn2 and "77.96%" in nn2
+        assert "| 1 |" in nn2 and "| 77.96 |" in nn2
         client = MlflowClient(uri)
         report_run = client.search_runs([client.get_experiment_by_name("reports").experiment_id])[0]
         assert {a.path for a in client.list_artifacts(report_run.info.run_id)} == {"report.md", "report.html"}

@@ -168,3 +168,17 @@ def references_session(n_runs: int, tracking_uri: str | None, experiment: str) -
         return
     with tracking.tracked_run(tags={"signlab.role": ROLE}):
         yield experiment_id
+
+
+def watched_test(ref: Reference) -> str:
+    """'yes' for a setup that watched the test split while training (`tuned_on_test`), 'maybe'
+    where its note says the test split may have been watched, else ''."""
+    if ref.tuned_on_test:
+        return "yes"
+    return "maybe" if ref.note and "watched" in ref.note else ""
+
+
+def best_clean_reference(family: str | None = None) -> Reference | None:
+    """The best published figure whose setup did not watch the test split."""
+    clean = [r for r in load_references() if not watched_test(r) and (family is None or r.family == family)]
+    return max(clean, key=lambda r: r.accuracy, default=None)

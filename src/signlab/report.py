@@ -1,9 +1,12 @@
 """The report: our best runs against the published reference models, as Markdown and one
 self-contained HTML page, logged to MLflow. It only reads what tracking wrote.
 
-Ours: the best trial of each study (chosen by validation accuracy, never by test) and the
-reference reproductions (`signlab reference`), with mean ± std where a configuration ran
-with several seeds. Theirs: studies/references.yaml.
+Ours: each study's chosen trial (chosen by validation accuracy, never by test) with its
+refit (the chosen trial retrained on the whole training file once per seed: mean ± std,
+min-max) and what mattered in the study (fANOVA importances); and the reference
+reproductions (`signlab reference`), with mean ± std where a row ran with several seeds.
+Theirs: studies/references.yaml. The page opens with one headline: our best model against
+the best published figure whose setup did not watch the test split.
 """
 
 from __future__ import annotations
@@ -23,34 +26,44 @@ from mlflow.tracking import MlflowClient
 from signlab.errors import UserError
 from signlab.evaluate import Evaluation, confusion_figure
 from signlab.files import atomic_path, output_folder
-from signlab.labels import LETTERS
-from signlab.references import Reference, load_references
+from signlab.references import Reference, best_clean_reference, load_references, watched_test
+from signlab.report_charts import accuracy_chart, f1_chart, params_chart
+from signlab.report_page import Table, html_page, markdown_page
 from signlab.storage import redact
 from signlab.tracking import mark_classic_ml
 
-METRICS = ("final_val_accuracy", "test_accuracy", "test_f1_macro", "test_aug_accuracy",
-           "train_seconds", "latency_ms", "n_params")
+TOP_IMPORTANCES = 5
 
 
 @dataclass
 class Row:
-    """One line of the comparison: ours (one run or several seeds), published, or both."""
+    """One model of ours (one run, or several seeds of one configuration), or a published one."""
 
     model: str
     family: str
-    kind: str  # "study", "reference", "published"
+    kind: str  # "study", "refit", "reference", "published"
     runs: list[Run] = field(default_factory=list)
     reference: Reference | None = None
     study: str | None = None
     trial: int | None = None
+    chosen: bool = False  # the trial its study chose
+    refit: Row | None = None  # the chosen trial retrained on the whole training file, per seed
+    importances: dict[str, float] = field(default_factory=dict)
+
+    def values(self, key: str) -> list[float]:
+        return [r.data.metrics[key] for r in self.runs if key in r.data.metrics]
 
     def metric(self, key: str) -> float | None:
-        values = [r.data.metrics[key] for r in self.runs if key in r.data.metrics]
+        values = self.values(key)
         return statistics.fmean(values) if values else None
 
     def spread(self, key: str) -> float | None:
-        values = [r.data.metrics[key] for r in self.runs if key in r.data.metrics]
+        values = self.values(key)
         return statistics.stdev(values) if len(values) > 1 else None
+
+    @property
+    def seeds(self) -> int:
+        return len({r.data.params.get("refit_seed", r.data.params.get("seed")) for r in self.runs})
 
     @property
     def params(self) -> int | None:
@@ -59,7 +72,12 @@ class Row:
 
     @property
     def run_id(self) -> str:
-        return ",".join(r.info.run_id[:8] for r in self.runs)
+        return ", ".join(r.info.run_id[:8] for r in self.runs)
+
+    @property
+    def delivered(self) -> Row:
+        """The model this row stands for: its refit where there is one."""
+        return self.refit or self
 
 
 def _experiment_ids(client: MlflowClient, names: list[str] | None) -> list[str]:
@@ -76,20 +94,19 @@ def _experiment_ids(client: MlflowClient, names: list[str] | None) -> list[str]:
 
 def collect(client: MlflowClient, experiments: list[str] | None = None, study: str | None = None,
             family: str | None = None, top: int = 1) -> list[Row]:
-    """Our rows: the `top` trials of each study by validation accuracy, and the reference
+    """Our rows: the `top` trials of each study by validation accuracy (the chosen one with
+    its refit and the study's importances), studies best first, then the reference
     reproductions grouped by row (seeds averaged)."""
     ids = _experiment_ids(client, experiments)
     fam = f" and tags.family = '{family}'" if family else ""
-    rows: list[Row] = []
+    studies: list[list[Row]] = []
     parents = client.search_runs(ids, f"tags.`signlab.role` = 'study'{fam}", max_results=1000)
     for parent in parents:
         name = parent.data.tags.get("study", parent.info.run_name)
-        if study and name != study:
-            continue
-        for rank, run in enumerate(_ranked_trials(client, parent, top), start=1):
-            number = int(run.data.tags.get("trial_number", -1))
-            label = f"{name} trial {number}" + (" (best)" if rank == 1 else f" (#{rank})")
-            rows.append(Row(label, run.data.tags.get("family", "?"), "study", [run], study=name, trial=number))
+        if not study or name == study:
+            studies.append(_study_rows(client, parent, name, top))
+    rows = [row for group in sorted((g for g in studies if g), key=lambda g: _validation_key(g[0]), reverse=True)
+            for row in group]
     if study is None:
         refs = {r.reproduce: r for r in load_references() if r.reproduce}
         found = client.search_runs(ids, f"tags.reference != '' and attributes.status = 'FINISHED'{fam}",
@@ -102,6 +119,42 @@ def collect(client: MlflowClient, experiments: list[str] | None = None, study: s
         for key, runs in grouped.items():
             rows.append(Row(refs[key].model, refs[key].family, "reference", runs, reference=refs[key]))
     return rows
+
+
+def _study_rows(client: MlflowClient, parent: Run, name: str, top: int) -> list[Row]:
+    """One study's rows, its chosen trial first, carrying the refit and the importances."""
+    rows = []
+    refit_trial = parent.data.tags.get("refit.trial_number")
+    for rank, run in enumerate(_ranked_trials(client, parent, top), start=1):
+        number = int(run.data.tags.get("trial_number", -1))
+        label = f"{name} trial {number}" + (" (best)" if rank == 1 else f" (#{rank})")
+        row = Row(label, run.data.tags.get("family", "?"), "study", [run], study=name, trial=number, chosen=rank == 1)
+        if rank == 1:
+            row.importances = _importances(parent)
+        refits = _refit_runs(client, parent) if refit_trial == str(number) else []
+        if refits:
+            row.refit = Row(f"{name} refit of trial {number}", row.family, "refit", refits, study=name, trial=number)
+        rows.append(row)
+    return rows
+
+
+def _importances(parent: Run) -> dict[str, float]:
+    """The study's fANOVA importances (metrics `importance.<param>` on its parent), largest first."""
+    found = {k.removeprefix("importance."): v for k, v in parent.data.metrics.items() if k.startswith("importance.")}
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
+def _refit_runs(client: MlflowClient, parent: Run) -> list[Run]:
+    """The finished runs of the study's latest refit (`refit.run_ids` on the parent), primary first."""
+    runs = []
+    for run_id in filter(None, parent.data.tags.get("refit.run_ids", "").split(",")):
+        try:
+            run = client.get_run(run_id)
+        except mlflow.exceptions.MlflowException:  # deleted since
+            continue
+        if run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics:
+            runs.append(run)
+    return runs
 
 
 def _ranked_trials(client: MlflowClient, parent: Run, top: int) -> list[Run]:
@@ -122,105 +175,115 @@ def _ranked_trials(client: MlflowClient, parent: Run, top: int) -> list[Run]:
     return (best + [r for r in trials if r.info.run_id != best_id])[:top]
 
 
-def table(ours: list[Row], family: str | None = None) -> list[dict[str, str]]:
-    """The comparison table: every published reference (with our reproduction beside it
-    where we ran one), then our study trials."""
-    reproduced = {row.reference.key: row for row in ours if row.reference is not None}
-    lines = []
-    for ref in load_references():
-        if family and ref.family != family:
-            continue
-        lines.append(_line(reproduced.get(ref.key) or Row(ref.model, ref.family, "published", reference=ref)))
-    lines += [_line(row) for row in ours if row.kind == "study"]
-    return lines
-
-
-def _pct(value: float | None, spread: float | None = None) -> str:
-    if value is None:
-        return ""
-    return f"{100 * value:.2f}%" + (f" ± {100 * spread:.2f}" if spread is not None else "")
-
-
-def _line(row: Row) -> dict[str, str]:
-    ref = row.reference
-    test = row.metric("test_accuracy")
-    diff = "" if test is None or ref is None else f"{100 * (test - ref.accuracy):+.2f}"
-    seeds = len({r.data.params.get("seed") for r in row.runs})
-    return {
-        "model": row.model,
-        "family": row.family,
-        "ours": "yes" + (f" ({seeds} seeds)" if seeds > 1 else "") if row.runs else "",
-        "params": f"{row.params:,}" if row.params else "",
-        "val acc": _pct(row.metric("final_val_accuracy"), row.spread("final_val_accuracy")),
-        "test acc": _pct(test, row.spread("test_accuracy")),
-        "macro F1": f"{row.metric('test_f1_macro'):.4f}" if row.metric("test_f1_macro") is not None else "",
-        "aug-test acc": _pct(row.metric("test_aug_accuracy")),
-        "train s": f"{row.metric('train_seconds'):.0f}" if row.metric("train_seconds") is not None else "",
-        "latency ms": f"{row.metric('latency_ms'):.2f}" if row.metric("latency_ms") is not None else "",
-        "published acc": _pct(ref.accuracy) if ref else "",
-        "diff (pts)": diff,
-        "tuned on test": "yes" if ref and ref.tuned_on_test else "",
-        "source": (ref.source if ref else f"study {row.study}") + (f"; run {row.run_id}" if row.runs else ""),
-    }
-
-
-def markdown(lines: list[dict[str, str]]) -> str:
-    """A Markdown table."""
-    if not lines:
-        return "(no rows)\n"
-    heads = list(lines[0])
-    right = {"params", "val acc", "test acc", "macro F1", "aug-test acc", "train s", "latency ms",
-             "published acc", "diff (pts)"}
-    out = ["| " + " | ".join(heads) + " |", "|" + "|".join("---:" if h in right else "---" for h in heads) + "|"]
-    out += ["| " + " | ".join(line[h].replace("|", "/") for h in heads) + " |" for line in lines]
-    return "\n".join(out) + "\n"
+# ---- choosing and comparing -------------------------------------------------------------
+def _validation_key(row: Row) -> tuple[float, float, int]:
+    """Validation accuracy, ties broken by the perturbed validation copy, then fewer parameters."""
+    return (row.metric("final_val_accuracy") or 0.0, row.metric("final_val_aug_accuracy") or 0.0, -(row.params or 0))
 
 
 def best_row(ours: list[Row]) -> Row | None:
-    """Our best model on validation data, never test: validation accuracy, ties broken by
-    accuracy on the perturbed validation copy, then by fewer parameters."""
-    scored = [r for r in ours if r.metric("final_val_accuracy") is not None]
-    return max(scored, key=lambda r: (r.metric("final_val_accuracy"), r.metric("final_val_aug_accuracy") or 0.0,
-                                      -(r.params or 0)), default=None)
+    """Our best model on validation data, never test: among the trials the studies chose
+    (the reference reproductions where there is no study), the best by `_validation_key`."""
+    chosen = [r for r in ours if r.chosen] or [r for r in ours if r.kind == "reference"]
+    scored = [r for r in chosen if r.metric("final_val_accuracy") is not None]
+    return max(scored, key=_validation_key, default=None)
 
 
-def accuracy_chart(lines: list[dict[str, str]]) -> go.Figure:
-    names = [line["model"] for line in lines]
-    ours = [_num(line["test acc"]) for line in lines]
-    published = [_num(line["published acc"]) for line in lines]
-    fig = go.Figure([go.Bar(name="ours (test)", x=names, y=ours), go.Bar(name="published", x=names, y=published)])
-    fig.update_layout(title="Test accuracy per model: ours beside the published figures", barmode="group",
-                      yaxis_title="test accuracy (%)", yaxis_range=[0, 100.5], template="plotly_white", height=520)
-    return fig
+def headline(best: Row | None, family: str | None = None) -> str:
+    """One line: our best model on validation (its refit's mean where there is one) against
+    the best published figure that did not watch the test split, and the difference."""
+    if best is None:
+        return "No runs of ours yet."
+    model = best.delivered
+    test = model.metric("test_accuracy")
+    what = (f"**{best.study}**, the refit of its trial {best.trial} ({model.seeds} seeds): "
+            f"**{_prose(test, model.spread('test_accuracy'))}** test accuracy" if model.kind == "refit"
+            else f"**{best.model}**: **{_prose(test, best.spread('test_accuracy'))}** test accuracy")
+    line = f"Our best model, chosen on validation, is {what}"
+    ref = best_clean_reference(family)
+    if ref is None or test is None:
+        return line + "."
+    return (f"{line}, against **{_prose(ref.accuracy)}** for **{ref.model}**, the best published figure "
+            f"that did not watch the test split: **{100 * (test - ref.accuracy):+.2f} points**.")
 
 
-def _num(text: str) -> float | None:
-    return float(text.split("%")[0]) if text else None
+# ---- tables -----------------------------------------------------------------------------
+def _acc(value: float | None, spread: float | None = None) -> str:
+    """An accuracy in percent, two decimals, with its std over seeds where there is one."""
+    if value is None:
+        return ""
+    return f"{100 * value:.2f}" + (f" ± {100 * spread:.2f}" if spread is not None else "")
 
 
-def params_chart(lines: list[dict[str, str]]) -> go.Figure:
-    """Accuracy against parameter count (log axis), with the Pareto front of our models."""
-    fig = go.Figure()
-    for who, key in (("ours", "test acc"), ("published", "published acc")):
-        pts = [(int(line["params"].replace(",", "")), _num(line[key]), line["model"])
-               for line in lines if line["params"] and line[key]]
-        if pts:
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], text=[p[2] for p in pts],
-                                     mode="markers", name=who, marker={"size": 11},
-                                     hovertemplate="%{text}: %{y:.2f}% with %{x:,} params<extra></extra>"))
-    ours = sorted((int(line["params"].replace(",", "")), _num(line["test acc"]))
-                  for line in lines if line["params"] and line["test acc"])
-    front, best = [], -1.0
-    for params, acc in ours:  # fewest params first: keep points that raise the accuracy
-        if acc > best:
-            front.append((params, acc))
-            best = acc
-    if front:
-        fig.add_trace(go.Scatter(x=[p for p, _ in front], y=[a for _, a in front], mode="lines",
-                                 line={"shape": "hv", "dash": "dot"}, name="Pareto front (ours)"))
-    fig.update_layout(title="Accuracy against parameters", xaxis_type="log", xaxis_title="parameters (log)",
-                      yaxis_title="test accuracy (%)", template="plotly_white", height=520)
-    return fig
+def _prose(value: float | None, spread: float | None = None) -> str:
+    """An accuracy for a sentence: '97.12% ± 0.31'."""
+    mean, _, sd = _acc(value, spread).partition(" ± ")
+    return f"{mean}%" + (f" ± {sd}" if sd else "")
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def _range(row: Row | None) -> str:
+    values = row.values("test_accuracy") if row else []
+    return f"{100 * min(values):.2f}–{100 * max(values):.2f}" if len(values) > 1 else ""
+
+
+def _mattered(importances: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.2f}" for name, value in list(importances.items())[:TOP_IMPORTANCES])
+
+
+def ours_table(ours: list[Row]) -> Table:
+    """Our study models: the validation accuracy that chose each, its test accuracy (reported,
+    not used to choose), its refit's test accuracy over seeds, and what mattered in the study."""
+    heads = ["model", "family", "params", "val acc %", "trial test acc %", "refit test acc %", "refit min–max",
+             "seeds", "macro F1", "aug-test acc %", "latency ms", "what mattered (fANOVA)", "runs"]
+    rows = []
+    for row in (r for r in ours if r.kind == "study"):
+        refit = row.refit
+        runs = f"trial {row.run_id}" + (f", refit {refit.run_id}" if refit else "")
+        rows.append([row.model, row.family, _fixed(row.params, 0), _acc(row.metric("final_val_accuracy")),
+                     _acc(row.metric("test_accuracy")),
+                     _acc(refit.metric("test_accuracy"), refit.spread("test_accuracy")) if refit else "",
+                     _range(refit), str(refit.seeds) if refit else "", _fixed(row.metric("test_f1_macro"), 4),
+                     _acc(row.metric("test_aug_accuracy")), _fixed(row.metric("latency_ms"), 2),
+                     _mattered(row.importances), runs])
+    caption = ("Each study chooses its trial on validation accuracy; the trial's test accuracy is reported, "
+               "not used to choose. The refit is the chosen trial retrained on the whole training file once "
+               "per seed (the model `signlab promote` registers): mean ± std over seeds, min–max. "
+               "Macro F1, aug-test accuracy and latency are the trial's. What mattered: fANOVA importance "
+               f"of each hyperparameter to the study's objective (top {TOP_IMPORTANCES}, summing to 1 over all).")
+    return Table("Our models", heads, rows, {"params", "val acc %", "trial test acc %", "refit test acc %",
+                                              "refit min–max", "seeds", "macro F1", "aug-test acc %", "latency ms"},
+                 caption)
+
+
+def references_table(ours: list[Row], family: str | None = None) -> Table:
+    """Every published reference, with our reproduction beside it where we ran one."""
+    heads = ["model", "params", "published acc %", "watched test", "seeds",
+             "val acc %", "test acc %", "diff (pts)", "macro F1", "aug-test acc %", "train s", "source", "runs"]
+    reproduced = {row.reference.key: row for row in ours if row.reference is not None}
+    rows = []
+    for ref in load_references():
+        if family and ref.family != family:
+            continue
+        row = reproduced.get(ref.key) or Row(ref.model, ref.family, "published", reference=ref)
+        test = row.metric("test_accuracy")
+        rows.append([ref.model, _fixed(row.params, 0), _acc(ref.accuracy), watched_test(ref),
+                     str(row.seeds) if row.runs else "",
+                     _acc(row.metric("final_val_accuracy"), row.spread("final_val_accuracy")),
+                     _acc(test, row.spread("test_accuracy")),
+                     "" if test is None else f"{100 * (test - ref.accuracy):+.2f}",
+                     _fixed(row.metric("test_f1_macro"), 4), _acc(row.metric("test_aug_accuracy")),
+                     _fixed(row.metric("train_seconds"), 0), ref.source, row.run_id])
+    caption = ("Published: the test accuracy each source reports. Watched test: \"yes\" where the setup watched "
+               "the test split during training, \"maybe\" where the source plots test accuracy per epoch; "
+               "those figures are not comparable with ours. Reproduced: our retraining with the published "
+               "settings (`signlab reference`), mean ± std over its seeds; diff: ours minus published, in points.")
+    return Table("Published references and our reproductions", heads, rows,
+                 {"params", "published acc %", "seeds", "val acc %", "test acc %", "diff (pts)",
+                  "macro F1", "aug-test acc %", "train s"}, caption)
 
 
 def class_report(client: MlflowClient, run: Run) -> dict | None:
@@ -231,78 +294,59 @@ def class_report(client: MlflowClient, run: Run) -> dict | None:
     return json.loads(Path(path).read_text())
 
 
-def f1_chart(report: dict, title: str) -> go.Figure:
-    f1 = [report["test"][letter]["f1-score"] for letter in LETTERS]
-    fig = go.Figure(go.Bar(x=list(LETTERS), y=f1, text=[f"{v:.3f}" for v in f1]))
-    fig.update_layout(title=f"Per-letter F1 on the test split: {title}", yaxis_range=[0, 1.02],
-                      yaxis_title="F1", template="plotly_white", height=420)
-    return fig
-
-
+# ---- the page ---------------------------------------------------------------------------
 def write_report(client: MlflowClient, output: Path, experiments: list[str] | None = None,
                  study: str | None = None, family: str | None = None, top: int = 1) -> list[Path]:
     """Write report.md and report.html into `output`; the paths written."""
     ours = collect(client, experiments, study, family, top)
-    lines = table(ours, family)
+    tables = [ours_table(ours), references_table(ours, family)]
     best = best_row(ours)
-    figures = [accuracy_chart(lines), params_chart(lines)]
-    notes = []
-    report = class_report(client, best.runs[0]) if best else None
-    if best and report:
-        figures.append(f1_chart(report, best.model))
-        if "confusion" in report:
-            confusion = np.asarray(report["confusion"])
-            ev = Evaluation(best.metric("test_accuracy") or 0.0, best.metric("test_f1_macro") or 0.0, 0.0, {}, confusion)
-            figures.append(confusion_figure(ev, f"{best.model}, test split"))
-        else:
-            notes.append("The best run predates confusion matrices in classification_report.json; "
-                         "see its confusion_matrix.html artifact.")
+    figures, notes = _best_model_figures(client, best)
+    figures = [accuracy_chart(ours, family), params_chart(ours, family), *figures]
+    notes = _notes(family) + notes
     output_folder(output)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    head = _preamble(best, stamp, redact(mlflow.get_tracking_uri()))
-    md, html = output / "report.md", output / "report.html"
-    with atomic_path(md) as md_tmp, atomic_path(html) as html_tmp:  # both replaced, or neither
-        md_tmp.write_text(head + "\n" + markdown(lines) + _footnotes(lines, notes))
-        html_tmp.write_text(_html(head, lines, figures, _footnotes(lines, notes)))
-    return [md, html]
+    lead = headline(best, family)
+    intro = _intro(ours, stamp, redact(mlflow.get_tracking_uri()))
+    md, page = output / "report.md", output / "report.html"
+    with atomic_path(md) as md_tmp, atomic_path(page) as page_tmp:  # both replaced, or neither
+        md_tmp.write_text(markdown_page(lead, intro, tables, notes))
+        page_tmp.write_text(html_page(lead, intro, tables, notes, figures))
+    return [md, page]
 
 
-def _preamble(best: Row | None, stamp: str, uri: str) -> str:
-    pick = (f"Our best model on validation data (accuracy, ties broken on the perturbed validation copy): **{best.model}** "
-            f"(validation {_pct(best.metric('final_val_accuracy'))}, test {_pct(best.metric('test_accuracy'))}, "
-            f"{best.params:,} params).") if best else "No runs of ours yet."
-    return (f"# signlab report\n\nGenerated {stamp} from `{uri}`. Models are chosen on a validation split "
-            "held out from the training file; test figures are reported, never used to choose. "
-            "Published figures come from `studies/references.yaml`; \"tuned on test\" flags setups that "
-            f"watched the test split during training.\n\n{pick}\n")
+def _best_model_figures(client: MlflowClient, best: Row | None) -> tuple[list[go.Figure], list[str]]:
+    """Per-letter F1 and the confusion matrix of our best model (its primary refit where there
+    is one: the model users get), and a note where its run predates them."""
+    if best is None:
+        return [], []
+    model = best.delivered
+    report = class_report(client, model.runs[0])
+    seed = model.runs[0].data.params.get("refit_seed")
+    title = f"{model.model} (seed {seed})" if model.kind == "refit" else best.model
+    if not report:
+        return [], []
+    if "confusion" not in report:
+        return [f1_chart(report, title)], ["The best run predates confusion matrices in classification_report.json; "
+                                           "see its confusion_matrix.html artifact."]
+    first = model.runs[0].data.metrics
+    ev = Evaluation(first.get("test_accuracy", 0.0), first.get("test_f1_macro", 0.0), 0.0, {},
+                    np.asarray(report["confusion"]))
+    return [f1_chart(report, title), confusion_figure(ev, f"{title}, test split")], []
 
 
-def _footnotes(lines: list[dict[str, str]], notes: list[str]) -> str:
-    flagged = [line["model"] for line in lines if line["tuned on test"]]
-    refs = {r.model: r.note for r in load_references() if r.note}
-    out = ["", "Notes:"]
-    if flagged:
-        out.append(f"- Tuned on the test split (not comparable with ours): {', '.join(flagged)}.")
-    out += [f"- {model}: {note}." for model, note in refs.items() if any(line["model"] == model for line in lines)]
-    out += [f"- {n}" for n in notes]
-    return "\n".join(out) + "\n"
+def _intro(ours: list[Row], stamp: str, uri: str) -> str:
+    splits = sorted({f"{r.data.params['val_strategy']} {100 * float(r.data.params.get('val_fraction', 0)):.0f}%"
+                     for row in ours for r in row.runs if "val_strategy" in r.data.params})
+    held = f" ({', '.join(splits)})" if splits else ""
+    return (f"Generated {stamp} from `{uri}`. Models are chosen on a validation split held out from the "
+            f"training file{held}; test figures are reported, never used to choose. Published figures come "
+            "from `src/signlab/references.yaml`. Accuracies are in percent; ± is the standard deviation over seeds.")
 
 
-def _html(head: str, lines: list[dict[str, str]], figures: list[go.Figure], foot: str) -> str:
-    import html as h
-
-    rows = "".join("<tr>" + "".join(f"<td>{h.escape(v)}</td>" for v in line.values()) + "</tr>" for line in lines)
-    heads = "".join(f"<th>{h.escape(k)}</th>" for k in (lines[0] if lines else {}))
-    charts = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures))
-    paragraphs = "".join(
-        f"<p>{h.escape(p.lstrip('# ')).replace('**', '')}</p>".replace("`", "")
-        for p in head.split("\n\n") if p.strip())
-    notes = "".join(f"<li>{h.escape(n[2:])}</li>" for n in foot.splitlines() if n.startswith("- "))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>signlab report</title><style>"
-            "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
-            "td,th{border:1px solid #ccc;padding:3px 6px}th{background:#eee}</style></head><body>"
-            f"{paragraphs}<table><thead><tr>{heads}</tr></thead><tbody>{rows}</tbody></table>"
-            f"<ul>{notes}</ul>{charts}</body></html>")
+def _notes(family: str | None) -> list[str]:
+    """The notes on the published rows shown."""
+    return [f"{r.model}: {r.note}." for r in load_references() if r.note and (family is None or r.family == family)]
 
 
 def run_report(output: Path, experiments: list[str] | None = None, study: str | None = None,
