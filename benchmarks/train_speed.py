@@ -31,7 +31,7 @@ from signlab.train import fit
 
 def epoch_seconds(stamps: list[float]) -> list[float]:
     """Gaps between successive epoch ends (the first epoch is left out)."""
-    return [b - a for a, b in zip(stamps, stamps[1:])]
+    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
 
 
 def plain_keras(train, val, epochs: int, batch: int) -> list[float]:

@@ -19,7 +19,8 @@ THRESHOLDS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 def main() -> None:
     train, test = load_split("train"), load_split("test")
-    print("| threshold | groups | median size | largest | singletons | seconds | val vs train: median NN sim, 1-NN | test vs train (record only) |")
+    print("| threshold | groups | median size | largest | singletons | seconds "
+          "| val vs train: median NN sim, 1-NN | test vs train (record only) |")
     print("|---|---|---|---|---|---|---|---|")
     for threshold in THRESHOLDS:
         start = time.perf_counter()
@@ -34,7 +35,8 @@ def main() -> None:
     tr, val = split_indices(train.labels, None, 0.2, seed=0)
     v = leakage(train.images[tr], train.labels[tr], train.images[val], train.labels[val])
     t = leakage(train.images[tr], train.labels[tr], test.images, test.labels)
-    print(f"| random split | - | - | - | - | - | {v.nn_similarity:.3f}, {v.nn_accuracy:.1%} | {t.nn_similarity:.3f}, {t.nn_accuracy:.1%} |")
+    print(f"| random split | - | - | - | - | - | {v.nn_similarity:.3f}, {v.nn_accuracy:.1%} "
+          f"| {t.nn_similarity:.3f}, {t.nn_accuracy:.1%} |")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def measure(n: int, budget: int, subset: int, epochs: int, admin: str, tmp: Path
     finished = [t for t in study.trials if t.state.is_finished()]
     complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
     seconds = sorted(t.duration.total_seconds() for t in finished)
-    return {"workers": n, "subset": subset, "max_epochs": epochs, "budget_s": budget, "wall_s": round(wall, 1), "trials": len(finished),
+    return {"workers": n, "subset": subset, "max_epochs": epochs, "budget_s": budget,
+            "wall_s": round(wall, 1), "trials": len(finished),
             "complete": len(complete), "trials_per_hour": round(len(finished) / wall * 3600, 1),
             "median_trial_s": round(seconds[len(seconds) // 2], 1) if seconds else None,
             "best_val_accuracy": round(max(t.value for t in complete), 4) if complete else None}

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import assert_one_line_error, run_cli
+from mlflow.tracking import MlflowClient
 
 STUDY = """\
 study_name: tiny

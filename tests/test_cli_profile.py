@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import typer
+from conftest import BROWSER, subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
-
-from conftest import BROWSER, subprocess_env
 
 from signlab.cli import app
 

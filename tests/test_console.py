@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import subprocess_env
+from mlflow.tracking import MlflowClient
 
 TRAIN = ["train", "--preset", "cnn3", "--subset", "10"]
 NOISE = ("alembic", "absl", "oneDNN", "I0000", " INFO ")  # library lines a user did not ask for

@@ -13,9 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import run_cli, subprocess_env
+from mlflow.tracking import MlflowClient
 
 SECRET = "Sup3r-s3cret"  # noqa: S105 (a test value)
 STUDY = """\

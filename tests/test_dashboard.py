@@ -8,9 +8,9 @@ import sys
 import urllib.request
 
 import pytest
+from conftest import assert_one_line_error, free_port, run_cli, subprocess_env, wait_for_http
 from mlflow.tracking import MlflowClient
 
-from conftest import assert_one_line_error, free_port, run_cli, subprocess_env, wait_for_http
 from signlab.study import Overrides, run_study
 
 STUDY = """\

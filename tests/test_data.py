@@ -18,7 +18,7 @@ from signlab.data import (
     load_csv,
     load_split,
 )
-from signlab.labels import LETTERS, encode, decode, label_to_letter, letter_to_label
+from signlab.labels import LETTERS, decode, encode, label_to_letter, letter_to_label
 from signlab.splits import normalise, scale, stratified_subset, validation_split
 
 # Per-class counts from ../shared/data/sign_mnist/README.md (letter: train, test).
@@ -37,7 +37,7 @@ def test_real_data_shapes_and_counts(train_split, test_split):
     assert train_split.verified and test_split.verified
     for split, column in ((train_split, 0), (test_split, 1)):
         assert len(np.unique(split.labels)) == 24
-        counts = {label_to_letter(k): int(v) for k, v in zip(*np.unique(split.labels, return_counts=True))}
+        counts = {label_to_letter(k): int(v) for k, v in zip(*np.unique(split.labels, return_counts=True), strict=False)}
         assert counts == {letter: pair[column] for letter, pair in COUNTS.items()}
 
 
@@ -130,14 +130,14 @@ def _mutations(lines: list[str]) -> dict[str, tuple[list[str], int | None, str |
     return {
         "empty": ([], None, None, "empty"),
         "header only": ([header], 2, None, "no image rows"),
-        "wrong header": ([header.replace("pixel5,", "pixelV,")] + rows, 1, None, "header column 6 is 'pixelV', expected 'pixel5'"),
+        "wrong header": ([header.replace("pixel5,", "pixelV,")] + rows, 1, None, "header column 6 is 'pixelV', expected 'pixel5'"),  # noqa: E501 (a table of cases)
         "short header": ([header.replace(",pixel784", "")] + rows, 1, None, "header has 784 columns, expected 785"),
-        "extra column": ([header, rows[0], rows[1].rstrip("\r\n") + ",7\r\n"] + rows[2:], 3, None, "has 786 columns, expected 785"),
-        "missing column": ([header, rows[0], rows[1], rows[2].rsplit(",", 1)[0] + "\r\n"], 4, None, "has 784 columns, expected 785"),
+        "extra column": ([header, rows[0], rows[1].rstrip("\r\n") + ",7\r\n"] + rows[2:], 3, None, "has 786 columns, expected 785"),  # noqa: E501 (a table of cases)
+        "missing column": ([header, rows[0], rows[1], rows[2].rsplit(",", 1)[0] + "\r\n"], 4, None, "has 784 columns, expected 785"),  # noqa: E501 (a table of cases)
         "non-integer": ([header, rows[0], _set_cell(rows[1], 12, "abc")] + rows[2:], 3, "pixel12", "'abc' is not an integer"),
         "float": ([header, _set_cell(rows[0], 3, "12.5")] + rows[1:], 2, "pixel3", "'12.5' is not an integer"),
         "missing value": ([header, rows[0], rows[1], _set_cell(rows[2], 100, "")] + rows[3:], 4, "pixel100", "missing value"),
-        "pixel 256": ([header] + rows[:3] + [_set_cell(rows[3], 784, "256")] + rows[4:], 5, "pixel784", "pixel value 256 is outside 0-255"),
+        "pixel 256": ([header] + rows[:3] + [_set_cell(rows[3], 784, "256")] + rows[4:], 5, "pixel784", "pixel value 256 is outside 0-255"),  # noqa: E501 (a table of cases)
         "pixel -1": ([header, _set_cell(rows[0], 1, "-1")] + rows[1:], 2, "pixel1", "pixel value -1 is outside 0-255"),
         "label 9": ([header, rows[0], _set_cell(rows[1], 0, "9")] + rows[2:], 3, "label", "label 9 (J) does not occur"),
         "label 25": ([header, _set_cell(rows[0], 0, "25")] + rows[1:], 2, "label", "label 25 (Z) does not occur"),

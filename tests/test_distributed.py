@@ -24,10 +24,10 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
+from conftest import runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import runs_by_role, subprocess_env
 from signlab.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import BROWSER, needs_browser, subprocess_env
+from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 WITHOUT_BROWSER = ROOT.parent / "shared" / "tools" / "without-browser.sh"

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import subprocess_env
 
 BIN = Path(sys.executable).parent

@@ -13,10 +13,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
-
-from conftest import subprocess_env
 
 from signlab.cli import app
 from signlab.labels import label_to_letter

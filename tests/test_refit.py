@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
+from conftest import runs_by_role
 from mlflow.tracking import MlflowClient
 
-from conftest import runs_by_role
 from signlab.errors import UserError
 from signlab.job import prepare_data
 from signlab.models.presets import make_spec

@@ -13,10 +13,10 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error, run_cli, subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import assert_one_line_error, run_cli, subprocess_env
 from signlab.cli import app
 from signlab.references import load_references
 from signlab.report import best_clean_reference, watched_test

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
-from conftest import runs_by_role, subprocess_env
 from signlab.errors import UserError
 from signlab.space import trial_spec
 from signlab.storage import setup_lock

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
-from conftest import runs_by_role, subprocess_env
 from signlab.errors import UserError
 from signlab.study import Overrides, run_study
 from signlab.study_config import load_study_config

@@ -9,10 +9,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from conftest import BROWSER, subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
-
-from conftest import BROWSER, subprocess_env
 
 from signlab import tracking
 from signlab.cli import app
@@ -57,7 +56,8 @@ def test_run_has_params_metrics_tags(trained, store, preset):
         assert params["hidden_layers"] == "[256, 128]" and params["early_stopping"] == "true"
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [0, 1], key
-    for key in ("test_accuracy", "test_f1_macro", "test_f1_weighted", "test_aug_accuracy", "final_val_accuracy", "final_val_f1_macro",
+    for key in ("test_accuracy", "test_f1_macro", "test_f1_weighted", "test_aug_accuracy",
+                 "final_val_accuracy", "final_val_f1_macro",
                 "n_params", "train_seconds", "latency_ms", "predict_seconds"):
         assert key in metrics and np.isfinite(metrics[key]), key
     assert tags["family"] == make_spec(preset).family and tags["preset"] == preset

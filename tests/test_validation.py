@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import subprocess_env
+
 from signlab.groups import cached_groups, leakage, variant_groups
 from signlab.job import prepare_data
 from signlab.validation import split_leakage, validation_rows
@@ -86,6 +86,6 @@ def test_validation_settings_are_checked(tmp_path):
     path.write_text("study_name: s\nfamily: mlp\nval_fraction: 0.2\nspace:\n  units: {type: int, low: 4, high: 8}\n")
     with pytest.raises(UserError, match="val_fraction: now validation.fraction"):
         load_study_config(path)
-    path.write_text("study_name: s\nfamily: mlp\nvalidation: {strategy: nearest}\nspace:\n  units: {type: int, low: 4, high: 8}\n")
+    path.write_text("study_name: s\nfamily: mlp\nvalidation: {strategy: nearest}\nspace:\n  units: {type: int, low: 4, high: 8}\n")  # noqa: E501
     with pytest.raises(UserError, match=r"validation.strategy: Input should be 'grouped' or 'random'"):
         load_study_config(path)

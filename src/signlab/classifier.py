@@ -12,7 +12,6 @@ import numpy as np
 from signlab.labels import LABELS, LETTERS, N_CLASSES
 from signlab.splits import scale
 
-
 # Types skops must trust to load a scikit-learn MLPClassifier.
 SKOPS_TRUSTED_TYPES = [
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",

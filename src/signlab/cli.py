@@ -37,7 +37,8 @@ DataDir = Annotated[
 @friendly
 def data_fetch(
     data_dir: DataDir = None,
-    url: Annotated[str | None, typer.Option(help="Base URL serving sign_mnist_{train,test}.csv[.gz] (default: Kaggle via kagglehub).")] = None,
+    url: Annotated[str | None, typer.Option(
+            help="Base URL serving sign_mnist_{train,test}.csv[.gz] (default: Kaggle via kagglehub).")] = None,
     force: Annotated[bool, typer.Option(help="Download even if verified files are present.")] = False,
 ) -> None:
     """Download both CSVs into the data dir, verifying their SHA-256."""
@@ -178,11 +179,14 @@ def _print_outcome(outcome) -> None:  # noqa: ANN001
 @friendly
 def train(
     family: Annotated[str, typer.Option(help="cnn or mlp.")] = "cnn",
-    preset: Annotated[str | None, typer.Option(help="cnn1, cnn2, cnn3, tutorial, nn1-nn4 (default: cnn3 / the MLP defaults).")] = None,
+    preset: Annotated[str | None, typer.Option(
+            help="cnn1, cnn2, cnn3, tutorial, nn1-nn4 (default: cnn3 / the MLP defaults).")] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Augment training images.")] = None,
-    adaptive_lr: Annotated[bool | None, typer.Option("--adaptive-lr/--no-adaptive-lr", help="CNN: ReduceLROnPlateau on val_loss.")] = None,
+    adaptive_lr: Annotated[bool | None, typer.Option(
+            "--adaptive-lr/--no-adaptive-lr", help="CNN: ReduceLROnPlateau on val_loss.")] = None,
     epochs: Epochs = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any spec field: key=value (YAML value). Repeatable.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+            "--set", help="Override any spec field: key=value (YAML value). Repeatable.")] = None,
     subset: Subset = 0,
     val_fraction: ValFraction = 0.2,
     val_strategy: ValStrategy = "grouped",
@@ -218,7 +222,8 @@ def reference(
         metavar="[NAME]...", help="Rows: nn1-nn4, cnn1-cnn3, tutorial, knn (cnn3_aug etc. for the augmented rows); "
         "several, or comma-separated, or `all`.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Retrain every row of Table II, the tutorial CNN and the KNN.")] = False,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="CNN rows: the paper's augmentation + adaptive LR row.")] = False,
+    augment: Annotated[bool, typer.Option(
+            "--augment/--no-augment", help="CNN rows: the paper's augmentation + adaptive LR row.")] = False,
     epochs: Epochs = None,
     subset: Subset = 0,
     val_fraction: ValFraction = 0.2,
@@ -310,7 +315,8 @@ def study_run(
 def study_workers(
     n: Annotated[int, typer.Argument(min=1, max=64, help="How many worker processes.")],
     study_file: StudyFile,
-    n_trials: Annotated[int | None, typer.Option(min=1, help="Trials to add, all workers together (default: the file's).")] = None,
+    n_trials: Annotated[int | None, typer.Option(
+            min=1, help="Trials to add, all workers together (default: the file's).")] = None,
     timeout: Timeout = None,
     max_epochs: MaxEpochs = None,
     subset: StudySubset = None,
@@ -340,7 +346,8 @@ def study_workers(
 @friendly
 def study_refit(
     study_file: StudyFile,
-    seeds: Annotated[int | None, typer.Option(min=1, max=10, help="Refits (seeds seed, seed+1, ...); default: the file's refit.seeds.")] = None,
+    seeds: Annotated[int | None, typer.Option(
+            min=1, max=10, help="Refits (seeds seed, seed+1, ...); default: the file's refit.seeds.")] = None,
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
     system_metrics: SystemMetrics = True,
@@ -437,7 +444,8 @@ def predict_command(
 def server(
     backend_store_uri: Annotated[str, typer.Option(envvar="MLFLOW_BACKEND_STORE_URI", show_envvar=True,
                                                    help="Database for runs and models (SQLAlchemy URL).")] = "sqlite:///mlflow.db",
-    artifacts_destination: Annotated[str, typer.Option(help="Where the server keeps artifacts (a folder or s3://...).")] = "./mlartifacts",
+    artifacts_destination: Annotated[str, typer.Option(
+            help="Where the server keeps artifacts (a folder or s3://...).")] = "./mlartifacts",
     host: Annotated[str, typer.Option(help="Interface to listen on; 127.0.0.1 keeps it to this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5000,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Server worker processes.")] = 1,

@@ -15,13 +15,13 @@ from signlab import tracking
 from signlab.augment import perturb
 from signlab.data import load_split
 from signlab.evaluate import Evaluation, confusion_figure, evaluate, latency, learning_curves_figure
+from signlab.groups import Leakage
 from signlab.labels import LETTERS
 from signlab.models.presets import Spec
 from signlab.plots import save_figure
-from signlab.groups import Leakage
 from signlab.splits import Strategy, stratified_subset
-from signlab.validation import DEFAULT_FRACTION, DEFAULT_STRATEGY, ValidationRows, split_leakage, validation_rows
 from signlab.train import EpochHook, FitResult, fit
+from signlab.validation import DEFAULT_FRACTION, DEFAULT_STRATEGY, ValidationRows, split_leakage, validation_rows
 
 TEST_AUG_SEED = 20240601  # fixed: every run is scored on the same perturbed test copy
 Arrays = tuple[np.ndarray, np.ndarray]

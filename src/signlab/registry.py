@@ -116,8 +116,8 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
             client.set_registered_model_alias(name, "previous", champion.version)
         client.set_registered_model_alias(name, "champion", version.version)
         client.set_model_version_tag(name, version.version, "verdict", "champion" + (" (forced)" if force else ""))
-        held = "" if champion is None else (
-            f"; v{champion.version} (test accuracy {_version_metrics(champion).get('test_accuracy', float('nan')):.4f}) is now 'previous'")
+        old_accuracy = float("nan") if champion is None else _version_metrics(champion).get("test_accuracy", float("nan"))
+        held = "" if champion is None else f"; v{champion.version} (test accuracy {old_accuracy:.4f}) is now 'previous'"
         return Verdict(name, version.version, run_id, "champion",
                        f"{name} v{version.version} is the champion: test accuracy "
                        f"{candidate.get('test_accuracy', float('nan')):.4f}{' (forced)' if force else ''}{held}")

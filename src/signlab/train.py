@@ -112,7 +112,6 @@ def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
 
 def _fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[EpochHook]) -> FitResult:
     import keras
-
     import tensorflow as tf
 
     keras.config.disable_interactive_logging()  # no progress bars from predict() calls

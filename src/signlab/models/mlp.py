@@ -13,7 +13,8 @@ class MLPSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     family: Literal["mlp"] = "mlp"
-    hidden_layers: list[Annotated[int, Field(ge=1, le=8192)]] = Field(default_factory=lambda: [256, 128], min_length=1, max_length=6)
+    hidden_layers: list[Annotated[int, Field(ge=1, le=8192)]] = Field(
+        default_factory=lambda: [256, 128], min_length=1, max_length=6)
     activation: Literal["relu", "tanh", "logistic"] = "relu"
     alpha: float = Field(1e-4, ge=0.0)
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
