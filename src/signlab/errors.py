@@ -38,6 +38,33 @@ class Terminated(KeyboardInterrupt):
     """The process got SIGTERM; a KeyboardInterrupt, so runs end KILLED and Optuna fails the trial."""
 
 
+class _Held:
+    """Holds on interrupts (nested) and the signal that arrived meanwhile."""
+
+    depth = 0
+    pending: int | None = None
+
+
+def hold_interrupts() -> None:
+    """From now until the matching `release_interrupts`, a SIGINT/SIGTERM that
+    `signals_as_interrupts` would raise waits (a run being created, say, must not be left
+    half made). Signals reach Python's handler in the main thread whatever thread the OS
+    gave them to, so this is done there rather than with the thread's signal mask."""
+    _Held.depth += 1
+
+
+def release_interrupts() -> None:
+    """End a hold; the last one raises the interrupt that arrived while held, if any."""
+    _Held.depth = max(0, _Held.depth - 1)
+    if _Held.depth == 0 and _Held.pending is not None:
+        signum, _Held.pending = _Held.pending, None
+        raise _interrupt(signum)
+
+
+def _interrupt(signum: int) -> KeyboardInterrupt:
+    return Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 @contextmanager
 def signals_as_interrupts() -> Iterator[None]:
     """While a command runs, SIGTERM raises `Terminated` and Ctrl-C `KeyboardInterrupt` in the
@@ -53,7 +80,10 @@ def signals_as_interrupts() -> Iterator[None]:
         watchdog = threading.Timer(CLEANUP_SECONDS, _give_up, args=(signum,))
         watchdog.daemon = True  # a process that cleaned up in time exits without waiting for it
         watchdog.start()
-        raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+        if _Held.depth:
+            _Held.pending = signum
+            return
+        raise _interrupt(signum)
 
     if threading.current_thread() is not threading.main_thread():
         yield

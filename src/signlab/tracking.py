@@ -20,6 +20,7 @@ import pandas as pd
 from mlflow.entities import RunStatus
 
 from signlab import config
+from signlab.errors import hold_interrupts, release_interrupts
 
 log = logging.getLogger(__name__)
 SESSION_TAG = "signlab.last_session"  # an experiment tag: the write that proves the store takes writes
@@ -152,9 +153,19 @@ def log_system_metrics(enabled: bool) -> None:
 @contextmanager
 def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwargs: Any) -> Iterator[mlflow.ActiveRun]:
     """`mlflow.start_run` that ends FINISHED, FAILED on an exception, KILLED on Ctrl-C/SIGTERM
-    (and on the exception types in `killed_on`, e.g. optuna.TrialPruned)."""
-    run = mlflow.start_run(**start_run_kwargs)
+    (and on the exception types in `killed_on`, e.g. optuna.TrialPruned).
+
+    Ctrl-C and SIGTERM are held back while the run is created: one landing inside
+    `start_run`, after the store made the run but before it was returned, would leave a run
+    RUNNING that nothing can end. They are delivered as soon as the run can be ended KILLED."""
+    hold_interrupts()
     try:
+        run = mlflow.start_run(**start_run_kwargs)
+    except BaseException:
+        release_interrupts()
+        raise
+    try:
+        release_interrupts()  # a signal that came meanwhile is raised here, inside the try
         mark_classic_ml(mlflow.get_tracking_uri(), run.info.experiment_id)
         yield run
     except KeyboardInterrupt as exc:  # the CLI's one line says which runs were ended how
@@ -169,7 +180,11 @@ def tracked_run(killed_on: tuple[type[BaseException], ...] = (), **start_run_kwa
         _end(RunStatus.to_string(RunStatus.FAILED), quiet=True)
         raise
     else:
-        _end(RunStatus.to_string(RunStatus.FINISHED))
+        hold_interrupts()  # a run half-ended would stay RUNNING: the signal waits
+        try:
+            _end(RunStatus.to_string(RunStatus.FINISHED))
+        finally:
+            release_interrupts()
 
 
 @functools.cache
