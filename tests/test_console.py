@@ -75,24 +75,26 @@ def test_sigterm_during_training_is_one_line_and_a_killed_run(tmp_path):
         f"interrupted by SIGTERM: MLflow run {run.info.run_name} ({run.info.run_id}) ended KILLED"]
 
 
+HELD = """
+import os, signal, time
+from signlab.errors import Terminated, hold_interrupts, release_interrupts, signals_as_interrupts
+try:
+    with signals_as_interrupts():
+        hold_interrupts()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler has run by now: it kept the signal instead of raising
+        print("held", flush=True)
+        release_interrupts()
+        print("not raised", flush=True)
+except Terminated:
+    print("raised on release", flush=True)
+"""
+
+
 def test_signals_held_while_a_run_is_created_are_raised_on_release():
     """`tracked_run` holds SIGINT/SIGTERM back while `mlflow.start_run` creates the run (one
     landing inside it would leave a run RUNNING that nothing ends), and releases them inside
-    its try block. The primitive, with the CLI's own handler: a SIGTERM that arrives while
-    held is raised on release, once."""
-    import os
-    import time
-
-    from signlab.errors import Terminated, hold_interrupts, release_interrupts, signals_as_interrupts
-
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with pytest.raises(Terminated), signals_as_interrupts():
-            hold_interrupts()
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.2)  # the handler has run by now: it kept the signal instead of raising
-            release_interrupts()
-        release_interrupts()  # nothing pending any more: a no-op
-    finally:
-        for sig, handler in previous.items():  # the CLI leaves later signals ignored; this process goes on
-            signal.signal(sig, handler)
+    its try block. The primitive, with the CLI's own handler (in a child process: after a
+    signal, the handler's watchdog ends its process)."""
+    proc = subprocess.run([sys.executable, "-c", HELD], capture_output=True, text=True, timeout=60, env=subprocess_env())
+    assert proc.stdout.split("\n")[:2] == ["held", "raised on release"], proc.stdout + proc.stderr
