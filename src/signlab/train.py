@@ -22,6 +22,7 @@ import numpy as np
 
 from signlab.augment import augment_dataset, augmented_copies
 from signlab.classifier import LetterModel
+from signlab.errors import hold_interrupts, release_interrupts
 from signlab.labels import N_CLASSES, encode
 from signlab.models.cnn import CNNSpec, build_cnn
 from signlab.models.knn import KNNSpec, build_knn
@@ -190,7 +191,13 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks:
     best_score, best_val, best_state, stale = -np.inf, -np.inf, None, 0
     start = time.perf_counter()
     for epoch in range(spec.epochs):
-        clf.partial_fit(x, y, classes=classes)
+        # scikit-learn catches KeyboardInterrupt inside partial_fit ("Training interrupted by
+        # user") and goes on: a Ctrl-C or SIGTERM is held until the epoch ends, then raised here.
+        hold_interrupts()
+        try:
+            clf.partial_fit(x, y, classes=classes)
+        finally:
+            release_interrupts()
         metrics = {"loss": float(clf.loss_), "accuracy": float((clf.predict(x[probe]) == y[probe]).mean()),
                    "learning_rate": spec.learning_rate}
         if val is None:  # a refit: exactly spec.epochs epochs, the last kept
