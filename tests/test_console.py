@@ -55,11 +55,13 @@ def test_verbose_brings_the_libraries_info_lines_back(tmp_path):
     assert loud.returncode == 2 and "INFO mlflow" in loud.stderr
 
 
-@pytest.mark.parametrize("train", [TRAIN, ["train", "--family", "mlp", "--preset", "nn2", "--subset", "100"]],
+@pytest.mark.parametrize("train", [TRAIN, ["train", "--family", "mlp", "--preset", "nn2"]],
                          ids=["cnn", "mlp"])
 def test_sigterm_during_training_is_one_line_and_a_killed_run(tmp_path, train):
-    """Exit code 143 (128 + SIGTERM, as shells report it; Ctrl-C gives 130). The MLP case:
-    scikit-learn swallows a KeyboardInterrupt inside partial_fit and trains on."""
+    """Exit code 143 (128 + SIGTERM, as shells report it; Ctrl-C gives 130). The MLP case
+    covers scikit-learn's partial_fit, which swallows a KeyboardInterrupt and trains on (seen
+    on a long full-data run: the 20 s watchdog then left the run RUNNING); the signal lands
+    inside partial_fit only some of the time here, so this case cannot always tell."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.Popen([sys.executable, "-m", "signlab", *train, "--epochs", "200", "--tracking-uri", uri],
                             cwd=tmp_path, env=fresh_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
