@@ -155,3 +155,35 @@ def test_processes_start_at_once_in_an_empty_folder(tmp_path):
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3
     roles = runs_by_role(MlflowClient(f"sqlite:///{work / 'mlflow.db'}"), "shared")
     assert len(roles["study"]) == 1 and len(roles["trial"]) == 3
+
+
+CLAIM = """\
+import sys, optuna
+from signlab.storage import TrialCapReached, open_storage
+rdb = open_storage(sys.argv[1])
+rdb.cap = 40
+study = optuna.load_study(study_name="capped", storage=rdb)
+made = 0
+try:
+    while True:
+        trial = study.ask()
+        made += 1
+        study.tell(trial, 0.0)
+except TrialCapReached:
+    print(made)
+"""
+
+
+def test_the_trial_cap_holds_when_workers_race_for_the_last_slot(tmp_path):
+    """Six processes asking for trials as fast as they can: exactly the cap is made
+    (Optuna's MaxTrialsCallback counts only when a trial ends, and overshoots here)."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="capped", storage=url)
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM, url], stdout=subprocess.PIPE, text=True,
+                              env=subprocess_env()) for _ in range(6)]
+    made = [int(proc.communicate(timeout=120)[0]) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    assert sum(made) == 40
+    study = optuna.load_study(study_name="capped", storage=url)
+    assert sorted(t.number for t in study.trials) == list(range(40))
+    assert optuna.get_all_study_names(url) == ["capped"], "no lock study left behind"

@@ -13,11 +13,12 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
-from signlab.errors import UserError
+from signlab.errors import UserError, hold_interrupts, release_interrupts
 
 HEARTBEAT_SECONDS = 15  # a live trial beats this often...
 GRACE_SECONDS = 60  # ...and is marked FAIL when silent this long (its worker died)
 SETUP_WAIT_SECONDS = 120.0  # longest wait for another process setting up a SQLite database
+LOCK_WAIT_SECONDS = 120.0  # longest wait for another worker's lock study
 
 FailedTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -36,7 +37,7 @@ def normalise(url: str) -> str:
 
 
 def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_period: int = GRACE_SECONDS,
-                 on_failed_trial: FailedTrialCallback | None = None) -> RDBStorage:
+                 on_failed_trial: FailedTrialCallback | None = None) -> CappedStorage:
     """An RDBStorage with heartbeats: a trial whose worker died is failed (and handed to
     `on_failed_trial`). Errors say where the database is, without the password, and that
     nothing was changed."""
@@ -96,8 +97,64 @@ def _no_driver(what: str, url: str, parsed) -> UserError:  # noqa: ANN001 (sqlal
                      "(for PostgreSQL use postgresql+psycopg://, installed with signlab)")
 
 
+class TrialCapReached(Exception):
+    """No trial was made: the study already holds as many trials as its cap."""
+
+
+class CappedStorage(RDBStorage):
+    """RDBStorage that makes no trial past `cap` (trials of every state, all workers together).
+
+    Optuna's MaxTrialsCallback counts when a trial ends, so two workers ending trials at the
+    same moment both start one more and the study overshoots its cap. Here the count and the
+    new trial are made under one lock per study instead, so the last slot goes to one worker;
+    the others get TrialCapReached out of `study.optimize`. Optuna has no hook between its
+    count and its insert, so this overrides RDBStorage's private `_create_new_trial`, the one
+    method both RDBStorage and Optuna's cache in front of it call to make a trial."""
+
+    cap: int | None = None
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        if self.cap is None or template_trial is not None:  # a template: an enqueued or retried trial
+            return super()._create_new_trial(study_id, template_trial)
+        with study_lock(self, f"{self.get_study_name_from_id(study_id)}:trial-lock"):
+            if self.get_n_trials(study_id) >= self.cap:
+                raise TrialCapReached(f"the study holds its {self.cap} trials")
+            return super()._create_new_trial(study_id)
+
+
+@contextmanager
+def study_lock(storage: RDBStorage, name: str, timeout: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Hold a lock shared by every worker on `storage`: the study `name`, made while held.
+    Study names are unique in a storage, so its creation is atomic, on SQLite and PostgreSQL
+    alike. Interrupts wait while it is held (a lock left behind stops every worker); a worker
+    killed outright leaves it, and the others stop after `timeout` saying how to remove it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        hold_interrupts()
+        try:
+            lock = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+            break
+        except optuna.exceptions.DuplicatedStudyError:
+            release_interrupts()
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"the lock study {name!r} has been held for {timeout:.0f} s: a worker died holding it. "
+                    f"Delete it with `optuna delete-study --study-name '{name}' --storage URL` and start again") from None
+            time.sleep(0.2)
+        except BaseException:
+            release_interrupts()
+            raise
+    try:
+        yield
+    finally:
+        try:
+            storage.delete_study(lock)
+        finally:
+            release_interrupts()
+
+
 def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
-                 on_failed_trial: FailedTrialCallback | None, attempts: int = 5) -> RDBStorage:
+                 on_failed_trial: FailedTrialCallback | None, attempts: int = 5) -> CappedStorage:
     """RDBStorage, made under `setup_lock` for a SQLite file, and tried again when another
     worker is creating Optuna's tables in the same empty PostgreSQL database at this moment
     (it refuses the second CREATE with a duplicate key; once the first has finished, the
@@ -108,7 +165,7 @@ def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
         try:
             with warnings.catch_warnings(), setup_lock(url):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                return CappedStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                   heartbeat_stale_trial_callback=on_failed_trial)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             racing = "already exists" in str(exc) or "duplicate key" in str(exc)

@@ -15,7 +15,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from signlab.job import Data, prepare_data, train_and_log
 from signlab.recovery import RUN_ATTR
 from signlab.refit import needs_refit, run_refits
 from signlab.space import check_buildable, trial_spec
-from signlab.storage import normalise, open_storage, redact, unusable_storage
+from signlab.storage import TrialCapReached, normalise, open_storage, redact, study_lock, unusable_storage
 from signlab.study_config import StudyConfig, load_study_config
 from signlab.study_outputs import best_trial, log_study_outputs, summary_lines
 from signlab.train import EpochHook, free_graph
@@ -232,35 +232,19 @@ def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, ex
 
 
 def _shared_parent(study: optuna.Study, storage: RDBStorage, client: MlflowClient,
-                   create: Callable[[], str], timeout: float = 120.0) -> str:
+                   create: Callable[[], str]) -> str:
     """The parent run recorded on the study, else one made by exactly one worker: the one
-    that creates the lock study `<name>:parent-lock` (study names are unique in the
-    storage, so that creation is atomic, on SQLite and PostgreSQL alike)."""
-    lock_name = f"{study.study_name}:parent-lock"
-    deadline = time.monotonic() + timeout
-    while True:
-        known = study.user_attrs.get(PARENT_ATTR)
+    holding the lock study `<name>:parent-lock` (storage.study_lock)."""
+    known = study.user_attrs.get(PARENT_ATTR)
+    if known and _exists(client, known):
+        return known
+    with study_lock(storage, f"{study.study_name}:parent-lock"):
+        known = study.user_attrs.get(PARENT_ATTR)  # another worker may have made it meanwhile
         if known and _exists(client, known):
             return known
-        try:
-            lock = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], lock_name)
-        except optuna.exceptions.DuplicatedStudyError:
-            if time.monotonic() > deadline:
-                raise UserError(
-                    f"study {study.study_name!r}: the lock study {lock_name!r} has been held for {timeout:.0f} s; "
-                    "a worker died while creating the parent run. Delete the lock with `optuna delete-study "
-                    f"--study-name '{lock_name}' --storage URL` and start again") from None
-            time.sleep(0.5)
-            continue
-        try:
-            known = study.user_attrs.get(PARENT_ATTR)
-            if known and _exists(client, known):
-                return known
-            parent = create()
-            study.set_user_attr(PARENT_ATTR, parent)
-            return parent
-        finally:
-            storage.delete_study(lock)
+        parent = create()
+        study.set_user_attr(PARENT_ATTR, parent)
+        return parent
 
 
 def _exists(client: MlflowClient, run_id: str) -> bool:
@@ -430,6 +414,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
         echo(f"ended {len(repaired)} run(s) left RUNNING by a dead worker: {', '.join(repaired)}")
     before = len(study.trials)
     n_trials, callbacks = _budget(cfg, overrides.max_total_trials, before)
+    rdb.cap = overrides.max_total_trials
     label = f"worker {worker_index()}: " if os.environ.get("SIGNLAB_WORKER") else ""
     bar = Progress(n_trials, progress, label)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -440,7 +425,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
             tracking.log_metrics(data.leakage.metrics("leak_val"))
             try:
                 if n_trials:
-                    with _no_interrupt_tracebacks():
+                    with _no_interrupt_tracebacks(), suppress(TrialCapReached):  # another worker took the last
                         study.optimize(make_objective(cfg, data, bar.epochs), n_trials=n_trials, timeout=cfg.timeout,
                                        catch=(Exception,), callbacks=[*callbacks, bar], gc_after_trial=True)
             finally:
