@@ -20,13 +20,13 @@ from pathlib import Path
 
 import keras
 
-from signlab import tracking
-from signlab.data import load_split
-from signlab.labels import encode
+from signlab.data.dataset import load_split
+from signlab.data.labels import encode
+from signlab.data.splits import normalise, validation_split
 from signlab.models.cnn import build_cnn
 from signlab.models.presets import make_spec
-from signlab.splits import normalise, validation_split
-from signlab.train import fit
+from signlab.models.train import fit
+from signlab.runs import tracking
 
 
 def epoch_seconds(stamps: list[float]) -> list[float]:
@@ -49,11 +49,11 @@ def plain_keras(train, val, epochs: int, batch: int) -> list[float]:
 
 
 def through_signlab(train, val, epochs: int, preset: str, **fields) -> list[float]:
-    """signlab.train.fit with the per-epoch MLflow logger, inside a tracked run."""
+    """signlab.models.train.fit with the per-epoch MLflow logger, inside a tracked run."""
     stamps: list[float] = []
     spec = make_spec(preset, epochs=epochs, **fields)
     with tracking.tracked_run(run_name=f"bench-{preset}-{fields}"):
-        logger = lambda e, m: tracking.log_metrics(m, step=e)  # noqa: E731 (as signlab.job does)
+        logger = lambda e, m: tracking.log_metrics(m, step=e)  # noqa: E731 (as signlab.runs.job does)
         fit(spec, train, val, seed=0, hooks=[logger, lambda e, m: stamps.append(time.perf_counter())])
     return epoch_seconds(stamps)
 

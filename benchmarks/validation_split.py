@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from signlab.data import load_split
-from signlab.groups import leakage, variant_groups
-from signlab.splits import split_indices
+from signlab.data.dataset import load_split
+from signlab.data.groups import leakage, variant_groups
+from signlab.data.splits import split_indices
 
 THRESHOLDS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 

@@ -51,14 +51,14 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def train_split():
-    from signlab.data import load_split
+    from signlab.data.dataset import load_split
 
     return load_split("train", DATA_DIR)
 
 
 @pytest.fixture(scope="session")
 def test_split():
-    from signlab.data import load_split
+    from signlab.data.dataset import load_split
 
     return load_split("test", DATA_DIR)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from signlab import config
-from signlab.data import (
+from signlab.data.dataset import (
     DataFileError,
     DataFileNotFound,
     ModifiedDataWarning,
@@ -18,8 +18,8 @@ from signlab.data import (
     load_csv,
     load_split,
 )
-from signlab.labels import LETTERS, decode, encode, label_to_letter, letter_to_label
-from signlab.splits import normalise, scale, stratified_subset, validation_split
+from signlab.data.labels import LETTERS, decode, encode, label_to_letter, letter_to_label
+from signlab.data.splits import normalise, scale, stratified_subset, validation_split
 
 # Per-class counts from ../shared/data/sign_mnist/README.md (letter: train, test).
 COUNTS = {

@@ -169,7 +169,7 @@ def test_workers_creating_optunas_tables_at_once(postgres):
     (with plain RDBStorage, the late ones can fail: they CREATE the same enum type)."""
     import threading
 
-    from signlab.storage import open_storage
+    from signlab.search.storage import open_storage
 
     errors: list[str] = []
     for _ in range(3):

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from signlab.cli import app
-from signlab.fetch import FetchError, fetch
+from signlab.data.fetch import FetchError, fetch
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from signlab.augment import augmented_copies, perturb
-from signlab.classifier import PayloadError, as_images
 from signlab.errors import UserError
-from signlab.evaluate import Evaluation, confusion_figure
+from signlab.models.augment import augmented_copies, perturb
+from signlab.models.classifier import PayloadError, as_images
 from signlab.models.cnn import build_cnn
+from signlab.models.evaluate import Evaluation, confusion_figure
 from signlab.models.mlp import build_mlp, count_params
 from signlab.models.presets import EXPECTED_PARAMS, make_spec
-from signlab.references import load_references, reference_spec, reproducible
-from signlab.train import NonFiniteLoss, fit
+from signlab.models.train import NonFiniteLoss, fit
+from signlab.runs.references import load_references, reference_spec, reproducible
 
 
 @pytest.mark.parametrize("preset", ["cnn1", "cnn2", "cnn3", "tutorial"])
@@ -74,7 +74,7 @@ def test_cnn_augmentation_is_one_seeded_resampling_per_epoch(test_split):
     import keras
     import tensorflow as tf
 
-    from signlab.augment import affine_transforms, augment_dataset
+    from signlab.models.augment import affine_transforms, augment_dataset
 
     x = (test_split.images[:16].astype("float32") / 255.0)[..., None]
     zero, one = tf.zeros([16]), tf.ones([16])
@@ -107,7 +107,7 @@ def test_perturbed_copies_are_seeded(test_split):
 
 
 def test_diverging_training_raises(train_split):
-    from signlab.splits import stratified_subset, validation_split
+    from signlab.data.splits import stratified_subset, validation_split
 
     x, y = stratified_subset(train_split.images, train_split.labels, 10)
     train, val = validation_split(x, y, 0.2)

@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from signlab.cli import app
-from signlab.labels import label_to_letter
-from signlab.references import ROLE, SEED_TAG, SETTINGS_TAG
+from signlab.data.labels import label_to_letter
+from signlab.runs.references import ROLE, SEED_TAG, SETTINGS_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--epochs", "1", "--subset", "5"]
@@ -113,7 +113,7 @@ def test_an_interrupted_session_resumes(store, data_dir):
 
 
 def test_knn_row_logs_a_classifier_like_the_others(store, test_split):
-    from signlab.splits import stratified_subset
+    from signlab.data.splits import stratified_subset
 
     _reference(store, "knn", "knn", "--seed", "2")
     (run,) = _runs(store, "knn")

@@ -9,10 +9,10 @@ from conftest import runs_by_role
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
-from signlab.job import prepare_data
 from signlab.models.presets import make_spec
-from signlab.study import Overrides, refit_study, run_study
-from signlab.train import fit
+from signlab.models.train import fit
+from signlab.runs.job import prepare_data
+from signlab.search.study import Overrides, refit_study, run_study
 
 STUDY = """\
 study_name: refit
@@ -35,7 +35,7 @@ def small_data(data_dir):
 
 
 def test_fit_keeps_the_best_epoch_by_validation(small_data):
-    from signlab.evaluate import evaluate
+    from signlab.models.evaluate import evaluate
 
     spec = make_spec("cnn2", epochs=4, learning_rate=0.01)  # a high rate: validation accuracy wobbles
     result = fit(spec, small_data.train, small_data.val, seed=0)
@@ -49,7 +49,7 @@ def test_batch_norm_statistics_follow_the_data_within_a_few_dozen_steps(small_da
     inputs on the training images: Keras' default momentum (0.99) leaves it ~65% short."""
     import keras
 
-    from signlab.splits import scale
+    from signlab.data.splits import scale
 
     spec = make_spec("cnn3", epochs=2, batch_size=96)
     result = fit(spec, small_data.train, small_data.val, seed=0)

@@ -22,7 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from signlab.cli import app
-from signlab.labels import LABELS, label_to_letter
+from signlab.data.labels import LABELS, label_to_letter
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from signlab.cli import app
-from signlab.references import load_references
-from signlab.report import best_clean_reference, watched_test
-from signlab.study import Overrides, run_study
+from signlab.runs.references import load_references
+from signlab.search.study import Overrides, run_study
+from signlab.serving.report import best_clean_reference, watched_test
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = """\

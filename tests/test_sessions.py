@@ -15,10 +15,10 @@ from conftest import runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
-from signlab.space import trial_spec
-from signlab.storage import setup_lock
-from signlab.study import SAME_AS_ATTR, Overrides, make_sampler, run_study
-from signlab.study_config import load_study_config
+from signlab.search.space import trial_spec
+from signlab.search.storage import setup_lock
+from signlab.search.study import SAME_AS_ATTR, Overrides, make_sampler, run_study
+from signlab.search.study_config import load_study_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CNN = ROOT / "studies/cnn.yaml"
@@ -159,7 +159,7 @@ def test_processes_start_at_once_in_an_empty_folder(tmp_path):
 
 CLAIM = """\
 import sys, optuna
-from signlab.storage import TrialCapReached, open_storage
+from signlab.search.storage import TrialCapReached, open_storage
 rdb = open_storage(sys.argv[1])
 rdb.cap = 40
 study = optuna.load_study(study_name="capped", storage=rdb)

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from signlab.cli import app
 from signlab.errors import UserError
-from signlab.space import spec_from_values
-from signlab.study_config import load_study_config
+from signlab.search.space import spec_from_values
+from signlab.search.study_config import load_study_config
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = """\

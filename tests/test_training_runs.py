@@ -13,11 +13,11 @@ from conftest import BROWSER, subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from signlab import tracking
 from signlab.cli import app
-from signlab.job import prepare_data, train_and_log
-from signlab.labels import LETTERS, label_to_letter
+from signlab.data.labels import LETTERS, label_to_letter
 from signlab.models.presets import make_spec
+from signlab.runs import tracking
+from signlab.runs.job import prepare_data, train_and_log
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = 15  # images per class: 360 from each file
@@ -86,7 +86,7 @@ def test_run_artifacts_and_datasets(trained, store, preset):
 
 @pytest.mark.parametrize("preset", ["cnn3", "nn2"])
 def test_logged_models_predict_letters(trained, store, preset, test_split):
-    from signlab.splits import stratified_subset
+    from signlab.data.splits import stratified_subset
 
     mlflow.set_tracking_uri(store)
     client = MlflowClient(store)

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from conftest import subprocess_env
 
-from signlab.groups import cached_groups, leakage, variant_groups
-from signlab.job import prepare_data
-from signlab.validation import split_leakage, validation_rows
+from signlab.data.groups import cached_groups, leakage, variant_groups
+from signlab.data.validation import split_leakage, validation_rows
+from signlab.runs.job import prepare_data
 
 
 def test_groups_never_mix_letters_even_when_built_across_letters(train_split):
@@ -80,7 +80,7 @@ def test_data_split_writes_the_same_rows_in_every_process(tmp_path, train_split,
 
 def test_validation_settings_are_checked(tmp_path):
     from signlab.errors import UserError
-    from signlab.study_config import load_study_config
+    from signlab.search.study_config import load_study_config
 
     path = tmp_path / "s.yaml"
     path.write_text("study_name: s\nfamily: mlp\nval_fraction: 0.2\nspace:\n  units: {type: int, low: 4, high: 8}\n")

@@ -43,7 +43,7 @@ def data_fetch(
 ) -> None:
     """Download both CSVs into the data dir, verifying their SHA-256."""
     from signlab import config
-    from signlab.fetch import fetch
+    from signlab.data.fetch import fetch
 
     paths = fetch(data_dir or None, url=url, force=force)
     for split, path in sorted(paths.items()):
@@ -59,9 +59,9 @@ def data_profile(
     per_letter: Annotated[int, typer.Option(min=1, max=32, help="Sample images per letter.")] = 8,
 ) -> None:
     """Class histograms and sample images of both splits; logged to MLflow inside a run."""
-    from signlab.data import load_split
-    from signlab.profile import class_counts, write_profile
-    from signlab.tracking import log_to_active_run
+    from signlab.data.dataset import load_split
+    from signlab.data.profile import class_counts, write_profile
+    from signlab.runs.tracking import log_to_active_run
 
     train = load_split("train", data_dir or None)
     test = load_split("test", data_dir or None)
@@ -84,8 +84,8 @@ ValStrategy = Annotated[str, typer.Option("--val-strategy", help="grouped: hold 
 
 
 def _strategy(value: str) -> str:
+    from signlab.data.splits import STRATEGIES
     from signlab.errors import UserError
-    from signlab.splits import STRATEGIES
 
     if value not in STRATEGIES:
         raise UserError(f"--val-strategy must be one of {', '.join(STRATEGIES)}, not {value!r}")
@@ -105,10 +105,10 @@ def data_split(
     much it leaks, beside the test split's figures."""
     import pandas as pd
 
-    from signlab.data import load_split
+    from signlab.data.dataset import load_split
+    from signlab.data.groups import leakage
+    from signlab.data.validation import split_leakage, validation_rows
     from signlab.files import atomic_path, output_folder
-    from signlab.groups import leakage
-    from signlab.validation import split_leakage, validation_rows
 
     train = load_split("train", data_dir or None)
     test = load_split("test", data_dir or None)
@@ -198,9 +198,9 @@ def train(
     data_dir: DataDir = None,
 ) -> None:
     """Train one model (a preset or the defaults, any field overridden) as an MLflow run."""
-    from signlab.job import print_epoch, run_job
     from signlab.models.presets import make_spec
-    from signlab.tracking import log_system_metrics
+    from signlab.runs.job import print_epoch, run_job
+    from signlab.runs.tracking import log_system_metrics
 
     log_system_metrics(system_metrics)
     _check_seed(seed)
@@ -238,9 +238,9 @@ def reference(
     """Retrain published models with their published settings, one MLflow run per row and
     seed; a row and seed already FINISHED with the same settings is skipped (so an
     interrupted run resumes)."""
-    from signlab.job import print_epoch, run_job
-    from signlab.references import finished_run, parse_seeds, plan, references_session, select_rows
-    from signlab.tracking import log_system_metrics
+    from signlab.runs.job import print_epoch, run_job
+    from signlab.runs.references import finished_run, parse_seeds, plan, references_session, select_rows
+    from signlab.runs.tracking import log_system_metrics
 
     log_system_metrics(system_metrics)
     planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, subset,
@@ -298,8 +298,8 @@ def study_run(
 ) -> None:
     """Run a study, or resume it: the same command again adds trials to the same study.
     Started on several machines with one --storage and --tracking-uri, the workers share it."""
-    from signlab.study import Overrides, run_study
-    from signlab.tracking import log_system_metrics
+    from signlab.runs.tracking import log_system_metrics
+    from signlab.search.study import Overrides, run_study
 
     log_system_metrics(system_metrics)
     if worker is not None:
@@ -331,8 +331,8 @@ def study_workers(
     """Run N worker processes on one study (here; on other machines run `signlab study run`
     with the same --storage, --tracking-uri and --max-total-trials)."""
     from signlab import config
-    from signlab.study import Overrides
-    from signlab.workers import run_workers
+    from signlab.search.study import Overrides
+    from signlab.search.workers import run_workers
 
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
                           study_name=study_name, seed=seed, max_total_trials=max_total_trials)
@@ -356,8 +356,8 @@ def study_refit(
 ) -> None:
     """Retrain a study's chosen trial on the whole training file, once per seed, as runs
     nested under its parent run (a study does this itself when it ends)."""
-    from signlab.study import Overrides, refit_study
-    from signlab.tracking import log_system_metrics
+    from signlab.runs.tracking import log_system_metrics
+    from signlab.search.study import Overrides, refit_study
 
     log_system_metrics(system_metrics)
     refit_study(study_file, Overrides(study_name=study_name), seeds, storage, tracking_uri, data_dir, echo=typer.echo)
@@ -367,7 +367,7 @@ def study_refit(
 @friendly
 def study_check(study_file: Annotated[Path, typer.Argument(help="A study file.")]) -> None:
     """Validate a study file and print what it searches."""
-    from signlab.study_config import load_study_config
+    from signlab.search.study_config import load_study_config
 
     cfg = load_study_config(study_file)  # every mistake at once, buildable specs included
     typer.echo(f"{study_file}: study {cfg.study_name!r}, {cfg.family}, objectives {cfg.objectives} "
@@ -390,9 +390,9 @@ def promote(
     from mlflow.tracking import MlflowClient
 
     from signlab.errors import UserError
-    from signlab.registry import best_run
-    from signlab.registry import promote as do_promote
-    from signlab.tracking import setup
+    from signlab.runs.tracking import setup
+    from signlab.serving.registry import best_run
+    from signlab.serving.registry import promote as do_promote
 
     if (family is None) == (run_id is None):
         raise UserError("give --family cnn|mlp or --run-id RUN")
@@ -423,8 +423,8 @@ def predict_command(
     from mlflow.exceptions import MlflowException
 
     from signlab.errors import UserError
-    from signlab.predict import predict
-    from signlab.tracking import setup
+    from signlab.runs.tracking import setup
+    from signlab.serving.predict import predict
 
     setup(tracking_uri)
     try:
@@ -454,7 +454,7 @@ def server(
 ) -> None:
     """Start an MLflow tracking server (database backend store, proxied artifacts) for
     workers on several machines and a team's MLflow UI."""
-    from signlab.server import serve
+    from signlab.serving.server import serve
 
     serve(backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, echo=typer.echo)
 
@@ -470,7 +470,7 @@ def dashboard(
     params and user attributes: its MLflow run as `mlflow_run_id`, and `mlflow_run_url` with a
     tracking server). It can also write notes to studies and delete them."""
     from signlab import config
-    from signlab.dashboard import serve
+    from signlab.serving.dashboard import serve
 
     serve(storage or config.DEFAULT_STORAGE, host, port, echo=typer.echo)
 
@@ -487,8 +487,8 @@ def report(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Compare our best runs with the published references (Markdown + HTML, logged to MLflow)."""
-    from signlab.report import run_report
-    from signlab.tracking import setup
+    from signlab.runs.tracking import setup
+    from signlab.serving.report import run_report
 
     setup(tracking_uri)
     paths = run_report(output, experiment or None, study, family, top)

@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 
-from signlab.data import DataFileError, DataFileNotFound
+from signlab.data.dataset import DataFileError, DataFileNotFound
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,8 +28,8 @@ class UserError(Exception):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types whose message is the whole story for a user."""
-    from signlab.classifier import PayloadError
-    from signlab.fetch import FetchError
+    from signlab.data.fetch import FetchError
+    from signlab.models.classifier import PayloadError
 
     return (UserError, DataFileError, DataFileNotFound, FetchError, PayloadError)
 

@@ -1,1 +1,1 @@
-"""Model specs and builders: Keras CNNs and scikit-learn MLPs, with the published presets."""
+"""Models: specs and builders (Keras CNNs, scikit-learn MLPs, KNN), presets, training, augmentation and the letter classifier."""

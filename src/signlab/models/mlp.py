@@ -1,4 +1,4 @@
-"""A scikit-learn MLPClassifier from a spec, trained one epoch at a time by signlab.train."""
+"""A scikit-learn MLPClassifier from a spec, trained one epoch at a time by signlab.models.train."""
 
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from signlab.classifier import PayloadError, as_images
-from signlab.labels import LETTERS
-from signlab.pyfunc import PIXEL_COLUMNS, pixels_of
+from signlab.data.labels import LETTERS
+from signlab.models.classifier import PayloadError, as_images
+from signlab.models.pyfunc import PIXEL_COLUMNS, pixels_of
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from signlab import config
-from signlab.data import DataFileNotFound, find_split_file, is_verified
+from signlab.data.dataset import DataFileNotFound, find_split_file, is_verified
 
 
 class FetchError(RuntimeError):

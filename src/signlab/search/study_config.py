@@ -93,7 +93,7 @@ class PrunerConfig(_Strict):
 
 
 class ValidationConfig(_Strict):
-    """The validation split held out from the training file (`signlab.validation`)."""
+    """The validation split held out from the training file (`signlab.data.validation`)."""
 
     strategy: Literal["grouped", "random"] = "grouped"
     fraction: float = Field(0.2, gt=0.0, lt=1.0)
@@ -164,7 +164,7 @@ class StudyConfig(_Strict):
     @field_validator("space")
     @classmethod
     def _space_fits(cls, space: dict[str, Param], info: ValidationInfo) -> dict[str, Param]:
-        from signlab.space import build_problem  # space.py builds on this module
+        from signlab.search.space import build_problem  # space.py builds on this module
 
         family, fixed = info.data.get("family"), info.data.get("fixed")
         problems = []

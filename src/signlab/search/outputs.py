@@ -13,10 +13,10 @@ import mlflow
 import optuna
 import pandas as pd
 
-from signlab import tracking
 from signlab.plots import save_figure
-from signlab.storage import redact
-from signlab.study_config import StudyConfig
+from signlab.runs import tracking
+from signlab.search.storage import redact
+from signlab.search.study_config import StudyConfig
 
 TrialState = optuna.trial.TrialState
 

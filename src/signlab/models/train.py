@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from signlab.augment import augment_dataset, augmented_copies
-from signlab.classifier import LetterModel
+from signlab.data.labels import N_CLASSES, encode
+from signlab.data.splits import scale
 from signlab.errors import hold_interrupts, release_interrupts
-from signlab.labels import N_CLASSES, encode
+from signlab.models.augment import augment_dataset, augmented_copies
+from signlab.models.classifier import LetterModel
 from signlab.models.cnn import CNNSpec, build_cnn
 from signlab.models.knn import KNNSpec, build_knn
 from signlab.models.mlp import MLPSpec, build_mlp
-from signlab.splits import scale
 
 EpochHook = Callable[[int, dict[str, float]], None]
 Arrays = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 28, 28), labels 0-24

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from signlab import tracking
-from signlab.data import load_split
-from signlab.study import Overrides, open_study, parent_run_id, resolved_config, study_experiment
+from signlab.data.dataset import load_split
+from signlab.runs import tracking
+from signlab.search.study import Overrides, open_study, parent_run_id, resolved_config, study_experiment
 
 # MLflow's variables that would make a worker resume or file into the launcher's run.
 LAUNCHER_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")

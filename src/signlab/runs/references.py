@@ -119,7 +119,7 @@ class PlannedRun:
 
 def data_digest(data_dir: str | None = None) -> str:
     """The first 12 hex digits of the train and test files' SHA-256: 'train:...,test:...'."""
-    from signlab.data import find_split_file, sha256_file
+    from signlab.data.dataset import find_split_file, sha256_file
 
     return ",".join(f"{split}:{sha256_file(find_split_file(split, data_dir))[:12]}" for split in ("train", "test"))
 
@@ -155,7 +155,7 @@ def references_session(n_runs: int, tracking_uri: str | None, experiment: str) -
     several runs to do, the entry point's run is open meanwhile, as their parent."""
     import mlflow
 
-    from signlab import tracking
+    from signlab.runs import tracking
 
     entry_run = os.environ.get("MLFLOW_RUN_ID")
     tracking.setup(tracking_uri, None if entry_run else experiment)

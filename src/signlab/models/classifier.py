@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from signlab.labels import LABELS, LETTERS, N_CLASSES
-from signlab.splits import scale
+from signlab.data.labels import LABELS, LETTERS, N_CLASSES
+from signlab.data.splits import scale
 
 # Types skops must trust to load a scikit-learn MLPClassifier.
 SKOPS_TRUSTED_TYPES = [

@@ -11,17 +11,17 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from signlab import tracking
-from signlab.augment import perturb
-from signlab.data import load_split
-from signlab.evaluate import Evaluation, confusion_figure, evaluate, latency, learning_curves_figure
-from signlab.groups import Leakage
-from signlab.labels import LETTERS
+from signlab.data.dataset import load_split
+from signlab.data.groups import Leakage
+from signlab.data.labels import LETTERS
+from signlab.data.splits import Strategy, stratified_subset
+from signlab.data.validation import DEFAULT_FRACTION, DEFAULT_STRATEGY, ValidationRows, split_leakage, validation_rows
+from signlab.models.augment import perturb
+from signlab.models.evaluate import Evaluation, confusion_figure, evaluate, latency, learning_curves_figure
 from signlab.models.presets import Spec
+from signlab.models.train import EpochHook, FitResult, fit
 from signlab.plots import save_figure
-from signlab.splits import Strategy, stratified_subset
-from signlab.train import EpochHook, FitResult, fit
-from signlab.validation import DEFAULT_FRACTION, DEFAULT_STRATEGY, ValidationRows, split_leakage, validation_rows
+from signlab.runs import tracking
 
 TEST_AUG_SEED = 20240601  # fixed: every run is scored on the same perturbed test copy
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -56,7 +56,7 @@ class Data:
 
 def prepare_data(data_dir: str | None = None, subset: int = 0, val_fraction: float = DEFAULT_FRACTION,
                  seed: int = 0, val_strategy: Strategy = DEFAULT_STRATEGY) -> Data:
-    """Load both files; hold out the validation split (`signlab.validation`); optionally
+    """Load both files; hold out the validation split (`signlab.data.validation`); optionally
     subset per class.
 
     `subset` (images per class, 0 = all) applies to the training file and to the test file,

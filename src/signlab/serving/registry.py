@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
-from signlab.storage import redact
+from signlab.search.storage import redact
 
 MODEL_NAMES = {"cnn": "sign-mnist-cnn", "mlp": "sign-mnist-mlp"}
 EVIDENCE = ("test_accuracy", "test_f1_macro", "n_params", "final_val_accuracy", "test_aug_accuracy")
@@ -38,7 +38,7 @@ class Verdict:
 
 
 def best_run(client: MlflowClient, family: str, experiment: str | None = None) -> Run:
-    """The model users get for `family`: the primary refit (`signlab.refit`) of the study
+    """The model users get for `family`: the primary refit (`signlab.search.refit`) of the study
     trial with the best validation accuracy, where refits exist; else the finished run with
     a logged classifier and the best validation accuracy (ties: the perturbed validation
     copy's accuracy, then fewer parameters). Never test."""

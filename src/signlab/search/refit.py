@@ -18,12 +18,12 @@ import mlflow
 import numpy as np
 import optuna
 
-from signlab import tracking
-from signlab.job import Data, Outcome, train_and_log
 from signlab.models.presets import Spec
-from signlab.space import trial_spec
-from signlab.study_config import StudyConfig
-from signlab.train import free_graph
+from signlab.models.train import free_graph
+from signlab.runs import tracking
+from signlab.runs.job import Data, Outcome, train_and_log
+from signlab.search.space import trial_spec
+from signlab.search.study_config import StudyConfig
 
 
 def refit_spec(trial: optuna.trial.FrozenTrial, cfg: StudyConfig) -> Spec:

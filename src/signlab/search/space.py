@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 
 from signlab.models.presets import Spec, make_spec
-from signlab.study_config import CategoricalParam, FloatParam, IntParam, Param, StudyConfig
+from signlab.search.study_config import CategoricalParam, FloatParam, IntParam, Param, StudyConfig
 
 PER_BLOCK = {"cnn": ("n_blocks", "filters"), "mlp": ("n_layers", "units")}
 DEFAULT_DEPTH = {"cnn": 3, "mlp": 2}

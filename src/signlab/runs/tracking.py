@@ -40,7 +40,7 @@ def setup(tracking_uri: str | None = None, experiment: str | None = None) -> str
     The store MLflow keeps for the URI is the one every later call of this process uses."""
     from mlflow.tracking import MlflowClient
 
-    from signlab.storage import setup_lock
+    from signlab.search.storage import setup_lock
 
     uri = config.tracking_uri(tracking_uri)
     check_server(uri)
@@ -62,7 +62,7 @@ def check_server(uri: str) -> None:
     import requests
 
     from signlab.errors import UserError
-    from signlab.storage import redact
+    from signlab.search.storage import redact
 
     shown = redact(uri)
     try:
@@ -99,7 +99,7 @@ def credentials_to_env(uri: str) -> str:
     print run URLs."""
     from urllib.parse import unquote, urlsplit, urlunsplit
 
-    from signlab.storage import redact
+    from signlab.search.storage import redact
 
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
@@ -127,7 +127,7 @@ def check_writable(uri: str, experiment: Callable[[], str], note: str) -> str:
     from mlflow.tracking import MlflowClient
 
     from signlab.errors import UserError
-    from signlab.storage import reason, redact
+    from signlab.search.storage import reason, redact
 
     try:
         with _quiet("mlflow.store.db.utils", level=logging.CRITICAL):  # it logs a traceback first
@@ -208,7 +208,7 @@ def run_url(run: mlflow.entities.Run) -> str | None:
     """The run's page on an http(s) tracking server; None for a SQLite (or file) store,
     whose UI is wherever someone starts `mlflow ui`, so no URL would stay true; None too
     where the URI holds a secret (it would be stored in plain sight)."""
-    from signlab.storage import redact
+    from signlab.search.storage import redact
 
     uri = mlflow.get_tracking_uri()
     if not uri.startswith(("http://", "https://")) or redact(uri) != uri:
@@ -359,9 +359,9 @@ def _quiet(*loggers: str, level: int = logging.ERROR) -> Iterator[None]:
 def _log_models(model: Any, example_images: np.ndarray) -> str:
     from mlflow.models import ModelSignature, infer_signature
 
-    from signlab.classifier import SKOPS_TRUSTED_TYPES
-    from signlab.pyfunc import INPUT_DOC, PIXEL_COLUMNS, LetterPyfunc, predictions_frame
-    from signlab.splits import scale
+    from signlab.data.splits import scale
+    from signlab.models.classifier import SKOPS_TRUSTED_TYPES
+    from signlab.models.pyfunc import INPUT_DOC, PIXEL_COLUMNS, LetterPyfunc, predictions_frame
 
     reqs = requirements()
     pixels = example_images[:2].reshape(2, -1).astype(np.float64)

@@ -9,9 +9,9 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from signlab.data import Split
+from signlab.data.dataset import Split
 from signlab.files import atomic_path, output_folder, write_text
-from signlab.labels import LABELS, LETTERS
+from signlab.data.labels import LABELS, LETTERS
 from signlab.plots import save_figure
 
 

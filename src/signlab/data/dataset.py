@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from signlab import config
-from signlab.labels import LABELS, MISSING_LABELS
+from signlab.data.labels import LABELS, MISSING_LABELS
 
 SplitName = Literal["train", "test"]
 N_PIXELS = 784

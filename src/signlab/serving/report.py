@@ -5,7 +5,7 @@ Ours: each study's chosen trial (chosen by validation accuracy, never by test) w
 refit (the chosen trial retrained on the whole training file once per seed: mean ± std,
 min-max) and what mattered in the study (fANOVA importances); and the reference
 reproductions (`signlab reference`), with mean ± std where a row ran with several seeds.
-Theirs: studies/references.yaml. The page opens with one headline: our best model against
+Theirs: runs/references.yaml. The page opens with one headline: our best model against
 the best published figure whose setup did not watch the test split.
 """
 
@@ -24,13 +24,13 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
-from signlab.evaluate import Evaluation, confusion_figure
 from signlab.files import atomic_path, output_folder
-from signlab.references import Reference, best_clean_reference, load_references, watched_test
-from signlab.report_charts import accuracy_chart, f1_chart, params_chart
-from signlab.report_page import Table, html_page, markdown_page
-from signlab.storage import redact
-from signlab.tracking import mark_classic_ml
+from signlab.models.evaluate import Evaluation, confusion_figure
+from signlab.runs.references import Reference, best_clean_reference, load_references, watched_test
+from signlab.runs.tracking import mark_classic_ml
+from signlab.search.storage import redact
+from signlab.serving.report_charts import accuracy_chart, f1_chart, params_chart
+from signlab.serving.report_page import Table, html_page, markdown_page
 
 TOP_IMPORTANCES = 5
 
@@ -160,7 +160,7 @@ def _refit_runs(client: MlflowClient, parent: Run) -> list[Run]:
 def _ranked_trials(client: MlflowClient, parent: Run, top: int) -> list[Run]:
     """The study's best trial (as the study itself chose it: the parent's `best.mlflow_run_id`),
     then the next best by the study's first objective, all validation metrics."""
-    from signlab.study import OBJECTIVE_METRIC
+    from signlab.search.study import OBJECTIVE_METRIC
 
     objective = parent.data.params.get("objectives", "val_accuracy").split(",")[0]
     metric = OBJECTIVE_METRIC.get(objective, "final_val_accuracy")
@@ -341,7 +341,7 @@ def _intro(ours: list[Row], stamp: str, uri: str) -> str:
     held = f" ({', '.join(splits)})" if splits else ""
     return (f"Generated {stamp} from `{uri}`. Models are chosen on a validation split held out from the "
             f"training file{held}; test figures are reported, never used to choose. Published figures come "
-            "from `src/signlab/references.yaml`. Accuracies are in percent; ± is the standard deviation over seeds.")
+            "from `src/signlab/runs/references.yaml`. Accuracies are in percent; ± is the standard deviation over seeds.")
 
 
 def _notes(family: str | None) -> list[str]:

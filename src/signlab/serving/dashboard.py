@@ -8,8 +8,8 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from signlab.errors import UserError
-from signlab.server import LOOPBACK
-from signlab.storage import open_storage, redact, sqlite_file
+from signlab.search.storage import open_storage, redact, sqlite_file
+from signlab.serving.server import LOOPBACK
 
 
 class _ThreadedServer(ThreadingMixIn, WSGIServer):

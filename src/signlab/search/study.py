@@ -29,16 +29,17 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from signlab import recovery, tracking
 from signlab.errors import UserError, describe_error
-from signlab.job import Data, prepare_data, train_and_log
-from signlab.recovery import RUN_ATTR
-from signlab.refit import needs_refit, run_refits
-from signlab.space import check_buildable, trial_spec
-from signlab.storage import TrialCapReached, normalise, open_storage, redact, study_lock, unusable_storage
-from signlab.study_config import StudyConfig, load_study_config
-from signlab.study_outputs import best_trial, log_study_outputs, summary_lines
-from signlab.train import EpochHook, free_graph
+from signlab.models.train import EpochHook, free_graph
+from signlab.runs import tracking
+from signlab.runs.job import Data, prepare_data, train_and_log
+from signlab.search import recovery
+from signlab.search.outputs import best_trial, log_study_outputs, summary_lines
+from signlab.search.recovery import RUN_ATTR
+from signlab.search.refit import needs_refit, run_refits
+from signlab.search.space import check_buildable, trial_spec
+from signlab.search.storage import TrialCapReached, normalise, open_storage, redact, study_lock, unusable_storage
+from signlab.search.study_config import StudyConfig, load_study_config
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_URL_ATTR = "mlflow_run_url"  # the trial run's page, where the tracking URI is an http(s) server

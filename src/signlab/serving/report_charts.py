@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
-from signlab.labels import LETTERS
-from signlab.references import load_references, watched_test
+from signlab.data.labels import LETTERS
+from signlab.runs.references import load_references, watched_test
 
 if TYPE_CHECKING:
-    from signlab.report import Row
+    from signlab.serving.report import Row
 
 OURS, REFIT, TRIAL, PUBLISHED = "#1f6feb", "#2da44e", "#d4761c", "#6e7781"
 Point = tuple[int, float, float, str]  # params, accuracy %, std %, model

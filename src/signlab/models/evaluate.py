@@ -10,8 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from signlab.classifier import LetterModel
-from signlab.labels import LABELS, LETTERS
+from signlab.data.labels import LABELS, LETTERS
+from signlab.models.classifier import LetterModel
 
 
 @dataclass

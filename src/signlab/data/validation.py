@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from signlab.data import Split
-from signlab.groups import DEFAULT_THRESHOLD, Leakage, cached_groups, leakage
-from signlab.splits import Strategy, split_indices, subset_indices
+from signlab.data.dataset import Split
+from signlab.data.groups import DEFAULT_THRESHOLD, Leakage, cached_groups, leakage
+from signlab.data.splits import Strategy, split_indices, subset_indices
 
 DEFAULT_STRATEGY: Strategy = "grouped"
 DEFAULT_FRACTION = 0.2
