@@ -18,8 +18,10 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from signlab.cli import app
+from signlab.contract import REFERENCE_SETTINGS_TAG as SETTINGS_TAG
+from signlab.contract import ROLE_REFERENCES as ROLE
+from signlab.contract import SEED_TAG
 from signlab.data.labels import label_to_letter
-from signlab.runs.references import ROLE, SEED_TAG, SETTINGS_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--epochs", "1", "--subset", "5"]

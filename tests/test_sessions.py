@@ -14,11 +14,12 @@ import pytest
 from conftest import runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
+from signlab.contract import SAME_AS_ATTR
 from signlab.errors import UserError
 from signlab.search.space import trial_spec
-from signlab.search.storage import setup_lock
-from signlab.search.study import SAME_AS_ATTR, Overrides, make_sampler, run_study
+from signlab.search.study import Overrides, make_sampler, run_study
 from signlab.search.study_config import load_study_config
+from signlab.stores import setup_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 CNN = ROOT / "studies/cnn.yaml"

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from signlab.contract import DEFAULT_MODEL_URI, PRESET_TAG, TEST_ACCURACY, TEST_F1
 from signlab.errors import friendly
 
 app = typer.Typer(help="MLflow-tracked hyperparameter studies for Sign Language MNIST.",
@@ -166,7 +167,7 @@ def _print_outcome(outcome) -> None:  # noqa: ANN001
     m = outcome.metrics
     typer.echo(
         f"run {outcome.run_id}: val_accuracy {m['final_val_accuracy']:.4f}, test_accuracy "
-        f"{m['test_accuracy']:.4f} (macro F1 {m['test_f1_macro']:.4f}), perturbed test "
+        f"{m[TEST_ACCURACY]:.4f} (macro F1 {m[TEST_F1]:.4f}), perturbed test "
         f"{m['test_aug_accuracy']:.4f}, {int(m['n_params']):,} params, {outcome.fit.epochs_run} epochs "
         f"in {m['train_seconds']:.1f} s, {m['latency_ms']:.2f} ms per image"
     )
@@ -209,7 +210,7 @@ def train(
         fields.pop("adaptive_lr")
     spec = make_spec(preset, family=family, **fields)
     name = run_name or f"{preset or spec.family}{'-aug' if spec.augment else ''}"
-    outcome = run_job(spec, run_name=name, tags={"preset": preset or "custom"}, data_dir=data_dir,
+    outcome = run_job(spec, run_name=name, tags={PRESET_TAG: preset or "custom"}, data_dir=data_dir,
                       subset=subset, val_fraction=val_fraction, seed=seed, val_strategy=_strategy(val_strategy),
                       experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)])
     _print_outcome(outcome)
@@ -405,14 +406,13 @@ def promote(
     typer.echo(verdict.message)
 
 
-DEFAULT_MODEL = "models:/sign-mnist-cnn@champion"
 
 
 @app.command("predict")
 @friendly
 def predict_command(
     inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images (any size) or CSVs in the data set's format.")],
-    model: Annotated[str, typer.Option(help="Model URI (default: the CNN champion).")] = DEFAULT_MODEL,
+    model: Annotated[str, typer.Option(help="Model URI (default: the CNN champion).")] = DEFAULT_MODEL_URI,
     top: Annotated[int, typer.Option(min=1, max=24, help="How many letters to list per image.")] = 3,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     tracking_uri: TrackingUri = None,

@@ -15,23 +15,14 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 
-from signlab.data.dataset import DataFileError, DataFileNotFound
-
 P = ParamSpec("P")
 R = TypeVar("R")
 CLEANUP_SECONDS = 20  # after Ctrl-C or SIGTERM, the process exits within this, cleaned up or not
 
 
 class UserError(Exception):
-    """Bad input or configuration, with a message saying what and where."""
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is the whole story for a user."""
-    from signlab.data.fetch import FetchError
-    from signlab.models.classifier import PayloadError
-
-    return (UserError, DataFileError, DataFileNotFound, FetchError, PayloadError)
+    """Bad input or configuration, with a message saying what and where (every error a user
+    can act on is one, so the CLI prints its message alone)."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -119,7 +110,7 @@ def friendly(func: Callable[P, R]) -> Callable[P, R]:
         try:
             with signals_as_interrupts():
                 return func(*args, **kwargs)
-        except user_error_types() as exc:
+        except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:

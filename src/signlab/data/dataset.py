@@ -24,6 +24,7 @@ import pandas as pd
 
 from signlab import config
 from signlab.data.labels import LABELS, MISSING_LABELS
+from signlab.errors import UserError
 
 SplitName = Literal["train", "test"]
 N_PIXELS = 784
@@ -32,7 +33,7 @@ CACHE_FORMAT = "v1"
 _INT = re.compile(r"^[+-]?\d+$")
 
 
-class DataFileError(ValueError):
+class DataFileError(UserError, ValueError):
     """A data file that cannot be used, with where and what."""
 
     def __init__(self, path: Path, problem: str, row: int | None = None, column: str | None = None):
@@ -43,7 +44,7 @@ class DataFileError(ValueError):
         super().__init__(f"{self.path}{where}: {problem}")
 
 
-class DataFileNotFound(FileNotFoundError):
+class DataFileNotFound(UserError, FileNotFoundError):
     """A split's CSV is in none of the places we look."""
 
 

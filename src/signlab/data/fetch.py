@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 from signlab import config
 from signlab.data.dataset import DataFileNotFound, find_split_file, is_verified
+from signlab.errors import UserError
 
 
-class FetchError(RuntimeError):
+class FetchError(UserError, RuntimeError):
     """A download that failed or did not verify; nothing was written."""
 
 

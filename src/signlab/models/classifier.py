@@ -11,6 +11,7 @@ import numpy as np
 
 from signlab.data.labels import LABELS, LETTERS, N_CLASSES
 from signlab.data.splits import scale
+from signlab.errors import UserError
 
 # Types skops must trust to load a scikit-learn MLPClassifier.
 SKOPS_TRUSTED_TYPES = [
@@ -19,7 +20,7 @@ SKOPS_TRUSTED_TYPES = [
 ]
 
 
-class PayloadError(ValueError):
+class PayloadError(UserError, ValueError):
     """Input that is not 28x28 grayscale images with values 0-255."""
 
 

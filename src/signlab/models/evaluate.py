@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+from signlab.contract import LATENCY_MS
 from signlab.data.labels import LABELS, LETTERS
 from signlab.models.classifier import LetterModel
 
@@ -111,6 +112,6 @@ def latency(model: LetterModel, images: np.ndarray, repeats: int = 30) -> dict[s
         start = time.perf_counter()
         model.predict_proba(one)
         single.append(time.perf_counter() - start)
-    return {"predict_seconds": whole, "latency_ms": 1000 * statistics.median(single)}
+    return {"predict_seconds": whole, LATENCY_MS: 1000 * statistics.median(single)}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from signlab.contract import FAMILY_TAG, N_PARAMS, TEST_AUG_ACCURACY
 from signlab.data.dataset import load_split
 from signlab.data.groups import Leakage
 from signlab.data.labels import LETTERS
@@ -138,8 +139,8 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
     val = None if refit else evaluate(model, *data.val)
     metrics = {
         **test.metrics("test"),
-        "test_aug_accuracy": test_aug.accuracy, "test_aug_f1_macro": test_aug.f1_macro,
-        "n_params": model.n_params, "train_seconds": result.train_seconds,
+        TEST_AUG_ACCURACY: test_aug.accuracy, "test_aug_f1_macro": test_aug.f1_macro,
+        N_PARAMS: model.n_params, "train_seconds": result.train_seconds,
         "epochs_run": result.epochs_run, **latency(model, data.test[0]),
     }
     if val is not None:
@@ -205,7 +206,7 @@ def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
     if parent is None:
         tracking.setup(tracking_uri, None if under_mlflow_run else experiment)
     commit = tracking.git_commit()
-    all_tags = {"family": spec.family, **tags}
+    all_tags = {FAMILY_TAG: spec.family, **tags}
     if commit:
         all_tags.setdefault("mlflow.source.git.commit", commit)
         all_tags["git_commit"] = commit

@@ -19,12 +19,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from signlab.contract import PRESET_TAG, REFERENCE_ROW_TAG, REFERENCE_SETTINGS_TAG, ROLE_REFERENCES, ROLE_TAG, SEED_TAG
 from signlab.errors import UserError
 from signlab.models.presets import PRESETS, Spec, make_spec
 
 REFERENCES_FILE = Path(__file__).with_name("references.yaml")  # package data: found when installed too
-ROW_TAG, SEED_TAG, SETTINGS_TAG = "reference", "seed", "reference.settings"
-ROLE = "references"  # `signlab.role` of the `mlflow run` entry point's run when it is a parent
 
 
 class Reference(BaseModel):
@@ -113,8 +112,8 @@ class PlannedRun:
 
     @property
     def tags(self) -> dict[str, str]:
-        return {"preset": self.row.split("_")[0], ROW_TAG: self.row, SEED_TAG: str(self.seed),
-                SETTINGS_TAG: self.settings}
+        return {PRESET_TAG: self.row.split("_")[0], REFERENCE_ROW_TAG: self.row, SEED_TAG: str(self.seed),
+                REFERENCE_SETTINGS_TAG: self.settings}
 
 
 def data_digest(data_dir: str | None = None) -> str:
@@ -144,7 +143,7 @@ def finished_run(experiment_id: str, planned: PlannedRun) -> str | None:
     import mlflow
 
     runs = mlflow.search_runs(
-        [experiment_id], f"tags.`{SETTINGS_TAG}` = '{planned.settings}' and attributes.status = 'FINISHED'",
+        [experiment_id], f"tags.`{REFERENCE_SETTINGS_TAG}` = '{planned.settings}' and attributes.status = 'FINISHED'",
         max_results=1, output_format="list")
     return runs[0].info.run_id if runs else None
 
@@ -166,7 +165,7 @@ def references_session(n_runs: int, tracking_uri: str | None, experiment: str) -
     if n_runs == 1:
         yield experiment_id
         return
-    with tracking.tracked_run(tags={"signlab.role": ROLE}):
+    with tracking.tracked_run(tags={ROLE_TAG: ROLE_REFERENCES}):
         yield experiment_id
 
 

@@ -20,10 +20,10 @@ import pandas as pd
 from mlflow.entities import RunStatus
 
 from signlab import config
+from signlab.contract import CLASSIFIER_ARTIFACT, CLASSIFIER_URI_TAG, MODEL_ARTIFACT, SESSION_EXPERIMENT_TAG
 from signlab.errors import hold_interrupts, release_interrupts
 
 log = logging.getLogger(__name__)
-SESSION_TAG = "signlab.last_session"  # an experiment tag: the write that proves the store takes writes
 # What the MLflow UI calls an experiment's kind: "custom_model_development" is its "Machine learning"
 # (the other values in 3.17's UI bundle: genai_development, finetuning, forecasting, ...).
 KIND_TAG, CLASSIC_ML = "mlflow.experimentKind", "custom_model_development"
@@ -35,12 +35,12 @@ ML_VIEW = "workflowType=machine_learning"
 def setup(tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Point MLflow at `tracking_uri`, $MLFLOW_TRACKING_URI or sqlite:///mlflow.db (credentials
     in it moved to MLflow's variables, see `credentials_to_env`); the URI MLflow now uses.
-    A SQLite store is opened here, under `storage.setup_lock`: MLflow creates and migrates its
+    A SQLite store is opened here, under `stores.setup_lock`: MLflow creates and migrates its
     tables on first use, and processes doing so at once on one new file break it for good.
     The store MLflow keeps for the URI is the one every later call of this process uses."""
     from mlflow.tracking import MlflowClient
 
-    from signlab.search.storage import setup_lock
+    from signlab.stores import setup_lock
 
     uri = config.tracking_uri(tracking_uri)
     check_server(uri)
@@ -62,7 +62,7 @@ def check_server(uri: str) -> None:
     import requests
 
     from signlab.errors import UserError
-    from signlab.search.storage import redact
+    from signlab.stores import redact
 
     shown = redact(uri)
     try:
@@ -99,7 +99,7 @@ def credentials_to_env(uri: str) -> str:
     print run URLs."""
     from urllib.parse import unquote, urlsplit, urlunsplit
 
-    from signlab.search.storage import redact
+    from signlab.stores import redact
 
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
@@ -127,12 +127,12 @@ def check_writable(uri: str, experiment: Callable[[], str], note: str) -> str:
     from mlflow.tracking import MlflowClient
 
     from signlab.errors import UserError
-    from signlab.search.storage import reason, redact
+    from signlab.stores import reason, redact
 
     try:
         with _quiet("mlflow.store.db.utils", level=logging.CRITICAL):  # it logs a traceback first
             experiment_id = experiment()
-            MlflowClient().set_experiment_tag(experiment_id, SESSION_TAG, note)
+            MlflowClient().set_experiment_tag(experiment_id, SESSION_EXPERIMENT_TAG, note)
     except mlflow.exceptions.MlflowException as exc:
         why = reason(exc.__cause__) if exc.__cause__ is not None else exc.message.splitlines()[0]
         raise UserError(f"cannot write to the MLflow tracking store {redact(uri)}: {why} "
@@ -208,7 +208,7 @@ def run_url(run: mlflow.entities.Run) -> str | None:
     """The run's page on an http(s) tracking server; None for a SQLite (or file) store,
     whose UI is wherever someone starts `mlflow ui`, so no URL would stay true; None too
     where the URI holds a secret (it would be stored in plain sight)."""
-    from signlab.search.storage import redact
+    from signlab.stores import redact
 
     uri = mlflow.get_tracking_uri()
     if not uri.startswith(("http://", "https://")) or redact(uri) != uri:
@@ -369,13 +369,13 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
     if model.family == "cnn":
         x = scale(example_images[:2], normalised=True)[..., None]  # as the model was trained
         mlflow.tensorflow.log_model(
-            model.estimator, name="model", pip_requirements=reqs, input_example=x,
+            model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs, input_example=x,
             signature=infer_signature(x, model.estimator.predict(x, verbose=0)),
         )
     else:
         x = pixels / 255.0 if model.normalise else pixels
         mlflow.sklearn.log_model(
-            model.estimator, name="model", pip_requirements=reqs, input_example=x,
+            model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs, input_example=x,
             signature=infer_signature(x, model.estimator.predict_proba(x)),
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
@@ -389,8 +389,8 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         folder = model.save(Path(tmp) / "letter_model")
         info = mlflow.pyfunc.log_model(
-            name="classifier", python_model=LetterPyfunc(), artifacts={"letter_model": str(folder)},
+            name=CLASSIFIER_ARTIFACT, python_model=LetterPyfunc(), artifacts={"letter_model": str(folder)},
             input_example=frame, signature=signature, pip_requirements=reqs, metadata={"input": INPUT_DOC},
         )
-    mlflow.set_tag("signlab.classifier_uri", info.model_uri)
+    mlflow.set_tag(CLASSIFIER_URI_TAG, info.model_uri)
     return info.model_uri

@@ -13,10 +13,11 @@ import mlflow
 import optuna
 import pandas as pd
 
+from signlab.contract import BEST_RUN_TAG, BEST_TAG_PREFIX, BEST_TRIAL_TAG, N_PARAMS, RUN_ATTR, TEST_ACCURACY, VAL_ACCURACY
 from signlab.plots import save_figure
 from signlab.runs import tracking
-from signlab.search.storage import redact
 from signlab.search.study_config import StudyConfig
+from signlab.stores import redact
 
 TrialState = optuna.trial.TrialState
 
@@ -37,8 +38,8 @@ def best_trial(study: optuna.Study, cfg: StudyConfig) -> optuna.trial.FrozenTria
         return study.best_trial
     front = study.best_trials
     acc = cfg.objectives.index("val_accuracy") if "val_accuracy" in cfg.objectives else 0
-    if cfg.target_val_accuracy is not None and "n_params" in cfg.objectives:
-        size = cfg.objectives.index("n_params")
+    if cfg.target_val_accuracy is not None and N_PARAMS in cfg.objectives:
+        size = cfg.objectives.index(N_PARAMS)
         good = [t for t in front if t.values[acc] >= cfg.target_val_accuracy]
         if good:
             return min(good, key=lambda t: t.values[size])
@@ -51,7 +52,7 @@ def pareto_table(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
     for t in sorted(study.best_trials, key=lambda t: t.number):
         row: dict[str, Any] = {"trial": t.number}
         row.update(dict(zip(cfg.objectives, t.values, strict=True)))
-        row["test_accuracy"] = t.user_attrs.get("test_accuracy")
+        row[TEST_ACCURACY] = t.user_attrs.get(TEST_ACCURACY)
         row.update(t.params)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -108,9 +109,9 @@ def log_study_outputs(study: optuna.Study, cfg: StudyConfig) -> None:
     metrics = {k: float(v) for k, v in counts(study).items()}
     best = best_trial(study, cfg)
     if best is not None:
-        mlflow.set_tags({f"best.{k}": str(v) for k, v in best.params.items()})
-        mlflow.set_tags({"best.trial_number": str(best.number),
-                         "best.mlflow_run_id": str(best.user_attrs.get("mlflow_run_id"))})
+        mlflow.set_tags({f"{BEST_TAG_PREFIX}{k}": str(v) for k, v in best.params.items()})
+        mlflow.set_tags({BEST_TRIAL_TAG: str(best.number),
+                         BEST_RUN_TAG: str(best.user_attrs.get(RUN_ATTR))})
         metrics.update({f"best_{k}": float(v) for k, v in best.user_attrs.items() if isinstance(v, float)})
         metrics["best_trial_number"] = float(best.number)
         metrics["best_value"] = float(best.values[0])
@@ -153,8 +154,8 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
         lines.append("no trial completed yet")
     else:
         a = best.user_attrs
-        lines.append(f"best trial {best.number}: val_accuracy {a.get('final_val_accuracy', float('nan')):.4f}, "
-                     f"test_accuracy {a.get('test_accuracy', float('nan')):.4f} (reported, not used to choose), "
+        lines.append(f"best trial {best.number}: val_accuracy {a.get(VAL_ACCURACY, float('nan')):.4f}, "
+                     f"test_accuracy {a.get(TEST_ACCURACY, float('nan')):.4f} (reported, not used to choose), "
                      f"{int(a.get('n_params', 0)):,} params")
         lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
         mattered = importances(study, cfg)
@@ -162,7 +163,7 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
             lines.append("  what mattered (fANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in list(mattered.items())[:5]))
         if cfg.multi_objective:
             if cfg.target_val_accuracy is not None:
-                reached = a.get("final_val_accuracy", 0.0) >= cfg.target_val_accuracy
+                reached = a.get(VAL_ACCURACY, 0.0) >= cfg.target_val_accuracy
                 lines.append(f"  {'smallest Pareto model reaching' if reached else 'no Pareto model reaches'} "
                              f"target_val_accuracy {cfg.target_val_accuracy}"
                              + ("" if reached else "; shown: the most accurate"))

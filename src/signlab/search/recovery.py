@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-RUN_ATTR = "mlflow_run_id"  # the trial's MLflow run, a user attribute of the trial
+from signlab.contract import REPAIRED_TAG, ROLE_TAG, ROLE_TRIAL, RUN_ATTR, TRIAL_STATE_TAG
+
 RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 
 
@@ -42,8 +43,8 @@ def end_run(run_id: str, state: TrialState, reason: str) -> bool:
     try:
         if client.get_run(run_id).info.status != "RUNNING":
             return False
-        client.set_tag(run_id, "trial_state", state.name)
-        client.set_tag(run_id, "signlab.repaired", reason)
+        client.set_tag(run_id, TRIAL_STATE_TAG, state.name)
+        client.set_tag(run_id, REPAIRED_TAG, reason)
         client.set_terminated(run_id, RUN_STATUS[state])
         return True
     except mlflow.exceptions.MlflowException as exc:  # the study matters more than the run
@@ -62,7 +63,7 @@ def repair_runs(study: optuna.Study, experiment_id: str) -> list[str]:
     if not finished:
         return []
     running = MlflowClient().search_runs(
-        [experiment_id], filter_string="attributes.status = 'RUNNING' and tags.`signlab.role` = 'trial'",
+        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{ROLE_TAG}` = '{ROLE_TRIAL}'",
         max_results=5000)
     return [r.info.run_id for r in running if r.info.run_id in finished
             and end_run(r.info.run_id, finished[r.info.run_id], "its trial had ended; run ended by a later worker")]

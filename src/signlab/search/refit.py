@@ -18,6 +18,23 @@ import mlflow
 import numpy as np
 import optuna
 
+from signlab.contract import (
+    FAMILY_TAG,
+    PRESET_TAG,
+    REFIT_COUNT,
+    REFIT_PREFIX,
+    REFIT_PRIMARY_RUN_TAG,
+    REFIT_PRIMARY_TAG,
+    REFIT_SEED,
+    REFIT_TRIAL_TAG,
+    ROLE_REFIT,
+    ROLE_TAG,
+    SOURCE_VAL_ACCURACY,
+    STUDY_TAG,
+    TEST_ACCURACY,
+    TRIAL_NUMBER_TAG,
+    VAL_ACCURACY,
+)
 from signlab.models.presets import Spec
 from signlab.models.train import free_graph
 from signlab.runs import tracking
@@ -43,7 +60,7 @@ def refit_seeds(cfg: StudyConfig) -> list[int]:
 
 def needs_refit(cfg: StudyConfig, trial: optuna.trial.FrozenTrial | None, parent_tags: dict[str, str]) -> bool:
     """Whether the chosen trial has no refit yet (a resumed study that found a new best)."""
-    return bool(cfg.refit.seeds) and trial is not None and parent_tags.get("refit.trial_number") != str(trial.number)
+    return bool(cfg.refit.seeds) and trial is not None and parent_tags.get(REFIT_TRIAL_TAG) != str(trial.number)
 
 
 def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
@@ -53,22 +70,22 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
     spec = refit_spec(trial, cfg)
     outcomes = []
     for i, seed in enumerate(refit_seeds(cfg)):
-        tags = {"signlab.role": "refit", "study": cfg.study_name, "trial_number": str(trial.number),
-                "refit_seed": str(seed), "refit_primary": str(i == 0).lower(), "family": cfg.family,
-                "preset": "study"}
+        tags = {ROLE_TAG: ROLE_REFIT, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
+                REFIT_SEED: str(seed), REFIT_PRIMARY_TAG: str(i == 0).lower(), FAMILY_TAG: cfg.family,
+                PRESET_TAG: "study"}
         echo(f"refit of trial {trial.number}, seed {seed}: {spec.epochs} epochs on the whole training file")
         with tracking.tracked_run(nested=True, run_name=f"{cfg.study_name}-refit-{trial.number}-seed-{seed}",
                                   tags=tags):
-            mlflow.log_metric("source_val_accuracy", float(trial.user_attrs.get("final_val_accuracy", float("nan"))))
+            mlflow.log_metric(SOURCE_VAL_ACCURACY, float(trial.user_attrs.get(VAL_ACCURACY, float("nan"))))
             outcome = train_and_log(spec, data, refit_seed=seed)
         outcomes.append(outcome)
-        echo(f"  test accuracy {outcome.metrics['test_accuracy']:.4f} (run {outcome.run_id})")
+        echo(f"  test accuracy {outcome.metrics[TEST_ACCURACY]:.4f} (run {outcome.run_id})")
         free_graph()
-    accuracies = np.array([o.metrics["test_accuracy"] for o in outcomes])
-    mlflow.log_metrics({"refit_test_accuracy_mean": float(accuracies.mean()),
-                        "refit_test_accuracy_std": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
-                        "refit_test_accuracy_min": float(accuracies.min()),
-                        "refit_test_accuracy_max": float(accuracies.max()), "refit_n": float(len(accuracies))})
-    mlflow.set_tags({"refit.trial_number": str(trial.number), "refit.primary_run_id": outcomes[0].run_id,
+    accuracies = np.array([o.metrics[TEST_ACCURACY] for o in outcomes])
+    mlflow.log_metrics({REFIT_PREFIX + "mean": float(accuracies.mean()),
+                        REFIT_PREFIX + "std": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+                        REFIT_PREFIX + "min": float(accuracies.min()),
+                        REFIT_PREFIX + "max": float(accuracies.max()), REFIT_COUNT: float(len(accuracies))})
+    mlflow.set_tags({"refit.trial_number": str(trial.number), REFIT_PRIMARY_RUN_TAG: outcomes[0].run_id,
                      "refit.run_ids": ",".join(o.run_id for o in outcomes)})
     return outcomes

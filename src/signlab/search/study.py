@@ -29,24 +29,41 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from signlab.contract import (
+    FAMILY_TAG,
+    N_PARAMS,
+    OBJECTIVE_METRIC,
+    PARENT_ATTR,
+    PRESET_TAG,
+    ROLE_SESSION,
+    ROLE_STUDY,
+    ROLE_TAG,
+    ROLE_TRIAL,
+    RUN_ATTR,
+    RUN_URL_ATTR,
+    SAME_AS_ATTR,
+    STUDY_TAG,
+    TEST_ACCURACY,
+    TEST_AUG_ACCURACY,
+    TEST_F1,
+    TRIAL_NUMBER_TAG,
+    TRIAL_STATE_TAG,
+    VAL_ACCURACY,
+    WORKER_TAG,
+)
 from signlab.errors import UserError, describe_error
 from signlab.models.train import EpochHook, free_graph
 from signlab.runs import tracking
 from signlab.runs.job import Data, prepare_data, train_and_log
 from signlab.search import recovery
 from signlab.search.outputs import best_trial, log_study_outputs, summary_lines
-from signlab.search.recovery import RUN_ATTR
 from signlab.search.refit import needs_refit, run_refits
 from signlab.search.space import check_buildable, trial_spec
-from signlab.search.storage import TrialCapReached, normalise, open_storage, redact, study_lock, unusable_storage
+from signlab.search.storage import TrialCapReached, open_storage, study_lock, unusable_storage
 from signlab.search.study_config import StudyConfig, load_study_config
+from signlab.stores import normalise, redact
 
-PARENT_ATTR = "mlflow_parent_run_id"
-RUN_URL_ATTR = "mlflow_run_url"  # the trial run's page, where the tracking URI is an http(s) server
-SAME_AS_ATTR = "same_params_as"  # a trial not trained again: the earlier trial with its params
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
-OBJECTIVE_METRIC = {"val_accuracy": "final_val_accuracy", "val_aug_accuracy": "final_val_aug_accuracy",
-                    "n_params": "n_params"}
 
 
 @dataclass
@@ -214,7 +231,7 @@ def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, ex
         launched = None  # --tracking-uri points elsewhere than `mlflow run` logged
 
     def create() -> str:
-        tags = {"signlab.role": "study", "study": cfg.study_name, "family": cfg.family}
+        tags = {ROLE_TAG: ROLE_STUDY, STUDY_TAG: cfg.study_name, FAMILY_TAG: cfg.family}
         if not launched:
             return client.create_run(experiment_id, run_name=cfg.study_name, tags=tags).info.run_id
         for key, value in tags.items():
@@ -226,9 +243,9 @@ def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, ex
     session = launched if launched and launched != parent else None
     if session:
         client.set_tag(session, "mlflow.parentRunId", parent)
-        client.set_tag(session, "signlab.role", "session")
+        client.set_tag(session, ROLE_TAG, ROLE_SESSION)
         client.update_run(session, name=f"{cfg.study_name}-session")
-        client.set_tag(session, "study", cfg.study_name)
+        client.set_tag(session, STUDY_TAG, cfg.study_name)
     return parent, session
 
 
@@ -280,8 +297,8 @@ def make_objective(cfg: StudyConfig, data: Data,
         earlier = same_params_as(trial)
         if earlier is not None:
             return _reuse(trial, earlier, cfg)
-        tags = {"signlab.role": "trial", "study": cfg.study_name, "trial_number": str(trial.number),
-                "trial_state": "RUNNING", "family": cfg.family, "preset": "study", "signlab.worker": WORKER}
+        tags = {ROLE_TAG: ROLE_TRIAL, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
+                TRIAL_STATE_TAG: "RUNNING", FAMILY_TAG: cfg.family, PRESET_TAG: "study", WORKER_TAG: WORKER}
         name = f"{cfg.study_name}-trial-{trial.number}"
         hooks = [] if cfg.multi_objective else [pruning_hook(trial)]
         if progress is not None:
@@ -296,7 +313,7 @@ def make_objective(cfg: StudyConfig, data: Data,
                 mlflow.log_params({f"optuna.{k}": v for k, v in trial.params.items()})
                 try:
                     outcome = train_and_log(spec, data, hooks)
-                    for key in ("final_val_accuracy", "test_accuracy", "test_f1_macro", "test_aug_accuracy", "n_params"):
+                    for key in (VAL_ACCURACY, TEST_ACCURACY, TEST_F1, TEST_AUG_ACCURACY, N_PARAMS):
                         trial.set_user_attr(key, float(outcome.metrics[key]))
                     # what a refit needs to retrain this trial: its best epoch and LR schedule
                     trial.set_user_attr("best_epoch", int(outcome.metrics["best_epoch"]))
@@ -307,7 +324,7 @@ def make_objective(cfg: StudyConfig, data: Data,
                 except BaseException:
                     _tag_state("FAIL")
                     raise
-                mlflow.set_tag("trial_state", "COMPLETE")
+                mlflow.set_tag(TRIAL_STATE_TAG, "COMPLETE")
         except KeyboardInterrupt as exc:  # Optuna fails the trial and raises it again
             exc.add_note(f"trial {trial.number} ended FAIL")
             raise
@@ -346,7 +363,7 @@ def _tag_state(state: str) -> None:
     """Tag the trial run's end state; a failure to do so never replaces the exception that
     ended the trial (a SIGTERM, say)."""
     try:
-        mlflow.set_tag("trial_state", state)
+        mlflow.set_tag(TRIAL_STATE_TAG, state)
     except Exception:  # noqa: BLE001
         pass
 

@@ -12,10 +12,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from signlab.contract import N_PARAMS
 from signlab.errors import UserError, describe_error
 
 Direction = Literal["maximize", "minimize"]
-OBJECTIVES = {"val_accuracy": "maximize", "val_aug_accuracy": "maximize", "n_params": "minimize"}
+OBJECTIVES = {"val_accuracy": "maximize", "val_aug_accuracy": "maximize", N_PARAMS: "minimize"}
 
 # What a space may search, per family. `filters` and `units` are drawn once per block/layer
 # (as filters_1, filters_2, ...); the rest once per trial.

@@ -8,8 +8,9 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from signlab.errors import UserError
-from signlab.search.storage import open_storage, redact, sqlite_file
+from signlab.search.storage import open_storage
 from signlab.serving.server import LOOPBACK
+from signlab.stores import redact, sqlite_file
 
 
 class _ThreadedServer(ThreadingMixIn, WSGIServer):

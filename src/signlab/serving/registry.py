@@ -19,11 +19,25 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from signlab.contract import (
+    CHALLENGER,
+    CHAMPION,
+    CLASSIFIER_URI_TAG,
+    MODEL_NAMES,
+    N_PARAMS,
+    PRESET_TAG,
+    REFERENCE_ROW_TAG,
+    STUDY_TAG,
+    TEST_ACCURACY,
+    TEST_AUG_ACCURACY,
+    TEST_F1,
+    TRIAL_NUMBER_TAG,
+    VAL_ACCURACY,
+)
 from signlab.errors import UserError
-from signlab.search.storage import redact
+from signlab.stores import redact
 
-MODEL_NAMES = {"cnn": "sign-mnist-cnn", "mlp": "sign-mnist-mlp"}
-EVIDENCE = ("test_accuracy", "test_f1_macro", "n_params", "final_val_accuracy", "test_aug_accuracy")
+EVIDENCE = (TEST_ACCURACY, TEST_F1, N_PARAMS, VAL_ACCURACY, TEST_AUG_ACCURACY)
 
 
 @dataclass
@@ -33,7 +47,7 @@ class Verdict:
     model: str
     version: str
     run_id: str
-    outcome: str  # "champion", "challenger", "unchanged"
+    outcome: str  # CHAMPION, CHALLENGER, "unchanged"
     message: str
 
 
@@ -53,7 +67,7 @@ def best_run(client: MlflowClient, family: str, experiment: str | None = None) -
         ids, filter_string=f"tags.family = '{family}' and attributes.status = 'FINISHED' "
                            "and tags.refit_primary = 'true' and metrics.source_val_accuracy >= 0",
         order_by=["metrics.source_val_accuracy DESC", "metrics.n_params ASC"], max_results=50)
-    refits = [r for r in refits if "signlab.classifier_uri" in r.data.tags]
+    refits = [r for r in refits if CLASSIFIER_URI_TAG in r.data.tags]
     if refits:
         return refits[0]
     runs = client.search_runs(
@@ -61,7 +75,7 @@ def best_run(client: MlflowClient, family: str, experiment: str | None = None) -
                            "and metrics.final_val_accuracy >= 0",
         order_by=["metrics.final_val_accuracy DESC", "metrics.final_val_aug_accuracy DESC",
                   "metrics.n_params ASC"], max_results=50)
-    runs = [r for r in runs if "signlab.classifier_uri" in r.data.tags]
+    runs = [r for r in runs if CLASSIFIER_URI_TAG in r.data.tags]
     if not runs:
         raise UserError(f"no finished {family} run with a logged classifier at {redact(mlflow.get_tracking_uri())}")
     return runs[0]
@@ -69,7 +83,7 @@ def best_run(client: MlflowClient, family: str, experiment: str | None = None) -
 
 def _score(metrics: dict[str, float]) -> tuple[float, float, float]:
     """Higher is better: test accuracy, then macro F1, then fewer parameters."""
-    return (metrics.get("test_accuracy", 0.0), metrics.get("test_f1_macro", 0.0), -metrics.get("n_params", float("inf")))
+    return (metrics.get(TEST_ACCURACY, 0.0), metrics.get(TEST_F1, 0.0), -metrics.get(N_PARAMS, float("inf")))
 
 
 def _version_metrics(version: ModelVersion) -> dict[str, float]:
@@ -101,36 +115,36 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
             raise
         raise UserError(f"no run {run_id!r} at {redact(mlflow.get_tracking_uri())}") from None
     family = run.data.tags.get("family")
-    uri = run.data.tags.get("signlab.classifier_uri")
+    uri = run.data.tags.get(CLASSIFIER_URI_TAG)
     if family not in MODEL_NAMES or not uri or run.info.status != "FINISHED":
         raise UserError(f"run {run_id} is not a finished signlab training run with a logged classifier")
     name = MODEL_NAMES[family]
     version = _existing_version(client, name, run_id) or _register(client, name, uri, run)
     candidate = _version_metrics(version)
-    champion = _alias(client, name, "champion")
+    champion = _alias(client, name, CHAMPION)
     if champion is not None and champion.version == version.version:
         return Verdict(name, version.version, run_id, "unchanged",
                        f"{name} v{version.version} (run {run_id}) is already the champion; nothing changed")
     if champion is None or force or _score(candidate) > _score(_version_metrics(champion)):
         if champion is not None:
             client.set_registered_model_alias(name, "previous", champion.version)
-        client.set_registered_model_alias(name, "champion", version.version)
-        client.set_model_version_tag(name, version.version, "verdict", "champion" + (" (forced)" if force else ""))
-        old_accuracy = float("nan") if champion is None else _version_metrics(champion).get("test_accuracy", float("nan"))
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        client.set_model_version_tag(name, version.version, "verdict", CHAMPION + (" (forced)" if force else ""))
+        old_accuracy = float("nan") if champion is None else _version_metrics(champion).get(TEST_ACCURACY, float("nan"))
         held = "" if champion is None else f"; v{champion.version} (test accuracy {old_accuracy:.4f}) is now 'previous'"
-        return Verdict(name, version.version, run_id, "champion",
+        return Verdict(name, version.version, run_id, CHAMPION,
                        f"{name} v{version.version} is the champion: test accuracy "
-                       f"{candidate.get('test_accuracy', float('nan')):.4f}{' (forced)' if force else ''}{held}")
+                       f"{candidate.get(TEST_ACCURACY, float('nan')):.4f}{' (forced)' if force else ''}{held}")
     current = _version_metrics(champion)
-    if (challenger := _alias(client, name, "challenger")) is not None and challenger.version == version.version:
+    if (challenger := _alias(client, name, CHALLENGER)) is not None and challenger.version == version.version:
         return Verdict(name, version.version, run_id, "unchanged",
                        f"{name} v{version.version} is already the challenger; nothing changed")
-    client.set_registered_model_alias(name, "challenger", version.version)
-    client.set_model_version_tag(name, version.version, "verdict", "challenger")
-    return Verdict(name, version.version, run_id, "challenger",
-                   f"{name} v{version.version} stays challenger: test accuracy {candidate.get('test_accuracy', 0):.4f} "
-                   f"(macro F1 {candidate.get('test_f1_macro', 0):.4f}) does not beat champion v{champion.version}'s "
-                   f"{current.get('test_accuracy', 0):.4f} (macro F1 {current.get('test_f1_macro', 0):.4f}); "
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    client.set_model_version_tag(name, version.version, "verdict", CHALLENGER)
+    return Verdict(name, version.version, run_id, CHALLENGER,
+                   f"{name} v{version.version} stays challenger: test accuracy {candidate.get(TEST_ACCURACY, 0):.4f} "
+                   f"(macro F1 {candidate.get(TEST_F1, 0):.4f}) does not beat champion v{champion.version}'s "
+                   f"{current.get(TEST_ACCURACY, 0):.4f} (macro F1 {current.get(TEST_F1, 0):.4f}); "
                    "use --force to promote it anyway")
 
 
@@ -152,8 +166,8 @@ def _register(client: MlflowClient, name: str, uri: str, run: Run) -> ModelVersi
     tags = {k: str(metrics[k]) for k in EVIDENCE if k in metrics}
     tags.update({
         "source_run": run.info.run_id, "experiment_id": run.info.experiment_id,
-        "study": run.data.tags.get("study", ""), "trial_number": run.data.tags.get("trial_number", ""),
-        "preset": run.data.tags.get("preset", ""), "reference": run.data.tags.get("reference", ""),
+        STUDY_TAG: run.data.tags.get(STUDY_TAG, ""), TRIAL_NUMBER_TAG: run.data.tags.get(TRIAL_NUMBER_TAG, ""),
+        PRESET_TAG: run.data.tags.get(PRESET_TAG, ""), REFERENCE_ROW_TAG: run.data.tags.get(REFERENCE_ROW_TAG, ""),
         "registered_by": getpass.getuser(), "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
     })
     tags = {k: v for k, v in tags.items() if v != ""}

@@ -23,14 +23,32 @@ import plotly.graph_objects as go
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from signlab.contract import (
+    BEST_RUN_TAG,
+    LATENCY_MS,
+    N_PARAMS,
+    OBJECTIVE_METRIC,
+    REFIT_SEED,
+    REFIT_TRIAL_TAG,
+    ROLE_REPORT,
+    ROLE_STUDY,
+    ROLE_TAG,
+    STUDY_TAG,
+    TEST_ACCURACY,
+    TEST_AUG_ACCURACY,
+    TEST_F1,
+    TRIAL_NUMBER_TAG,
+    VAL_ACCURACY,
+    VAL_AUG_ACCURACY,
+)
 from signlab.errors import UserError
 from signlab.files import atomic_path, output_folder
 from signlab.models.evaluate import Evaluation, confusion_figure
 from signlab.runs.references import Reference, best_clean_reference, load_references, watched_test
 from signlab.runs.tracking import mark_classic_ml
-from signlab.search.storage import redact
 from signlab.serving.report_charts import accuracy_chart, f1_chart, params_chart
 from signlab.serving.report_page import Table, html_page, markdown_page
+from signlab.stores import redact
 
 TOP_IMPORTANCES = 5
 
@@ -63,11 +81,11 @@ class Row:
 
     @property
     def seeds(self) -> int:
-        return len({r.data.params.get("refit_seed", r.data.params.get("seed")) for r in self.runs})
+        return len({r.data.params.get(REFIT_SEED, r.data.params.get("seed")) for r in self.runs})
 
     @property
     def params(self) -> int | None:
-        ours = self.metric("n_params")
+        ours = self.metric(N_PARAMS)
         return int(ours) if ours is not None else (self.reference.params if self.reference else None)
 
     @property
@@ -100,9 +118,9 @@ def collect(client: MlflowClient, experiments: list[str] | None = None, study: s
     ids = _experiment_ids(client, experiments)
     fam = f" and tags.family = '{family}'" if family else ""
     studies: list[list[Row]] = []
-    parents = client.search_runs(ids, f"tags.`signlab.role` = 'study'{fam}", max_results=1000)
+    parents = client.search_runs(ids, f"tags.`{ROLE_TAG}` = '{ROLE_STUDY}'{fam}", max_results=1000)
     for parent in parents:
-        name = parent.data.tags.get("study", parent.info.run_name)
+        name = parent.data.tags.get(STUDY_TAG, parent.info.run_name)
         if not study or name == study:
             studies.append(_study_rows(client, parent, name, top))
     rows = [row for group in sorted((g for g in studies if g), key=lambda g: _validation_key(g[0]), reverse=True)
@@ -114,7 +132,7 @@ def collect(client: MlflowClient, experiments: list[str] | None = None, study: s
         grouped: dict[str, list[Run]] = {}
         for run in found:
             key = run.data.tags["reference"]
-            if key in refs and "test_accuracy" in run.data.metrics:
+            if key in refs and TEST_ACCURACY in run.data.metrics:
                 grouped.setdefault(key, []).append(run)
         for key, runs in grouped.items():
             rows.append(Row(refs[key].model, refs[key].family, "reference", runs, reference=refs[key]))
@@ -124,9 +142,9 @@ def collect(client: MlflowClient, experiments: list[str] | None = None, study: s
 def _study_rows(client: MlflowClient, parent: Run, name: str, top: int) -> list[Row]:
     """One study's rows, its chosen trial first, carrying the refit and the importances."""
     rows = []
-    refit_trial = parent.data.tags.get("refit.trial_number")
+    refit_trial = parent.data.tags.get(REFIT_TRIAL_TAG)
     for rank, run in enumerate(_ranked_trials(client, parent, top), start=1):
-        number = int(run.data.tags.get("trial_number", -1))
+        number = int(run.data.tags.get(TRIAL_NUMBER_TAG, -1))
         label = f"{name} trial {number}" + (" (best)" if rank == 1 else f" (#{rank})")
         row = Row(label, run.data.tags.get("family", "?"), "study", [run], study=name, trial=number, chosen=rank == 1)
         if rank == 1:
@@ -152,7 +170,7 @@ def _refit_runs(client: MlflowClient, parent: Run) -> list[Run]:
             run = client.get_run(run_id)
         except mlflow.exceptions.MlflowException:  # deleted since
             continue
-        if run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics:
+        if run.info.status == "FINISHED" and TEST_ACCURACY in run.data.metrics:
             runs.append(run)
     return runs
 
@@ -160,17 +178,16 @@ def _refit_runs(client: MlflowClient, parent: Run) -> list[Run]:
 def _ranked_trials(client: MlflowClient, parent: Run, top: int) -> list[Run]:
     """The study's best trial (as the study itself chose it: the parent's `best.mlflow_run_id`),
     then the next best by the study's first objective, all validation metrics."""
-    from signlab.search.study import OBJECTIVE_METRIC
 
     objective = parent.data.params.get("objectives", "val_accuracy").split(",")[0]
-    metric = OBJECTIVE_METRIC.get(objective, "final_val_accuracy")
-    order = "ASC" if metric == "n_params" else "DESC"
+    metric = OBJECTIVE_METRIC.get(objective, VAL_ACCURACY)
+    order = "ASC" if metric == N_PARAMS else "DESC"
     trials = client.search_runs(
         [parent.info.experiment_id],
         f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.trial_state = 'COMPLETE' "
         f"and metrics.{metric} >= 0",
         order_by=[f"metrics.{metric} {order}", "metrics.n_params ASC"], max_results=top + 1)
-    best_id = parent.data.tags.get("best.mlflow_run_id")
+    best_id = parent.data.tags.get(BEST_RUN_TAG)
     best = [client.get_run(best_id)] if best_id and best_id != "None" else []
     return (best + [r for r in trials if r.info.run_id != best_id])[:top]
 
@@ -178,14 +195,14 @@ def _ranked_trials(client: MlflowClient, parent: Run, top: int) -> list[Run]:
 # ---- choosing and comparing -------------------------------------------------------------
 def _validation_key(row: Row) -> tuple[float, float, int]:
     """Validation accuracy, ties broken by the perturbed validation copy, then fewer parameters."""
-    return (row.metric("final_val_accuracy") or 0.0, row.metric("final_val_aug_accuracy") or 0.0, -(row.params or 0))
+    return (row.metric(VAL_ACCURACY) or 0.0, row.metric(VAL_AUG_ACCURACY) or 0.0, -(row.params or 0))
 
 
 def best_row(ours: list[Row]) -> Row | None:
     """Our best model on validation data, never test: among the trials the studies chose
     (the reference reproductions where there is no study), the best by `_validation_key`."""
     chosen = [r for r in ours if r.chosen] or [r for r in ours if r.kind == "reference"]
-    scored = [r for r in chosen if r.metric("final_val_accuracy") is not None]
+    scored = [r for r in chosen if r.metric(VAL_ACCURACY) is not None]
     return max(scored, key=_validation_key, default=None)
 
 
@@ -195,10 +212,10 @@ def headline(best: Row | None, family: str | None = None) -> str:
     if best is None:
         return "No runs of ours yet."
     model = best.delivered
-    test = model.metric("test_accuracy")
+    test = model.metric(TEST_ACCURACY)
     what = (f"**{best.study}**, the refit of its trial {best.trial} ({model.seeds} seeds): "
-            f"**{_prose(test, model.spread('test_accuracy'))}** test accuracy" if model.kind == "refit"
-            else f"**{best.model}**: **{_prose(test, best.spread('test_accuracy'))}** test accuracy")
+            f"**{_prose(test, model.spread(TEST_ACCURACY))}** test accuracy" if model.kind == "refit"
+            else f"**{best.model}**: **{_prose(test, best.spread(TEST_ACCURACY))}** test accuracy")
     line = f"Our best model, chosen on validation, is {what}"
     ref = best_clean_reference(family)
     if ref is None or test is None:
@@ -226,7 +243,7 @@ def _fixed(value: float | None, digits: int) -> str:
 
 
 def _range(row: Row | None) -> str:
-    values = row.values("test_accuracy") if row else []
+    values = row.values(TEST_ACCURACY) if row else []
     return f"{100 * min(values):.2f}–{100 * max(values):.2f}" if len(values) > 1 else ""
 
 
@@ -243,11 +260,11 @@ def ours_table(ours: list[Row]) -> Table:
     for row in (r for r in ours if r.kind == "study"):
         refit = row.refit
         runs = f"trial {row.run_id}" + (f", refit {refit.run_id}" if refit else "")
-        rows.append([row.model, row.family, _fixed(row.params, 0), _acc(row.metric("final_val_accuracy")),
-                     _acc(row.metric("test_accuracy")),
-                     _acc(refit.metric("test_accuracy"), refit.spread("test_accuracy")) if refit else "",
-                     _range(refit), str(refit.seeds) if refit else "", _fixed(row.metric("test_f1_macro"), 4),
-                     _acc(row.metric("test_aug_accuracy")), _fixed(row.metric("latency_ms"), 2),
+        rows.append([row.model, row.family, _fixed(row.params, 0), _acc(row.metric(VAL_ACCURACY)),
+                     _acc(row.metric(TEST_ACCURACY)),
+                     _acc(refit.metric(TEST_ACCURACY), refit.spread(TEST_ACCURACY)) if refit else "",
+                     _range(refit), str(refit.seeds) if refit else "", _fixed(row.metric(TEST_F1), 4),
+                     _acc(row.metric(TEST_AUG_ACCURACY)), _fixed(row.metric(LATENCY_MS), 2),
                      _mattered(row.importances), runs])
     caption = ("Each study chooses its trial on validation accuracy; the trial's test accuracy is reported, "
                "not used to choose. The refit is the chosen trial retrained on the whole training file once "
@@ -269,13 +286,13 @@ def references_table(ours: list[Row], family: str | None = None) -> Table:
         if family and ref.family != family:
             continue
         row = reproduced.get(ref.key) or Row(ref.model, ref.family, "published", reference=ref)
-        test = row.metric("test_accuracy")
+        test = row.metric(TEST_ACCURACY)
         rows.append([ref.model, _fixed(row.params, 0), _acc(ref.accuracy), watched_test(ref),
                      str(row.seeds) if row.runs else "",
-                     _acc(row.metric("final_val_accuracy"), row.spread("final_val_accuracy")),
-                     _acc(test, row.spread("test_accuracy")),
+                     _acc(row.metric(VAL_ACCURACY), row.spread(VAL_ACCURACY)),
+                     _acc(test, row.spread(TEST_ACCURACY)),
                      "" if test is None else f"{100 * (test - ref.accuracy):+.2f}",
-                     _fixed(row.metric("test_f1_macro"), 4), _acc(row.metric("test_aug_accuracy")),
+                     _fixed(row.metric(TEST_F1), 4), _acc(row.metric(TEST_AUG_ACCURACY)),
                      _fixed(row.metric("train_seconds"), 0), ref.source, row.run_id])
     caption = ("Published: the test accuracy each source reports. Watched test: \"yes\" where the setup watched "
                "the test split during training, \"maybe\" where the source plots test accuracy per epoch; "
@@ -322,7 +339,7 @@ def _best_model_figures(client: MlflowClient, best: Row | None) -> tuple[list[go
         return [], []
     model = best.delivered
     report = class_report(client, model.runs[0])
-    seed = model.runs[0].data.params.get("refit_seed")
+    seed = model.runs[0].data.params.get(REFIT_SEED)
     title = f"{model.model} (seed {seed})" if model.kind == "refit" else best.model
     if not report:
         return [], []
@@ -330,7 +347,7 @@ def _best_model_figures(client: MlflowClient, best: Row | None) -> tuple[list[go
         return [f1_chart(report, title)], ["The best run predates confusion matrices in classification_report.json; "
                                            "see its confusion_matrix.html artifact."]
     first = model.runs[0].data.metrics
-    ev = Evaluation(first.get("test_accuracy", 0.0), first.get("test_f1_macro", 0.0), 0.0, {},
+    ev = Evaluation(first.get(TEST_ACCURACY, 0.0), first.get(TEST_F1, 0.0), 0.0, {},
                     np.asarray(report["confusion"]))
     return [f1_chart(report, title), confusion_figure(ev, f"{title}, test split")], []
 
@@ -357,11 +374,11 @@ def run_report(output: Path, experiments: list[str] | None = None, study: str | 
     import os
 
     if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run . -e report`: log to its run
-        start = {"tags": {"signlab.role": "report"}}
+        start = {"tags": {ROLE_TAG: ROLE_REPORT}}
     else:
         experiment = mlflow.set_experiment(log_experiment)
         start = {"experiment_id": experiment.experiment_id, "run_name": "report",
-                 "tags": {"signlab.role": "report"}}
+                 "tags": {ROLE_TAG: ROLE_REPORT}}
     with mlflow.start_run(**start) as run:
         mark_classic_ml(mlflow.get_tracking_uri(), run.info.experiment_id)
         mlflow.log_params({"experiments": ",".join(experiments or []) or "all", "study": study or "all",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
+from signlab.contract import TEST_ACCURACY
 from signlab.data.labels import LETTERS
 from signlab.runs.references import load_references, watched_test
 
@@ -19,7 +20,7 @@ Point = tuple[int, float, float, str]  # params, accuracy %, std %, model
 
 
 def _percent(row: Row) -> list[float]:
-    return [100 * v for v in row.values("test_accuracy")]
+    return [100 * v for v in row.values(TEST_ACCURACY)]
 
 
 def _spread(line: str, values: list[float], name: str, color: str, symbol: str) -> list[go.Scatter]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from signlab.errors import UserError
-from signlab.search.storage import check_database, redact
+from signlab.stores import check_database, redact
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

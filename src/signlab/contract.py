@@ -1,0 +1,59 @@
+"""The run contract: every name that one part of signlab writes and another reads back (MLflow
+tags, params and metrics, Optuna user attributes, artifacts, registry names and aliases)."""
+
+from __future__ import annotations
+
+# --- MLflow run tags -------------------------------------------------------------------
+ROLE_TAG = "signlab.role"  # what a run is: one of the ROLE_* values
+ROLE_STUDY = "study"  # a study's parent run, one per study, shared by its workers
+ROLE_TRIAL = "trial"  # one Optuna trial, nested under its study's parent
+ROLE_REFIT = "refit"  # the chosen trial retrained on the whole training file, one per seed
+ROLE_SESSION = "session"  # the run `mlflow run` made for a later session of a study
+ROLE_REPORT = "report"
+ROLE_REFERENCES = "references"  # `mlflow run . -e reference` when it holds several rows
+STUDY_TAG = "study"  # the study's name, on its parent, trials and refits
+FAMILY_TAG = "family"  # cnn, mlp or knn
+PRESET_TAG = "preset"  # a published preset's name, or "study"
+TRIAL_NUMBER_TAG = "trial_number"
+TRIAL_STATE_TAG = "trial_state"  # follows the Optuna trial: RUNNING, COMPLETE, PRUNED, FAIL
+WORKER_TAG = "signlab.worker"  # host:pid of the worker that ran a trial
+REPAIRED_TAG = "signlab.repaired"  # a run left RUNNING by a dead worker, ended by another
+CLASSIFIER_URI_TAG = "signlab.classifier_uri"  # the run's letter classifier (the model users get)
+BEST_TAG_PREFIX = "best."  # on the parent: the best trial's params, as best.<param>
+BEST_TRIAL_TAG = "best.trial_number"
+BEST_RUN_TAG = "best.mlflow_run_id"
+REFIT_TRIAL_TAG = "refit.trial_number"  # on the parent: the trial its refits retrained
+REFIT_PRIMARY_RUN_TAG = "refit.primary_run_id"
+REFIT_SEED = "refit_seed"  # a refit's seed (tag and param)
+REFIT_PRIMARY_TAG = "refit_primary"  # "true" on the refit with the first seed: the one promoted
+REFERENCE_ROW_TAG = "reference"  # a reference run's row (nn1 ... cnn3_aug, knn)
+SEED_TAG = "seed"
+REFERENCE_SETTINGS_TAG = "reference.settings"  # row, seed, epochs, data and spec digests: what makes it the same run
+SESSION_EXPERIMENT_TAG = "signlab.last_session"  # an experiment tag: the write that proves the store takes writes
+
+# --- Optuna user attributes ---------------------------------------------------------------
+RUN_ATTR = "mlflow_run_id"  # on a trial: its MLflow run
+RUN_URL_ATTR = "mlflow_run_url"  # on a trial: its run's page, where the tracking URI is an http(s) server
+PARENT_ATTR = "mlflow_parent_run_id"  # on a study: its parent run
+SAME_AS_ATTR = "same_params_as"  # on a trial not trained again: the earlier trial with its params
+
+# --- MLflow metrics ---------------------------------------------------------------------
+VAL_ACCURACY = "final_val_accuracy"  # the validation accuracy of the epoch whose weights are kept
+VAL_AUG_ACCURACY = "final_val_aug_accuracy"
+TEST_ACCURACY = "test_accuracy"  # reported, never used to choose
+TEST_F1 = "test_f1_macro"
+TEST_AUG_ACCURACY = "test_aug_accuracy"
+N_PARAMS = "n_params"
+LATENCY_MS = "latency_ms"
+SOURCE_VAL_ACCURACY = "source_val_accuracy"  # on a refit: the validation accuracy of the trial it retrains
+REFIT_PREFIX = "refit_test_accuracy_"  # on the parent: _mean, _std, _min, _max over the refits
+REFIT_COUNT = "refit_n"
+# a study objective (study file) -> the metric of a trial's run that holds its value
+OBJECTIVE_METRIC = {"val_accuracy": VAL_ACCURACY, "val_aug_accuracy": VAL_AUG_ACCURACY, "n_params": N_PARAMS}
+
+# --- Logged models and the registry -----------------------------------------------------
+MODEL_ARTIFACT = "model"  # the model in its own flavour (Keras or scikit-learn)
+CLASSIFIER_ARTIFACT = "classifier"  # the letters pyfunc: what `predict`, serving and the registry use
+MODEL_NAMES = {"cnn": "sign-mnist-cnn", "mlp": "sign-mnist-mlp"}  # registered model per family
+CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases
+DEFAULT_MODEL_URI = f"models:/{MODEL_NAMES['cnn']}@{CHAMPION}"
