@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from signlab import config
 from signlab.contract import DEFAULT_MODEL_URI, PRESET_TAG, TEST_ACCURACY, TEST_F1
 from signlab.errors import friendly
 
@@ -75,7 +75,7 @@ def data_profile(
             f"{min(counts.values())}-{max(counts.values())} per class"
         )
     typer.echo(f"wrote {len(written)} files to {output}")
-    run_id = log_to_active_run(written, artifact_path="profile")
+    run_id = log_to_active_run(written, artifact_path="profile", launched=config.take_launched_run())
     if run_id:
         typer.echo(f"logged to MLflow run {run_id}")
 
@@ -212,7 +212,8 @@ def train(
     name = run_name or f"{preset or spec.family}{'-aug' if spec.augment else ''}"
     outcome = run_job(spec, run_name=name, tags={PRESET_TAG: preset or "custom"}, data_dir=data_dir,
                       subset=subset, val_fraction=val_fraction, seed=seed, val_strategy=_strategy(val_strategy),
-                      experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)])
+                      experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)],
+                      launched=config.take_launched_run())
     _print_outcome(outcome)
 
 
@@ -246,7 +247,7 @@ def reference(
     log_system_metrics(system_metrics)
     planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, subset,
                    _strategy(val_strategy), val_fraction, data_dir)
-    with references_session(len(planned), tracking_uri, experiment) as experiment_id:
+    with references_session(len(planned), tracking_uri, experiment, config.take_launched_run()) as (experiment_id, entry):
         for item in planned:
             done = finished_run(experiment_id, item)
             if done:
@@ -255,7 +256,8 @@ def reference(
             typer.echo(f"reference {item.row} seed {item.seed}: {item.spec.family}, {item.spec.epochs} epochs")
             outcome = run_job(item.spec, run_name=item.run_name, tags=item.tags, data_dir=data_dir, subset=subset,
                               val_fraction=val_fraction, seed=item.seed, val_strategy=_strategy(val_strategy),
-                              experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(item.spec.epochs)])
+                              experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(item.spec.epochs)],
+                              launched=entry)
             _print_outcome(outcome)
 
 
@@ -303,12 +305,10 @@ def study_run(
     from signlab.search.study import Overrides, run_study
 
     log_system_metrics(system_metrics)
-    if worker is not None:
-        os.environ["SIGNLAB_WORKER"] = str(worker)
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
                           study_name=study_name, seed=seed, max_total_trials=max_total_trials)
     run_study(study_file, overrides, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
-              progress=progress, echo=typer.echo)
+              progress=progress, echo=typer.echo, worker=worker, launched=config.take_launched_run())
 
 
 @study_app.command("workers")
@@ -491,7 +491,7 @@ def report(
     from signlab.serving.report import run_report
 
     setup(tracking_uri)
-    paths = run_report(output, experiment or None, study, family, top)
+    paths = run_report(output, experiment or None, study, family, top, launched=config.take_launched_run())
     for path in paths:
         typer.echo(f"wrote {path}")
 

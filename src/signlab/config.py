@@ -1,4 +1,6 @@
-"""Paths and defaults, in one place: data dir, cache dir, tracking URI, study storage."""
+"""Paths, defaults and the process environment, in one place: data dir, cache dir, tracking
+URI, study storage. The one module that reads or writes os.environ (the CLI calls it at its
+edge; library code gets values as parameters)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,12 @@ CACHE_DIR_ENV = "SIGNLAB_CACHE_DIR"
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_STORAGE = "sqlite:///optuna.db"
+
+VERBOSE_ENV = "SIGNLAB_VERBOSE"
+PNG_TIMEOUT_ENV = "SIGNLAB_PNG_TIMEOUT"
+DEFAULT_PNG_TIMEOUT = 60.0  # seconds for the headless browser to start or render
+# MLflow's variables that would make a child process resume or file into this process's run.
+LAUNCHER_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 KAGGLE_DATASET = "datamunge/sign-language-mnist"
 SPLIT_FILES = {"train": "sign_mnist_train.csv", "test": "sign_mnist_test.csv"}
@@ -52,3 +60,63 @@ def cache_dir() -> Path:
 def tracking_uri(explicit: str | None = None) -> str:
     """The MLflow tracking URI: `explicit`, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."""
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def png_timeout() -> float:
+    """Seconds to wait for the headless browser: $SIGNLAB_PNG_TIMEOUT, else 60."""
+    return float(os.environ.get(PNG_TIMEOUT_ENV, DEFAULT_PNG_TIMEOUT))
+
+
+def take_launched_run() -> str | None:
+    """The run `mlflow run` started this command in ($MLFLOW_RUN_ID), taken out of the
+    environment: MLflow would otherwise resume it in every `start_run()` (each trial's run
+    would be it) and hand it to child processes. Called once per command, by the CLI."""
+    return os.environ.pop("MLFLOW_RUN_ID", None)
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment for a child process (a worker, a server): this one's, without the
+    launcher's MLflow run and experiment, with `extra`."""
+    return {**{k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}, **extra}
+
+
+def quiet_defaults() -> None:
+    """Keep TensorFlow's start-up chatter and MLflow's artifact progress bars out, unless the
+    user set these variables."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def library_logging(verbose: bool) -> str | None:
+    """Set the libraries' log levels for this process and its children (workers inherit
+    them): `verbose` marks $SIGNLAB_VERBOSE; otherwise TensorFlow's INFO lines and MLflow's
+    below WARNING are dropped. MLflow's level, or None when verbose."""
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+        return None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines; warnings and errors stay
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is imported
+    return os.environ["MLFLOW_LOGGING_LEVEL"]
+
+
+def credentials_from_uri(uri: str, username: str, password: str) -> None:
+    """Hand a tracking URI's credentials to MLflow, which reads them from its variables only;
+    a $MLFLOW_TRACKING_URI equal to `uri` (children inherit it) loses them too."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    os.environ["MLFLOW_TRACKING_USERNAME"] = username
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    if os.environ.get("MLFLOW_TRACKING_URI") == uri:  # `mlflow run` and our workers inherit it
+        parts = urlsplit(uri)
+        os.environ["MLFLOW_TRACKING_URI"] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def suppress_run_urls() -> None:
+    """Tell MLflow not to print run URLs (the tracking URI holds a secret)."""
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+
+
+def tracking_credentials() -> tuple[str, str] | None:
+    """MLflow's tracking user and password from its variables, if both are set."""
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    return (user, password) if user and password else None

@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 
-VERBOSE_ENV = "SIGNLAB_VERBOSE"
+from signlab import config
+
 # TensorFlow 2.21 logs its oneDNN notice through absl before TF_CPP_MIN_LOG_LEVEL takes
 # effect (measured: levels 1-3 all print it), so it is filtered out of TensorFlow's import.
 TF_NOTICES = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on")
@@ -24,13 +25,11 @@ TF_NOTICES = ("All log messages before absl::InitializeLog() is called", "oneDNN
 def configure(verbose: bool) -> None:
     """Quiet the libraries' informational lines unless `verbose`; child processes (workers)
     inherit the choice through the environment."""
-    if verbose:
-        os.environ[VERBOSE_ENV] = "1"
+    mlflow_level = config.library_logging(verbose)
+    if mlflow_level is None:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines; warnings and errors stay
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is imported
     if "mlflow" in sys.modules:  # imported already (in a test, say)
-        logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
+        logging.getLogger("mlflow").setLevel(mlflow_level.upper())
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
 

@@ -26,12 +26,11 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from signlab import config
 from signlab.files import atomic_path
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_ENV = "SIGNLAB_PNG_TIMEOUT"
-DEFAULT_TIMEOUT = 60.0  # seconds for the browser to start, and again for each image
 HOW_TO_ENABLE = ("For PNG copies of the charts install Chrome/Chromium (e.g. `apt install chromium`, "
                  "or `kaleido_get_chrome` where the internet is reachable) or set BROWSER_PATH")
 
@@ -47,7 +46,7 @@ class PngRenderer:
     """One headless browser per process, started on first use; None once it has failed."""
 
     def __init__(self, timeout: float | None = None) -> None:
-        self.timeout = timeout if timeout is not None else float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+        self.timeout = timeout if timeout is not None else config.png_timeout()
         self.off_reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kaleido: Any = None

@@ -195,14 +195,12 @@ def _summary(result: FitResult) -> str:
 def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
             data_dir: str | None = None, subset: int = 0, val_fraction: float = DEFAULT_FRACTION, seed: int = 0,
             val_strategy: Strategy = DEFAULT_STRATEGY, experiment: str = "signlab", tracking_uri: str | None = None,
-            hooks: Sequence[EpochHook] = ()) -> Outcome:
-    """Train and evaluate `spec` as one MLflow run (or inside the run `mlflow run` started);
-    with a run active, as a run nested under it, in its experiment."""
-    import os
-
+            hooks: Sequence[EpochHook] = (), launched: str | None = None) -> Outcome:
+    """Train and evaluate `spec` as one MLflow run, or in `launched` (the run `mlflow run`
+    started); with a run active, as a run nested under it, in its experiment."""
     data = prepare_data(data_dir, subset, val_fraction, seed, val_strategy)  # bad data fails before MLflow
     parent = mlflow.active_run()
-    under_mlflow_run = parent is None and bool(os.environ.get("MLFLOW_RUN_ID"))
+    under_mlflow_run = parent is None and launched is not None
     if parent is None:
         tracking.setup(tracking_uri, None if under_mlflow_run else experiment)
     commit = tracking.git_commit()
@@ -211,5 +209,7 @@ def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
         all_tags.setdefault("mlflow.source.git.commit", commit)
         all_tags["git_commit"] = commit
     where = {"nested": True, "experiment_id": parent.info.experiment_id} if parent else {}
+    if under_mlflow_run:
+        where = {"run_id": launched}
     with tracking.tracked_run(run_name=None if under_mlflow_run else run_name, tags=all_tags, **where):
         return train_and_log(spec, data, hooks)

@@ -10,7 +10,6 @@ run`, one (row, seed) is the entry point's run itself; several are runs nested u
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,24 +148,25 @@ def finished_run(experiment_id: str, planned: PlannedRun) -> str | None:
 
 
 @contextmanager
-def references_session(n_runs: int, tracking_uri: str | None, experiment: str) -> Iterator[str]:
-    """Set up tracking; yield the experiment id the runs go to. Under `mlflow run` with
-    several runs to do, the entry point's run is open meanwhile, as their parent."""
+def references_session(n_runs: int, tracking_uri: str | None, experiment: str,
+                       launched: str | None = None) -> Iterator[tuple[str, str | None]]:
+    """Set up tracking; yield the experiment id the runs go to and the run a single one is
+    made in. Under `mlflow run` (`launched`: its run), one run to do is that run itself; with
+    several, it is open meanwhile, as their parent."""
     import mlflow
 
     from signlab.runs import tracking
 
-    entry_run = os.environ.get("MLFLOW_RUN_ID")
-    tracking.setup(tracking_uri, None if entry_run else experiment)
-    if not entry_run:
-        yield mlflow.get_experiment_by_name(experiment).experiment_id
+    tracking.setup(tracking_uri, None if launched else experiment)
+    if not launched:
+        yield mlflow.get_experiment_by_name(experiment).experiment_id, None
         return
-    experiment_id = mlflow.get_run(entry_run).info.experiment_id
+    experiment_id = mlflow.get_run(launched).info.experiment_id
     if n_runs == 1:
-        yield experiment_id
+        yield experiment_id, launched
         return
-    with tracking.tracked_run(tags={ROLE_TAG: ROLE_REFERENCES}):
-        yield experiment_id
+    with tracking.tracked_run(run_id=launched, tags={ROLE_TAG: ROLE_REFERENCES}):
+        yield experiment_id, None
 
 
 def watched_test(ref: Reference) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import subprocess
 import tempfile
 import warnings
@@ -80,9 +79,8 @@ def check_server(uri: str) -> None:
         raise UserError(f"{shown} answered HTTP {answer.status_code} on /health: not an MLflow tracking "
                         "server? Nothing was run or logged.")
     # /health answers any Host; the API may refuse this one (MLflow's --allowed-hosts)
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     api = requests.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search", params={"max_results": 1},
-                       timeout=10, auth=(user, password) if user and password else None)
+                       timeout=10, auth=config.tracking_credentials())
     if api.status_code == 403 and "host" in api.text.lower():
         raise UserError(f"MLflow tracking server {shown} refuses requests for this host name ({api.text.strip()[:80]}); "
                         "start it with --allowed-hosts naming the host:port the workers use. Nothing was run or logged.")
@@ -106,15 +104,12 @@ def credentials_to_env(uri: str) -> str:
         return uri
     clean = uri
     if parts.password is not None:
-        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username or "")
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+        config.credentials_from_uri(uri, unquote(parts.username or ""), unquote(parts.password))
         clean = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-        if os.environ.get("MLFLOW_TRACKING_URI") == uri:  # `mlflow run` and our workers inherit it
-            os.environ["MLFLOW_TRACKING_URI"] = clean
         log.warning("warning: the tracking URI %s carries a password: using it as MLFLOW_TRACKING_USERNAME and "
                     "MLFLOW_TRACKING_PASSWORD instead; set those and leave it out of the URI", redact(uri))
     if redact(clean) != clean:
-        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+        config.suppress_run_urls()
         log.warning("warning: the tracking URI %s carries a secret; run URLs are not printed", redact(clean))
     return clean
 
@@ -233,14 +228,14 @@ def _end(status: str, quiet: bool = False) -> bool:
     return True
 
 
-def log_to_active_run(paths: list[Path], artifact_path: str | None = None) -> str | None:
-    """Log files to the active run, or to the one `mlflow run` started; its id, or None."""
+def log_to_active_run(paths: list[Path], artifact_path: str | None = None, launched: str | None = None) -> str | None:
+    """Log files to the active run, or to `launched` (the run `mlflow run` started); its id, or None."""
     run = mlflow.active_run()
-    if run is None and not os.environ.get("MLFLOW_RUN_ID"):
+    if run is None and not launched:
         return None
     if run is None:
         setup()
-    with tracked_run() if run is None else nullcontext(run) as active:
+    with tracked_run(run_id=launched) if run is None else nullcontext(run) as active:
         for path in paths:
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
         return active.info.run_id

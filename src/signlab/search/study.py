@@ -90,14 +90,6 @@ class Overrides:
             raise UserError("; ".join(describe_error(err, option=True) for err in exc.errors())) from None
 
 
-def worker_index() -> int:
-    """This worker's number among a study's workers ($SIGNLAB_WORKER, 1 if unset)."""
-    value = os.environ.get("SIGNLAB_WORKER", "1")
-    if not value.isdigit() or int(value) < 1:
-        raise UserError(f"$SIGNLAB_WORKER must be a worker number 1, 2, 3, ..., got {value!r}")
-    return int(value)
-
-
 def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
     """The study file's sampler; with a seed, seeded afresh for each trial (`TrialSeeded`)."""
     seed = cfg.sampler.seed
@@ -403,8 +395,11 @@ class Progress:
 
 def run_study(config: str | Path, overrides: Overrides | None = None, storage: str | None = None,
               tracking_uri: str | None = None, data_dir: str | None = None, progress: bool = True,
-              echo: Callable[[str], None] = print) -> optuna.Study:
+              echo: Callable[[str], None] = print, worker: int | None = None,
+              launched: str | None = None) -> optuna.Study:
     """Run (or resume) the study described by a study file; returns the Optuna study.
+    `worker`: this worker's number among several, shown on its output lines; `launched`: the
+    run `mlflow run` started this session in, if any.
 
     Any number of such workers may run one study at once (same storage and tracking URI):
     each trial is claimed by one worker, all share one parent run, and `max_total_trials`
@@ -422,9 +417,6 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     tracking.check_server(paths.tracking_uri(tracking_uri))
     rdb = study_storage(cfg, storage_url)
     uri = tracking.setup(tracking_uri)
-    # `mlflow run` passes its run in MLFLOW_RUN_ID; taken out of the environment, or every
-    # nested start_run() would resume it instead of starting a trial's own run.
-    launched = os.environ.pop("MLFLOW_RUN_ID", None)
     study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, launched), rdb)
     parent, session = parent_run_id(study, rdb, cfg, experiment_id, launched)
     repaired = recovery.repair_runs(study, experiment_id)
@@ -433,7 +425,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     before = len(study.trials)
     n_trials, callbacks = _budget(cfg, overrides.max_total_trials, before)
     rdb.cap = overrides.max_total_trials
-    label = f"worker {worker_index()}: " if os.environ.get("SIGNLAB_WORKER") else ""
+    label = f"worker {worker}: " if worker else ""
     bar = Progress(n_trials, progress, label)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stopped: KeyboardInterrupt | None = None

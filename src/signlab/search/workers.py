@@ -8,7 +8,6 @@ a user starts by hand on other machines. URLs reach the workers through the envi
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,9 +18,6 @@ from typing import Any
 from signlab.data.dataset import load_split
 from signlab.runs import tracking
 from signlab.search.study import Overrides, open_study, parent_run_id, resolved_config, study_experiment
-
-# MLflow's variables that would make a worker resume or file into the launcher's run.
-LAUNCHER_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
 def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
@@ -55,8 +51,6 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
                 data_dir: str | None, echo: Callable[[str], None] = print, system_metrics: bool = True) -> int:
     """Start `n` workers on one study, wait for all; the worst exit code. Ctrl-C or SIGTERM
     is passed on to every worker, whose running trials then end FAIL and their runs KILLED."""
-    for var in LAUNCHER_VARS:
-        os.environ.pop(var, None)
     existing, cap, uri = prepare(config, overrides, storage_url, tracking_uri, data_dir)
     if existing >= cap:
         echo(f"the study already has {existing} trials (cap {cap}): nothing to do")
@@ -64,11 +58,11 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
     echo(f"{n} workers on the study ({existing} trials so far, stopping at {cap} in all)")
     # the launcher's overrides, but the trial budget: each worker may run all that is left
     options = {**vars(overrides), "n_trials": cap - existing, "max_total_trials": None, "data_dir": data_dir}
-    env = {**os.environ, "SIGNLAB_STORAGE": storage_url, "MLFLOW_TRACKING_URI": uri}
+    env = config.child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=uri)
     command = worker_command(config, cap, options) + ([] if system_metrics else ["--no-system-metrics"])
     # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on once
     # (a second interrupt could land in a worker's clean-up and leave its run RUNNING).
-    procs = [subprocess.Popen(command, env={**env, "SIGNLAB_WORKER": str(i + 1)}, start_new_session=True)
+    procs = [subprocess.Popen([*command, "--worker", str(i + 1)], env=env, start_new_session=True)
              for i in range(n)]
 
     def forward(signum: int, frame: Any) -> None:

@@ -367,14 +367,14 @@ def _notes(family: str | None) -> list[str]:
 
 
 def run_report(output: Path, experiments: list[str] | None = None, study: str | None = None,
-               family: str | None = None, top: int = 1, log_experiment: str = "reports") -> list[Path]:
-    """Write the report and log both files as artifacts of a `report` run."""
+               family: str | None = None, top: int = 1, log_experiment: str = "reports",
+               launched: str | None = None) -> list[Path]:
+    """Write the report and log both files as artifacts of a `report` run (`launched`: the
+    run `mlflow run . -e report` started, logged to instead)."""
     client = MlflowClient()
     paths = write_report(client, output, experiments, study, family, top)
-    import os
-
-    if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run . -e report`: log to its run
-        start = {"tags": {ROLE_TAG: ROLE_REPORT}}
+    if launched:
+        start = {"run_id": launched, "tags": {ROLE_TAG: ROLE_REPORT}}
     else:
         experiment = mlflow.set_experiment(log_experiment)
         start = {"experiment_id": experiment.experiment_id, "run_name": "report",

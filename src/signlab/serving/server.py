@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from signlab import config
 from signlab.errors import UserError
 from signlab.stores import check_database, redact
 
@@ -23,7 +24,8 @@ def serve(backend_store_uri: str, artifacts_destination: str, host: str, port: i
     if backend_store_uri.startswith("sqlite:///"):
         Path(backend_store_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     backend = check_database(backend_store_uri, "MLflow backend store")
-    mlflow_cli = shutil.which("mlflow", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    search_path = os.pathsep.join([str(Path(sys.executable).parent), config.child_environment().get("PATH", "")])
+    mlflow_cli = shutil.which("mlflow", path=search_path)
     if mlflow_cli is None:
         raise UserError("the `mlflow` command is not installed beside this Python")
     if host not in LOOPBACK:
@@ -36,7 +38,7 @@ def serve(backend_store_uri: str, artifacts_destination: str, host: str, port: i
          f"artifacts in {artifacts_destination}")
     echo(f"point workers at it: --tracking-uri http://{host}:{port} (or export MLFLOW_TRACKING_URI)")
     sys.stdout.flush()
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
+    env = config.child_environment(MLFLOW_BACKEND_STORE_URI=backend)
     args = [mlflow_cli, "server", "--artifacts-destination", artifacts_destination, "--host", host,
             "--port", str(port), "--workers", str(workers)]
     if allowed_hosts:
