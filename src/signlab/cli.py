@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from signlab import config
-from signlab.contract import DEFAULT_MODEL_URI, PRESET_TAG, TEST_ACCURACY, TEST_F1
+from signlab.contract import (
+    DEFAULT_MODEL_URI,
+    LATENCY_MS,
+    N_PARAMS,
+    PRESET_TAG,
+    TEST_ACCURACY,
+    TEST_AUG_ACCURACY,
+    TEST_F1,
+    VAL_ACCURACY,
+)
 from signlab.errors import friendly
 
 app = typer.Typer(help="MLflow-tracked hyperparameter studies for Sign Language MNIST.",
@@ -166,10 +175,10 @@ def _check_seed(seed: int) -> None:
 def _print_outcome(outcome) -> None:  # noqa: ANN001
     m = outcome.metrics
     typer.echo(
-        f"run {outcome.run_id}: val_accuracy {m['final_val_accuracy']:.4f}, test_accuracy "
+        f"run {outcome.run_id}: val_accuracy {m[VAL_ACCURACY]:.4f}, test_accuracy "
         f"{m[TEST_ACCURACY]:.4f} (macro F1 {m[TEST_F1]:.4f}), perturbed test "
-        f"{m['test_aug_accuracy']:.4f}, {int(m['n_params']):,} params, {outcome.fit.epochs_run} epochs "
-        f"in {m['train_seconds']:.1f} s, {m['latency_ms']:.2f} ms per image"
+        f"{m[TEST_AUG_ACCURACY]:.4f}, {int(m[N_PARAMS]):,} params, {outcome.fit.epochs_run} epochs "
+        f"in {m['train_seconds']:.1f} s, {m[LATENCY_MS]:.2f} ms per image"
     )
     worst = outcome.test.worst_confusions(3)
     if worst:

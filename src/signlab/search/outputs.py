@@ -156,7 +156,7 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
         a = best.user_attrs
         lines.append(f"best trial {best.number}: val_accuracy {a.get(VAL_ACCURACY, float('nan')):.4f}, "
                      f"test_accuracy {a.get(TEST_ACCURACY, float('nan')):.4f} (reported, not used to choose), "
-                     f"{int(a.get('n_params', 0)):,} params")
+                     f"{int(a.get(N_PARAMS, 0)):,} params")
         lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
         mattered = importances(study, cfg)
         if mattered:

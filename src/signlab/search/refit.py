@@ -86,6 +86,6 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
                         REFIT_PREFIX + "std": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
                         REFIT_PREFIX + "min": float(accuracies.min()),
                         REFIT_PREFIX + "max": float(accuracies.max()), REFIT_COUNT: float(len(accuracies))})
-    mlflow.set_tags({"refit.trial_number": str(trial.number), REFIT_PRIMARY_RUN_TAG: outcomes[0].run_id,
+    mlflow.set_tags({REFIT_TRIAL_TAG: str(trial.number), REFIT_PRIMARY_RUN_TAG: outcomes[0].run_id,
                      "refit.run_ids": ",".join(o.run_id for o in outcomes)})
     return outcomes

@@ -1,0 +1,101 @@
+"""The package's shape, checked from its source: imports point one way (down the flow of
+data -> models -> runs -> search -> serving -> cli), the run contract's names are written in
+one place, and only `config` touches the process environment. No data needed."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "signlab"
+# the layers, lowest first; a module may import its own layer and those below it
+LAYERS = [
+    {"config", "errors", "contract", "files", "stores", "plots", "console"},
+    {"data"},
+    {"models"},
+    {"runs"},
+    {"search"},
+    {"serving"},
+    {"cli", "mlproject", "__main__", "__init__", "pyfunc"},
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer of `signlab.<part>...` by its first part."""
+    part = module.split(".")[1] if module.startswith("signlab.") else module
+    return next(i for i, names in enumerate(LAYERS) if part in names)
+
+
+def modules() -> list[tuple[str, Path]]:
+    """Every module of the package as (dotted name, path)."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        found.append((".".join(parts), path))
+    return found
+
+
+def imported(path: Path) -> set[str]:
+    """The signlab modules a file imports, at the top or inside functions."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("signlab"):
+            if node.module == "signlab":
+                names.update(f"signlab.{alias.name}" for alias in node.names)
+            else:
+                names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if alias.name.startswith("signlab."))
+    return names
+
+
+def test_every_module_is_in_a_layer():
+    for name, _ in modules():
+        if name != "signlab":
+            assert layer_of(name) is not None, name
+
+
+@pytest.mark.parametrize(("name", "path"), modules(), ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_no_module_imports_a_module_above_it(name, path):
+    if name == "signlab.__init__":
+        name = "signlab.__init__"
+    own = layer_of(name) if name != "signlab" else 0
+    upward = sorted(m for m in imported(path) if m != "signlab" and layer_of(m) > own)
+    assert not upward, f"{name} (layer {own}) imports {upward}"
+
+
+def test_only_config_touches_the_environment():
+    users = [str(path.relative_to(SRC)) for name, path in modules()
+             if name != "signlab.config" and re.search(r"\bos\.environ\b|\bos\.getenv\b|\bputenv\b", path.read_text())]
+    assert users == []
+
+
+def test_each_contract_name_is_written_in_one_place():
+    """Every tag, attribute and metric name of signlab.contract (those with a '.' or '_': the
+    plain words such as "study" or "refit" are also English and CLI verbs) is a string literal
+    in contract.py only. An objective's name in a study file may equal its metric's
+    (`n_params`): the study-file vocabulary is study_config's."""
+    from signlab import contract
+
+    values = {v for k, v in vars(contract).items() if k.isupper() and isinstance(v, str) and re.search(r"[._]", v)}
+    values -= set(contract.OBJECTIVE_METRIC)
+    elsewhere = {}
+    for name, path in modules():
+        if name == "signlab.contract":
+            continue
+        text = path.read_text()
+        hits = [v for v in values if re.search(rf"[\"']{re.escape(v)}[\"']", text)]
+        if hits:
+            elsewhere[name] = sorted(hits)
+    assert elsewhere == {}
+
+
+def test_every_module_says_its_job_in_its_first_line():
+    for name, path in modules():
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        if name.endswith("__main__"):
+            continue
+        assert doc and doc.strip(), f"{name} has no docstring"
