@@ -26,7 +26,7 @@ from signlab.data.splits import normalise, validation_split
 from signlab.models.cnn import build_cnn
 from signlab.models.presets import make_spec
 from signlab.models.train import fit
-from signlab.runs import tracking
+from signlab.runs import lifecycle, records, store
 
 
 def epoch_seconds(stamps: list[float]) -> list[float]:
@@ -52,8 +52,8 @@ def through_signlab(train, val, epochs: int, preset: str, **fields) -> list[floa
     """signlab.models.train.fit with the per-epoch MLflow logger, inside a tracked run."""
     stamps: list[float] = []
     spec = make_spec(preset, epochs=epochs, **fields)
-    with tracking.tracked_run(run_name=f"bench-{preset}-{fields}"):
-        logger = lambda e, m: tracking.log_metrics(m, step=e)  # noqa: E731 (as signlab.runs.job does)
+    with lifecycle.tracked_run(run_name=f"bench-{preset}-{fields}"):
+        logger = lambda e, m: records.log_metrics(m, step=e)  # noqa: E731 (as signlab.runs.job does)
         fit(spec, train, val, seed=0, hooks=[logger, lambda e, m: stamps.append(time.perf_counter())])
     return epoch_seconds(stamps)
 
@@ -68,7 +68,7 @@ def main() -> None:
     split = load_split("train")
     train, val = validation_split(split.images, split.labels, 0.2, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
-        tracking.setup(f"sqlite:///{tmp}/bench.db", "benchmark")
+        store.setup(f"sqlite:///{tmp}/bench.db", "benchmark")
         runs = {
             "keras_fit_numpy": plain_keras(train, val, args.epochs, 128),
             "signlab_tracked": through_signlab(train, val, args.epochs, "cnn3"),

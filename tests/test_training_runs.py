@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from signlab.cli import app
 from signlab.data.labels import LETTERS, label_to_letter
 from signlab.models.presets import make_spec
-from signlab.runs import tracking
+from signlab.runs import lifecycle
+from signlab.runs import store as tracking_store
 from signlab.runs.job import prepare_data, train_and_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,14 +124,14 @@ def _run_status(store: str, name: str) -> str:
 
 @pytest.mark.parametrize("exc, status", [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
 def test_runs_that_raise_end_failed_or_killed(store, exc, status, trained):
-    tracking.setup(store, "runs-test")
+    tracking_store.setup(store, "runs-test")
     data = prepare_data(subset=5, seed=0)
 
     def explode(epoch, metrics):
         raise exc
 
     with pytest.raises(type(exc)):
-        with tracking.tracked_run(run_name=f"raises-{status}"):
+        with lifecycle.tracked_run(run_name=f"raises-{status}"):
             train_and_log(make_spec("nn2", epochs=3), data, hooks=[explode])
     assert _run_status(store, f"raises-{status}") == status
     assert mlflow.active_run() is None

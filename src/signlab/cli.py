@@ -71,7 +71,7 @@ def data_profile(
     """Class histograms and sample images of both splits; logged to MLflow inside a run."""
     from signlab.data.dataset import load_split
     from signlab.data.profile import class_counts, write_profile
-    from signlab.runs.tracking import log_to_active_run
+    from signlab.runs.lifecycle import log_to_active_run
 
     train = load_split("train", data_dir or None)
     test = load_split("test", data_dir or None)
@@ -210,7 +210,7 @@ def train(
     """Train one model (a preset or the defaults, any field overridden) as an MLflow run."""
     from signlab.models.presets import make_spec
     from signlab.runs.job import print_epoch, run_job
-    from signlab.runs.tracking import log_system_metrics
+    from signlab.runs.lifecycle import log_system_metrics
 
     log_system_metrics(system_metrics)
     _check_seed(seed)
@@ -250,8 +250,8 @@ def reference(
     seed; a row and seed already FINISHED with the same settings is skipped (so an
     interrupted run resumes)."""
     from signlab.runs.job import print_epoch, run_job
+    from signlab.runs.lifecycle import log_system_metrics
     from signlab.runs.references import finished_run, parse_seeds, plan, references_session, select_rows
-    from signlab.runs.tracking import log_system_metrics
 
     log_system_metrics(system_metrics)
     planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, subset,
@@ -310,7 +310,7 @@ def study_run(
 ) -> None:
     """Run a study, or resume it: the same command again adds trials to the same study.
     Started on several machines with one --storage and --tracking-uri, the workers share it."""
-    from signlab.runs.tracking import log_system_metrics
+    from signlab.runs.lifecycle import log_system_metrics
     from signlab.search.study import Overrides, run_study
 
     log_system_metrics(system_metrics)
@@ -366,7 +366,7 @@ def study_refit(
 ) -> None:
     """Retrain a study's chosen trial on the whole training file, once per seed, as runs
     nested under its parent run (a study does this itself when it ends)."""
-    from signlab.runs.tracking import log_system_metrics
+    from signlab.runs.lifecycle import log_system_metrics
     from signlab.search.study import Overrides, refit_study
 
     log_system_metrics(system_metrics)
@@ -400,7 +400,7 @@ def promote(
     from mlflow.tracking import MlflowClient
 
     from signlab.errors import UserError
-    from signlab.runs.tracking import setup
+    from signlab.runs.store import setup
     from signlab.serving.registry import best_run
     from signlab.serving.registry import promote as do_promote
 
@@ -432,7 +432,7 @@ def predict_command(
     from mlflow.exceptions import MlflowException
 
     from signlab.errors import UserError
-    from signlab.runs.tracking import setup
+    from signlab.runs.store import setup
     from signlab.serving.predict import predict
 
     setup(tracking_uri)
@@ -496,7 +496,7 @@ def report(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Compare our best runs with the published references (Markdown + HTML, logged to MLflow)."""
-    from signlab.runs.tracking import setup
+    from signlab.runs.store import setup
     from signlab.serving.report import run_report
 
     setup(tracking_uri)

@@ -22,7 +22,7 @@ from signlab.models.evaluate import Evaluation, confusion_figure, evaluate, late
 from signlab.models.presets import Spec
 from signlab.models.train import EpochHook, FitResult, fit
 from signlab.plots import save_figure
-from signlab.runs import tracking
+from signlab.runs import lifecycle, packaging, records, store
 
 TEST_AUG_SEED = 20240601  # fixed: every run is scored on the same perturbed test copy
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -118,20 +118,20 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
     for exactly `spec.epochs` epochs, seeded with `refit_seed`: no validation figures."""
     run = mlflow.active_run()
     refit = refit_seed is not None
-    params = tracking.flatten("", spec.model_dump())
+    params = records.flatten("", spec.model_dump())
     params.update(data.params())
     if refit:
         params.update(n_train=len(data.train[1]) + len(data.val[1]), n_val=0, refit_seed=refit_seed)
-    tracking.log_params(params)
-    tracking.log_metrics(data.leakage.metrics("leak_val"))
+    records.log_params(params)
+    records.log_metrics(data.leakage.metrics("leak_val"))
     train = (np.concatenate([data.train[0], data.val[0]]), np.concatenate([data.train[1], data.val[1]])) \
         if refit else data.train
     sources = {"training": (*train, data.train_source, "sign_mnist_train" if refit else "sign_mnist_train[train]"),
                "test": (*data.test, data.test_source, "sign_mnist_test")}
     if not refit:
         sources["validation"] = (*data.val, data.train_source, "sign_mnist_train[validation]")
-    tracking.log_datasets(sources)
-    logger: EpochHook = lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch)  # noqa: E731
+    records.log_datasets(sources)
+    logger: EpochHook = lambda epoch, metrics: records.log_metrics(metrics, step=epoch)  # noqa: E731
     result = fit(spec, train, None if refit else data.val, seed=data.seed if refit_seed is None else refit_seed,
                  hooks=[logger, *hooks])
     model = result.model
@@ -146,13 +146,13 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
     if val is not None:
         metrics.update(val.metrics("final_val"), final_val_aug_accuracy=evaluate(model, *data.val_aug).accuracy,
                        best_epoch=result.best_epoch)
-    tracking.log_metrics(metrics)
+    records.log_metrics(metrics)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _write_artifacts(folder, spec, result, val, test, test_aug)
         mlflow.log_artifacts(str(folder))
     if log_model:
-        tracking.log_models(model, data.test[0])
+        packaging.log_models(model, data.test[0])
     return Outcome(run.info.run_id, result, val, test, test_aug, metrics)
 
 
@@ -202,8 +202,8 @@ def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
     parent = mlflow.active_run()
     under_mlflow_run = parent is None and launched is not None
     if parent is None:
-        tracking.setup(tracking_uri, None if under_mlflow_run else experiment)
-    commit = tracking.git_commit()
+        store.setup(tracking_uri, None if under_mlflow_run else experiment)
+    commit = records.git_commit()
     all_tags = {FAMILY_TAG: spec.family, **tags}
     if commit:
         all_tags.setdefault("mlflow.source.git.commit", commit)
@@ -211,5 +211,5 @@ def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
     where = {"nested": True, "experiment_id": parent.info.experiment_id} if parent else {}
     if under_mlflow_run:
         where = {"run_id": launched}
-    with tracking.tracked_run(run_name=None if under_mlflow_run else run_name, tags=all_tags, **where):
+    with lifecycle.tracked_run(run_name=None if under_mlflow_run else run_name, tags=all_tags, **where):
         return train_and_log(spec, data, hooks)

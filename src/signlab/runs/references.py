@@ -155,9 +155,9 @@ def references_session(n_runs: int, tracking_uri: str | None, experiment: str,
     several, it is open meanwhile, as their parent."""
     import mlflow
 
-    from signlab.runs import tracking
+    from signlab.runs import lifecycle, store
 
-    tracking.setup(tracking_uri, None if launched else experiment)
+    store.setup(tracking_uri, None if launched else experiment)
     if not launched:
         yield mlflow.get_experiment_by_name(experiment).experiment_id, None
         return
@@ -165,7 +165,7 @@ def references_session(n_runs: int, tracking_uri: str | None, experiment: str,
     if n_runs == 1:
         yield experiment_id, launched
         return
-    with tracking.tracked_run(run_id=launched, tags={ROLE_TAG: ROLE_REFERENCES}):
+    with lifecycle.tracked_run(run_id=launched, tags={ROLE_TAG: ROLE_REFERENCES}):
         yield experiment_id, None
 
 

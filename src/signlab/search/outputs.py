@@ -15,7 +15,7 @@ import pandas as pd
 
 from signlab.contract import BEST_RUN_TAG, BEST_TAG_PREFIX, BEST_TRIAL_TAG, N_PARAMS, RUN_ATTR, TEST_ACCURACY, VAL_ACCURACY
 from signlab.plots import save_figure
-from signlab.runs import tracking
+from signlab.runs import store
 from signlab.search.study_config import StudyConfig
 from signlab.stores import redact
 
@@ -169,7 +169,7 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
                              + ("" if reached else "; shown: the most accurate"))
             lines.append(f"Pareto front ({len(study.best_trials)} trials):")
             lines += ["  " + line for line in pareto_table(study, cfg).round(5).to_string(index=False).splitlines()[:12]]
-    page = tracking.run_page(experiment_id, parent)
+    page = store.run_page(experiment_id, parent)
     if tracking_uri.startswith(("http://", "https://")):
         browse = f"open {redact(tracking_uri).rstrip('/')}/{page}"
     else:

@@ -37,7 +37,7 @@ from signlab.contract import (
 )
 from signlab.models.presets import Spec
 from signlab.models.train import free_graph
-from signlab.runs import tracking
+from signlab.runs import lifecycle
 from signlab.runs.job import Data, Outcome, train_and_log
 from signlab.search.space import trial_spec
 from signlab.search.study_config import StudyConfig
@@ -74,7 +74,7 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
                 REFIT_SEED: str(seed), REFIT_PRIMARY_TAG: str(i == 0).lower(), FAMILY_TAG: cfg.family,
                 PRESET_TAG: "study"}
         echo(f"refit of trial {trial.number}, seed {seed}: {spec.epochs} epochs on the whole training file")
-        with tracking.tracked_run(nested=True, run_name=f"{cfg.study_name}-refit-{trial.number}-seed-{seed}",
+        with lifecycle.tracked_run(nested=True, run_name=f"{cfg.study_name}-refit-{trial.number}-seed-{seed}",
                                   tags=tags):
             mlflow.log_metric(SOURCE_VAL_ACCURACY, float(trial.user_attrs.get(VAL_ACCURACY, float("nan"))))
             outcome = train_and_log(spec, data, refit_seed=seed)

@@ -53,7 +53,7 @@ from signlab.contract import (
 )
 from signlab.errors import UserError, describe_error
 from signlab.models.train import EpochHook, free_graph
-from signlab.runs import tracking
+from signlab.runs import lifecycle, records, store
 from signlab.runs.job import Data, prepare_data, train_and_log
 from signlab.search import recovery
 from signlab.search.outputs import best_trial, log_study_outputs, summary_lines
@@ -183,7 +183,7 @@ def open_study(cfg: StudyConfig, storage_url: str, tracking_uri: str,
     found or created (`experiment()`) and written to, so that a tracking store which
     refuses writes leaves no study behind; (study, storage, experiment id)."""
     rdb = rdb or study_storage(cfg, storage_url)
-    experiment_id = tracking.check_writable(tracking_uri, experiment, f"study {cfg.study_name} from {WORKER} "
+    experiment_id = store.check_writable(tracking_uri, experiment, f"study {cfg.study_name} from {WORKER} "
                                             f"at {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
     try:
         study = load_or_create(cfg, rdb, storage_url)
@@ -296,10 +296,10 @@ def make_objective(cfg: StudyConfig, data: Data,
         if progress is not None:
             hooks.insert(0, progress(trial, spec.epochs))
         try:
-            with tracking.tracked_run(killed_on=(optuna.TrialPruned,), nested=True, run_name=name,
+            with lifecycle.tracked_run(killed_on=(optuna.TrialPruned,), nested=True, run_name=name,
                                       tags=tags) as run:
                 trial.set_user_attr(RUN_ATTR, run.info.run_id)
-                url = tracking.run_url(run)  # None for a SQLite store: its UI has no fixed address
+                url = store.run_url(run)  # None for a SQLite store: its UI has no fixed address
                 if url:
                     trial.set_user_attr(RUN_URL_ATTR, url)
                 mlflow.log_params({f"optuna.{k}": v for k, v in trial.params.items()})
@@ -414,9 +414,9 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     # nothing is created anywhere unless both stores can work: a tracking server that does
     # not answer stops us before the storage is opened, a damaged storage before the
     # tracking store is set up
-    tracking.check_server(paths.tracking_uri(tracking_uri))
+    store.check_server(paths.tracking_uri(tracking_uri))
     rdb = study_storage(cfg, storage_url)
-    uri = tracking.setup(tracking_uri)
+    uri = store.setup(tracking_uri)
     study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, launched), rdb)
     parent, session = parent_run_id(study, rdb, cfg, experiment_id, launched)
     repaired = recovery.repair_runs(study, experiment_id)
@@ -430,9 +430,9 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stopped: KeyboardInterrupt | None = None
     try:
-        with tracking.tracked_run(run_id=parent):
-            tracking.log_params(_study_params(cfg, storage_url))
-            tracking.log_metrics(data.leakage.metrics("leak_val"))
+        with lifecycle.tracked_run(run_id=parent):
+            records.log_params(_study_params(cfg, storage_url))
+            records.log_metrics(data.leakage.metrics("leak_val"))
             try:
                 if n_trials:
                     with _no_interrupt_tracebacks(), suppress(TrialCapReached):  # another worker took the last
@@ -480,7 +480,7 @@ def refit_study(config: str | Path, overrides: Overrides | None = None, seeds: i
     if not cfg.refit.seeds:
         raise UserError(f"{config}: refit.seeds is 0; set it in the study file or pass --seeds N")
     storage_url = storage or paths.DEFAULT_STORAGE
-    tracking.setup(tracking_uri)
+    store.setup(tracking_uri)
     data = prepare_data(data_dir, cfg.subset, cfg.validation.fraction, cfg.seed, cfg.validation.strategy)
     try:
         study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(storage_url))
@@ -491,7 +491,7 @@ def refit_study(config: str | Path, overrides: Overrides | None = None, seeds: i
     parent = study.user_attrs.get(PARENT_ATTR)
     if chosen is None or parent is None:
         raise UserError(f"study {cfg.study_name!r} has no complete trial to refit")
-    with tracking.tracked_run(run_id=parent):
+    with lifecycle.tracked_run(run_id=parent):
         run_refits(chosen, cfg, data, echo=echo)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from signlab.data.dataset import load_split
-from signlab.runs import tracking
+from signlab.runs import store
 from signlab.search.study import Overrides, open_study, parent_run_id, resolved_config, study_experiment
 
 
@@ -27,7 +27,7 @@ def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking
     cfg = resolved_config(config, overrides)
     for split in ("train", "test"):
         load_split(split, data_dir)  # a missing or bad file stops us before anything is created
-    uri = tracking.setup(tracking_uri)
+    uri = store.setup(tracking_uri)
     study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, None))
     parent_run_id(study, rdb, cfg, experiment_id, None)
     existing = len(study.trials)

@@ -45,7 +45,7 @@ from signlab.errors import UserError
 from signlab.files import atomic_path, output_folder
 from signlab.models.evaluate import Evaluation, confusion_figure
 from signlab.runs.references import Reference, best_clean_reference, load_references, watched_test
-from signlab.runs.tracking import mark_classic_ml
+from signlab.runs.store import mark_classic_ml
 from signlab.serving.report_charts import accuracy_chart, f1_chart, params_chart
 from signlab.serving.report_page import Table, html_page, markdown_page
 from signlab.stores import redact

@@ -1,0 +1,79 @@
+"""Logged models: every run's model in its own flavour (`model`) and as the letters pyfunc
+(`classifier`), with pinned requirements."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from signlab.contract import CLASSIFIER_ARTIFACT, CLASSIFIER_URI_TAG, MODEL_ARTIFACT
+from signlab.runs.store import quiet_loggers
+
+
+def requirements() -> list[str]:
+    """Pinned requirements for logged models (skips MLflow's slow inference)."""
+    names = ["mlflow", "tensorflow-cpu", "keras", "scikit-learn", "skops", "numpy", "pandas"]
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def log_models(model: Any, example_images: np.ndarray) -> str:
+    """Log the model in its own flavour (`model`) and as the letters pyfunc (`classifier`).
+
+    Returns the classifier's model URI (also set as the run tag `signlab.classifier_uri`).
+    """
+    with warnings.catch_warnings(), quiet_loggers("mlflow.pyfunc", "mlflow.models"):
+        warnings.simplefilter("ignore")  # MLflow's advice on type hints and pickling
+        return _log_models(model, example_images)
+
+
+def _log_models(model: Any, example_images: np.ndarray) -> str:
+    from mlflow.models import ModelSignature, infer_signature
+
+    from signlab.data.splits import scale
+    from signlab.models.classifier import SKOPS_TRUSTED_TYPES
+    from signlab.models.pyfunc import INPUT_DOC, PIXEL_COLUMNS, LetterPyfunc, predictions_frame
+
+    reqs = requirements()
+    pixels = example_images[:2].reshape(2, -1).astype(np.float64)
+    probs = model.predict_proba(example_images[:2])
+    if model.family == "cnn":
+        x = scale(example_images[:2], normalised=True)[..., None]  # as the model was trained
+        mlflow.tensorflow.log_model(
+            model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs, input_example=x,
+            signature=infer_signature(x, model.estimator.predict(x, verbose=0)),
+        )
+    else:
+        x = pixels / 255.0 if model.normalise else pixels
+        mlflow.sklearn.log_model(
+            model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs, input_example=x,
+            signature=infer_signature(x, model.estimator.predict_proba(x)),
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        )
+    # The example is what users have: data-set rows as pandas reads them (int64 pixel columns).
+    frame = pd.DataFrame(example_images[:2].reshape(2, -1).astype(np.int64), columns=PIXEL_COLUMNS)
+    # No input schema: MLflow 3.17 has none that takes int frames, arrays of rows and 28x28
+    # images alike (a column schema turns arrays into frames named 0..783 and refuses int64 as
+    # double; a tensor schema reads frames by position). The model checks its input
+    # (`pixels_of`); the input is documented by the example and the MLmodel metadata.
+    signature = ModelSignature(outputs=infer_signature(frame, predictions_frame(probs)).outputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = model.save(Path(tmp) / "letter_model")
+        info = mlflow.pyfunc.log_model(
+            name=CLASSIFIER_ARTIFACT, python_model=LetterPyfunc(), artifacts={"letter_model": str(folder)},
+            input_example=frame, signature=signature, pip_requirements=reqs, metadata={"input": INPUT_DOC},
+        )
+    mlflow.set_tag(CLASSIFIER_URI_TAG, info.model_uri)
+    return info.model_uri
