@@ -11,7 +11,8 @@ import pytest
 from conftest import assert_one_line_error, free_port, run_cli, subprocess_env, wait_for_http
 from mlflow.tracking import MlflowClient
 
-from signlab.search.study import Overrides, run_study
+from signlab.search.setup import Overrides
+from signlab.search.study import run_study
 
 STUDY = """\
 study_name: browse

@@ -12,7 +12,8 @@ from signlab.errors import UserError
 from signlab.models.presets import make_spec
 from signlab.models.train import fit
 from signlab.runs.job import prepare_data
-from signlab.search.study import Overrides, refit_study, run_study
+from signlab.search.setup import Overrides
+from signlab.search.study import refit_study, run_study
 
 STUDY = """\
 study_name: refit

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from signlab.cli import app
 from signlab.runs.references import load_references
-from signlab.search.study import Overrides, run_study
+from signlab.search.setup import Overrides
+from signlab.search.study import run_study
 from signlab.serving.report import best_clean_reference, watched_test
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,9 @@ from mlflow.tracking import MlflowClient
 
 from signlab.contract import SAME_AS_ATTR
 from signlab.errors import UserError
+from signlab.search.setup import Overrides, make_sampler
 from signlab.search.space import trial_spec
-from signlab.search.study import Overrides, make_sampler, run_study
+from signlab.search.study import run_study
 from signlab.search.study_config import load_study_config
 from signlab.stores import setup_lock
 

@@ -13,7 +13,8 @@ from conftest import runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
-from signlab.search.study import Overrides, run_study
+from signlab.search.setup import Overrides
+from signlab.search.study import run_study
 from signlab.search.study_config import load_study_config
 
 ROOT = Path(__file__).resolve().parents[1]

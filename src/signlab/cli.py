@@ -311,7 +311,8 @@ def study_run(
     """Run a study, or resume it: the same command again adds trials to the same study.
     Started on several machines with one --storage and --tracking-uri, the workers share it."""
     from signlab.runs.lifecycle import log_system_metrics
-    from signlab.search.study import Overrides, run_study
+    from signlab.search.setup import Overrides
+    from signlab.search.study import run_study
 
     log_system_metrics(system_metrics)
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
@@ -341,7 +342,7 @@ def study_workers(
     """Run N worker processes on one study (here; on other machines run `signlab study run`
     with the same --storage, --tracking-uri and --max-total-trials)."""
     from signlab import config
-    from signlab.search.study import Overrides
+    from signlab.search.setup import Overrides
     from signlab.search.workers import run_workers
 
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
@@ -367,7 +368,8 @@ def study_refit(
     """Retrain a study's chosen trial on the whole training file, once per seed, as runs
     nested under its parent run (a study does this itself when it ends)."""
     from signlab.runs.lifecycle import log_system_metrics
-    from signlab.search.study import Overrides, refit_study
+    from signlab.search.setup import Overrides
+    from signlab.search.study import refit_study
 
     log_system_metrics(system_metrics)
     refit_study(study_file, Overrides(study_name=study_name), seeds, storage, tracking_uri, data_dir, echo=typer.echo)

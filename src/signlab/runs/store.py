@@ -22,18 +22,20 @@ KIND_TAG, CLASSIC_ML = "mlflow.experimentKind", "custom_model_development"
 ML_VIEW = "workflowType=machine_learning"
 
 
-def setup(tracking_uri: str | None = None, experiment: str | None = None) -> str:
+def setup(tracking_uri: str | None = None, experiment: str | None = None, check: bool = True) -> str:
     """Point MLflow at `tracking_uri`, $MLFLOW_TRACKING_URI or sqlite:///mlflow.db (credentials
     in it moved to MLflow's variables, see `credentials_to_env`); the URI MLflow now uses.
     A SQLite store is opened here, under `stores.setup_lock`: MLflow creates and migrates its
     tables on first use, and processes doing so at once on one new file break it for good.
-    The store MLflow keeps for the URI is the one every later call of this process uses."""
+    The store MLflow keeps for the URI is the one every later call of this process uses.
+    `check`: probe an http(s) server first (`check_server`), unless the caller just did."""
     from mlflow.tracking import MlflowClient
 
     from signlab.stores import setup_lock
 
     uri = config.tracking_uri(tracking_uri)
-    check_server(uri)
+    if check:
+        check_server(uri)
     uri = credentials_to_env(uri)
     mlflow.set_tracking_uri(uri)
     with setup_lock(uri) as locked:

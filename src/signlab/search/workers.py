@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from signlab.data.dataset import load_split
-from signlab.runs import store
-from signlab.search.study import Overrides, open_study, parent_run_id, resolved_config, study_experiment
+from signlab.search.parent import start_session
+from signlab.search.setup import Overrides, resolved_config
 
 
 def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
@@ -27,9 +27,8 @@ def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking
     cfg = resolved_config(config, overrides)
     for split in ("train", "test"):
         load_split(split, data_dir)  # a missing or bad file stops us before anything is created
-    uri = store.setup(tracking_uri)
-    study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, None))
-    parent_run_id(study, rdb, cfg, experiment_id, None)
+    started = start_session(cfg, storage_url, tracking_uri, None)
+    study, uri = started.study, started.tracking_uri
     existing = len(study.trials)
     cap = existing + cfg.n_trials
     if overrides.max_total_trials is not None:

@@ -1,0 +1,163 @@
+"""The study's MLflow side: its experiment, found or created before the study is touched,
+and the one parent run all its workers share (with a session run under a later `mlflow run`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import optuna
+import sqlalchemy
+from mlflow.tracking import MlflowClient
+from optuna.storages import RDBStorage
+
+from signlab import config
+from signlab.contract import (
+    FAMILY_TAG,
+    PARENT_ATTR,
+    ROLE_SESSION,
+    ROLE_STUDY,
+    ROLE_TAG,
+    STUDY_TAG,
+)
+from signlab.runs import store
+from signlab.search.setup import check_same_data, load_or_create, study_storage
+from signlab.search.storage import CappedStorage, study_lock, unusable_storage
+from signlab.search.study_config import StudyConfig
+from signlab.stores import normalise, redact
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_study(cfg: StudyConfig, storage_url: str, tracking_uri: str,
+               experiment: Callable[[], str], rdb: RDBStorage | None = None) -> tuple[optuna.Study, RDBStorage, str]:
+    """The study, created or resumed in a storage whose dead workers' trials are failed
+    (and retried, as the file says); refused if its directions or data settings differ.
+    Between opening the storage and touching the study, the study's MLflow experiment is
+    found or created (`experiment()`) and written to, so that a tracking store which
+    refuses writes leaves no study behind; (study, storage, experiment id)."""
+    rdb = rdb or study_storage(cfg, storage_url)
+    experiment_id = store.check_writable(tracking_uri, experiment, f"study {cfg.study_name} from {WORKER} "
+                                            f"at {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
+    try:
+        study = load_or_create(cfg, rdb, storage_url)
+        check_same_data(study, cfg, storage_url)
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        raise unusable_storage(storage_url, exc) from None
+    return study, rdb, experiment_id
+
+
+def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, experiment_id: str,
+                  launched: str | None) -> tuple[str, str | None]:
+    """The study's parent run, shared by all its workers and found again on resume, and,
+    under a second `mlflow run`, the run MLflow made for this session (`launched`), filed
+    under the parent as a 'session'."""
+    client = MlflowClient()
+    if launched and not _exists(client, launched):
+        launched = None  # --tracking-uri points elsewhere than `mlflow run` logged
+
+    def create() -> str:
+        tags = {ROLE_TAG: ROLE_STUDY, STUDY_TAG: cfg.study_name, FAMILY_TAG: cfg.family}
+        if not launched:
+            return client.create_run(experiment_id, run_name=cfg.study_name, tags=tags).info.run_id
+        for key, value in tags.items():
+            client.set_tag(launched, key, value)
+        client.update_run(launched, name=cfg.study_name)  # not the name `mlflow run` drew
+        return launched
+
+    parent = _shared_parent(study, storage, client, create)
+    session = launched if launched and launched != parent else None
+    if session:
+        client.set_tag(session, "mlflow.parentRunId", parent)
+        client.set_tag(session, ROLE_TAG, ROLE_SESSION)
+        client.update_run(session, name=f"{cfg.study_name}-session")
+        client.set_tag(session, STUDY_TAG, cfg.study_name)
+    return parent, session
+
+
+def _shared_parent(study: optuna.Study, storage: RDBStorage, client: MlflowClient,
+                   create: Callable[[], str]) -> str:
+    """The parent run recorded on the study, else one made by exactly one worker: the one
+    holding the lock study `<name>:parent-lock` (storage.study_lock)."""
+    known = study.user_attrs.get(PARENT_ATTR)
+    if known and _exists(client, known):
+        return known
+    with study_lock(storage, f"{study.study_name}:parent-lock"):
+        known = study.user_attrs.get(PARENT_ATTR)  # another worker may have made it meanwhile
+        if known and _exists(client, known):
+            return known
+        parent = create()
+        study.set_user_attr(PARENT_ATTR, parent)
+        return parent
+
+
+def _exists(client: MlflowClient, run_id: str) -> bool:
+    """Whether the run exists and is not deleted; other errors (a server hiccup) are raised,
+    not read as "no such run" (which would make a second parent run)."""
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+
+
+def study_experiment(cfg: StudyConfig, launched: str | None) -> str:
+    """The experiment id: that of `mlflow run`'s run, else the study file's `experiment`
+    (default: the study name)."""
+    client = MlflowClient()
+    if launched and _exists(client, launched):
+        experiment_id = client.get_run(launched).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
+    name = cfg.experiment or cfg.study_name
+    try:
+        return mlflow.set_experiment(name).experiment_id
+    except mlflow.exceptions.MlflowException as exc:  # another worker created it just now
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow.set_experiment(name).experiment_id
+
+
+def study_params(cfg: StudyConfig, storage_url: str) -> dict[str, Any]:
+    """The study's settings, as its parent run's params."""
+    import json
+
+    return {
+        "study_name": cfg.study_name, "family": cfg.family, "objectives": ",".join(cfg.objectives),
+        "directions": ",".join(cfg.directions or []), "sampler": cfg.sampler.type,
+        "sampler_seed": cfg.sampler.seed, "pruner": cfg.pruner.type, "max_epochs": cfg.max_epochs,
+        "val_strategy": cfg.validation.strategy, "val_fraction": cfg.validation.fraction, "subset": cfg.subset, "seed": cfg.seed,
+        "storage": redact(normalise(storage_url)), "space": json.dumps({k: v.model_dump() for k, v in cfg.space.items()})[:6000],
+        "fixed": json.dumps(cfg.fixed)[:6000],
+    }
+
+
+@dataclass
+class Session:
+    """What a worker works with: the study and its storage, the tracking URI MLflow uses, the
+    study's experiment, its parent run, and the run `mlflow run` made for this session."""
+
+    study: optuna.Study
+    storage: CappedStorage
+    tracking_uri: str
+    experiment_id: str
+    parent: str
+    session: str | None
+
+
+def start_session(cfg: StudyConfig, storage_url: str, tracking_uri: str | None, launched: str | None) -> Session:
+    """Open both stores and the study, and find or make its parent run. Nothing is created
+    anywhere unless both stores can work: a tracking server that does not answer stops us
+    before the storage is opened, a damaged storage before the tracking store is set up."""
+    store.check_server(config.tracking_uri(tracking_uri))
+    rdb = study_storage(cfg, storage_url)
+    uri = store.setup(tracking_uri, check=False)  # probed just above
+    study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, launched), rdb)
+    parent, session = parent_run_id(study, rdb, cfg, experiment_id, launched)
+    return Session(study, rdb, uri, experiment_id, parent, session)
