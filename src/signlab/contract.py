@@ -36,6 +36,7 @@ RUN_ATTR = "mlflow_run_id"  # on a trial: its MLflow run
 RUN_URL_ATTR = "mlflow_run_url"  # on a trial: its run's page, where the tracking URI is an http(s) server
 PARENT_ATTR = "mlflow_parent_run_id"  # on a study: its parent run
 SAME_AS_ATTR = "same_params_as"  # on a trial not trained again: the earlier trial with its params
+PRUNED_ATTR = "pruned_before_training"  # on a trial pruned before it trained: why (over max_params)
 
 # --- MLflow metrics ---------------------------------------------------------------------
 VAL_ACCURACY = "final_val_accuracy"  # the validation accuracy of the epoch whose weights are kept

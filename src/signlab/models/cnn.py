@@ -66,6 +66,12 @@ class CNNSpec(BaseModel):
         return self
 
 
+def cnn_params(spec: CNNSpec) -> int:
+    """The parameter count of the network `spec` builds (Keras's count: batch-norm statistics
+    included), without training it."""
+    return int(build_cnn(spec).count_params())
+
+
 def build_cnn(spec: CNNSpec, name: str = "cnn") -> keras.Model:
     """A compiled-ready Sequential model for 28x28x1 inputs in [0, 1]."""
     import keras  # here, not at import: commands that build no model start without TensorFlow

@@ -16,6 +16,7 @@ from signlab.contract import (
     N_PARAMS,
     OBJECTIVE_METRIC,
     PRESET_TAG,
+    PRUNED_ATTR,
     ROLE_TAG,
     ROLE_TRIAL,
     RUN_ATTR,
@@ -30,6 +31,8 @@ from signlab.contract import (
     VAL_ACCURACY,
     WORKER_TAG,
 )
+from signlab.models.cnn import cnn_params
+from signlab.models.presets import Spec
 from signlab.models.train import EpochHook, free_graph
 from signlab.runs import lifecycle, store
 from signlab.runs.job import Data, train_and_log
@@ -59,6 +62,10 @@ def make_objective(cfg: StudyConfig, data: Data,
         earlier = same_params_as(trial)
         if earlier is not None:
             return _reuse(trial, earlier, cfg)
+        too_big = _over_max_params(spec, cfg)
+        if too_big:
+            trial.set_user_attr(PRUNED_ATTR, too_big)
+            raise optuna.TrialPruned(too_big)  # before any run: nothing was trained
         tags = {ROLE_TAG: ROLE_TRIAL, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
                 TRIAL_STATE_TAG: "RUNNING", FAMILY_TAG: cfg.family, PRESET_TAG: "study", WORKER_TAG: WORKER}
         name = f"{cfg.study_name}-trial-{trial.number}"
@@ -96,6 +103,15 @@ def make_objective(cfg: StudyConfig, data: Data,
         return values if cfg.multi_objective else values[0]
 
     return objective
+
+
+def _over_max_params(spec: Spec, cfg: StudyConfig) -> str | None:
+    """Why `spec` is over the study's `max_params` (built, not trained, to count), or None."""
+    if cfg.max_params is None:
+        return None
+    size = cnn_params(spec)
+    free_graph()
+    return f"{size:,} parameters, over max_params {cfg.max_params:,}" if size > cfg.max_params else None
 
 
 def same_params_as(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:

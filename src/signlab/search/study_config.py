@@ -130,6 +130,8 @@ class StudyConfig(_Strict):
                               description="a trial silent this long is failed (its worker died)")
     target_val_accuracy: float | None = Field(
         None, gt=0.0, le=1.0, description="multi-objective: report the smallest model reaching this")
+    max_params: int | None = Field(
+        None, ge=1, description="CNN studies: a trial whose network has more parameters is pruned before training")
     fixed: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Param] = Field(min_length=1)
 
@@ -161,6 +163,14 @@ class StudyConfig(_Strict):
             raise ValueError(f"{grace} s must be at least twice heartbeat_interval ({beat} s), "
                              "or a slow but live trial could be failed")
         return grace
+
+    @field_validator("max_params")
+    @classmethod
+    def _max_params_for_cnns(cls, max_params: int | None, info: ValidationInfo) -> int | None:
+        family = info.data.get("family")
+        if max_params is not None and family is not None and family != "cnn":
+            raise ValueError(f"only CNN studies count parameters before training; a {family} study has none to cap")
+        return max_params
 
     @field_validator("space")
     @classmethod
