@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,7 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
     result = fit(spec, train, None if refit else data.val, seed=data.seed if refit_seed is None else refit_seed,
                  hooks=[logger, *hooks])
     model = result.model
+    started = time.perf_counter()
     test, test_aug = evaluate(model, *data.test), evaluate(model, *data.test_aug)
     val = None if refit else evaluate(model, *data.val)
     metrics = {
@@ -146,14 +148,21 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
     if val is not None:
         metrics.update(val.metrics("final_val"), final_val_aug_accuracy=evaluate(model, *data.val_aug).accuracy,
                        best_epoch=result.best_epoch)
+    # where a run's time goes besides training (docs/benchmarks.md, "Tracking overhead")
+    timings = {"evaluate_seconds": time.perf_counter() - started}
     records.log_metrics(metrics)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _write_artifacts(folder, spec, result, val, test, test_aug)
         mlflow.log_artifacts(str(folder))
+    timings["log_artifacts_seconds"] = time.perf_counter() - started
     if log_model:
+        started = time.perf_counter()
         packaging.log_models(model, data.test[0])
-    return Outcome(run.info.run_id, result, val, test, test_aug, metrics)
+        timings["log_models_seconds"] = time.perf_counter() - started
+    records.log_metrics(timings)
+    return Outcome(run.info.run_id, result, val, test, test_aug, {**metrics, **timings})
 
 
 def _write_artifacts(folder: Path, spec: Spec, result: FitResult,
