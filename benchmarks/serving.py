@@ -98,15 +98,18 @@ def served(model_uri: str, tracking_uri: str, workers: int) -> Iterator[str]:
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # its `uvicorn`
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"mlflow models serve exited with code {proc.returncode}")
+                log.seek(0)
+                tail = log.read().decode(errors="replace").strip().splitlines()[-1:]
+                raise RuntimeError(f"mlflow models serve exited with code {proc.returncode}: {tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"mlflow models serve did not answer within {START_TIMEOUT_S:.0f} s")
             try:
@@ -117,12 +120,22 @@ def served(model_uri: str, tracking_uri: str, workers: int) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        stop(proc)
+        log.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (uvicorn and its workers), SIGKILL after 20 s."""
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
         try:
-            proc.wait(timeout=20)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            continue
 
 
 def post(session: requests.Session, url: str, body: bytes) -> None:
