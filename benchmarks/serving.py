@@ -1,5 +1,5 @@
 """Benchmark: latency of a CNN 3 `classifier` model served by `mlflow models serve` (1 and 256
-test images per JSON `dataframe_split` request), requests per second with concurrent clients,
+test images per JSON request, `dataframe_split` and `inputs`), requests per second with 4 clients,
 and the same model in-process (pyfunc `predict`, MLflow's scoring function without HTTP,
 `signlab predict`'s code path).
 
@@ -62,9 +62,11 @@ def test_frame(n: int) -> pd.DataFrame:
     return pd.DataFrame(images.reshape(n, -1).astype(np.int64), columns=PIXEL_COLUMNS)
 
 
-def payload(frame: pd.DataFrame) -> bytes:
-    """A `dataframe_split` JSON request body."""
-    return json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}).encode()
+def payloads(frame: pd.DataFrame) -> dict[str, bytes]:
+    """JSON request bodies: `dataframe_split` (matched by column name) and `inputs` (784-pixel
+    rows, by position)."""
+    return {"dataframe_split": json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}).encode(),
+            "inputs": json.dumps({"inputs": frame.to_numpy().tolist()}).encode()}
 
 
 def timed(call: Callable[[], object], warmup: int, n: int, budget_s: float) -> list[float]:
@@ -162,20 +164,23 @@ def requests_per_second(url: str, body: bytes, clients: int, total: int, budget_
     return {"rps": round(sum(done) / elapsed, 1), "requests": sum(done), "clients": clients}
 
 
-def measure_server(model_uri: str, tracking_uri: str, workers: int, bodies: dict[int, bytes],
+def measure_server(model_uri: str, tracking_uri: str, workers: int, bodies: dict[int, dict[str, bytes]],
                    args: argparse.Namespace) -> dict:
-    """Latency per request size and throughput with 4 clients through `mlflow models serve`."""
+    """Latency per payload and request size, and throughput with 4 clients (`dataframe_split`),
+    through `mlflow models serve`."""
     started = time.perf_counter()
     with served(model_uri, tracking_uri, workers) as url:
         ready_s = time.perf_counter() - started
         with requests.Session() as session:
-            latency = {n: summary(timed(lambda b=body: post(session, url, b), args.warmup, args.requests, 60))
-                       for n, body in bodies.items()}
-        rps = {n: requests_per_second(url, body, 4, args.concurrent_requests, 30) for n, body in bodies.items()}
+            latency = {form: {n: summary(timed(lambda b=bodies[n][form]: post(session, url, b),
+                                               args.warmup, args.requests, 60)) for n in bodies}
+                       for form in bodies[SIZES[0]]}
+        rps = {n: requests_per_second(url, forms["dataframe_split"], 4, args.concurrent_requests, 30)
+               for n, forms in bodies.items()}
     return {"workers": workers, "ready_s": round(ready_s, 1), "latency": latency, "throughput_4_clients": rps}
 
 
-def measure_in_process(model_uri: str, frames: dict[int, pd.DataFrame], bodies: dict[int, bytes],
+def measure_in_process(model_uri: str, frames: dict[int, pd.DataFrame], bodies: dict[int, dict[str, bytes]],
                        args: argparse.Namespace) -> dict:
     """pyfunc predict, MLflow's scoring function (the server's request path without HTTP) and
     `signlab predict`'s path after loading, per request size."""
@@ -185,8 +190,10 @@ def measure_in_process(model_uri: str, frames: dict[int, pd.DataFrame], bodies: 
     schema = model.metadata.get_input_schema()
     paths = {
         "pyfunc predict": lambda n: lambda: model.predict(frames[n]),
-        "scoring_server.invocations": lambda n: lambda: scoring_server.invocations(
-            bodies[n], "application/json", model, schema),
+        "scoring_server.invocations, dataframe_split": lambda n: lambda: scoring_server.invocations(
+            bodies[n]["dataframe_split"], "application/json", model, schema),
+        "scoring_server.invocations, inputs": lambda n: lambda: scoring_server.invocations(
+            bodies[n]["inputs"], "application/json", model, schema),
         "signlab predict (model loaded)": lambda n: lambda: predict_images(
             model, [str(i) for i in range(n)], frames[n].to_numpy().reshape(n, 28, 28), 3),
     }
@@ -216,12 +223,15 @@ def table(result: dict) -> str:
     """The figures as a markdown table."""
     lines = ["| path | images | p50 ms | p95 ms | n |", "|---|---:|---:|---:|---:|"]
     for server in result["server"]:
-        for n, s in server["latency"].items():
-            lines.append(f"| `mlflow models serve -w {server['workers']}` | {n} | {s['p50_ms']} | {s['p95_ms']} | {s['n']} |")
+        for form, sizes in server["latency"].items():
+            for n, s in sizes.items():
+                lines.append(f"| `mlflow models serve -w {server['workers']}`, {form} | {n} | {s['p50_ms']} "
+                             f"| {s['p95_ms']} | {s['n']} |")
     for name, sizes in result["in_process"].items():
         for n, s in sizes.items():
             lines.append(f"| {name} | {n} | {s['p50_ms']} | {s['p95_ms']} | {s['n']} |")
-    lines += ["", "| server | images per request | requests/s, 4 clients | requests |", "|---|---:|---:|---:|"]
+    lines += ["", "| server (dataframe_split) | images per request | requests/s, 4 clients | requests |",
+              "|---|---:|---:|---:|"]
     for server in result["server"]:
         for n, t in server["throughput_4_clients"].items():
             lines.append(f"| `-w {server['workers']}` | {n} | {t['rps']} | {t['requests']} |")
@@ -245,9 +255,9 @@ def main() -> None:
         mlflow.set_tracking_uri(tracking_uri)
         model_uri = args.model_uri or train_model(tracking_uri)
         frames = {n: test_frame(n) for n in SIZES}
-        bodies = {n: payload(frame) for n, frame in frames.items()}
+        bodies = {n: payloads(frame) for n, frame in frames.items()}
         if args.profile:
-            print(profile_invocation(model_uri, bodies[1]))
+            print(profile_invocation(model_uri, bodies[1]["dataframe_split"]))
         result = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],

@@ -21,7 +21,7 @@ SKOPS_TRUSTED_TYPES = [
 
 # Up to this many images go through the compiled call (one batch); more through Keras `predict`
 # in batches of this size. `predict` costs tens of ms per call (data adapter, iterator) however
-# few the images: 256 served images took 3x longer through it than through the call.
+# few the images: 256 images took 3-4x longer through it than through the call.
 PREDICT_BATCH = 1024
 
 
