@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from signlab.cli import app
 from signlab.data.labels import LABELS, label_to_letter
+from signlab.data.splits import normalise
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +131,19 @@ def test_classifier_takes_what_users_have(store, cnn_champion, test_rows):
     assert all(got == letters["csv rows"] for got in letters.values()), letters
     truth = [label_to_letter(v) for v in test_rows["label"]]
     assert sum(a == b for a, b in zip(letters["csv rows"], truth, strict=False)) >= 0.7 * len(truth)  # test accuracy > 0.85
+
+
+def test_classifier_batches_match_keras_predict(store, cnn_champion, test_split):
+    """Up to 1024 images go through the compiled call, not Keras `predict`: the same probabilities."""
+    model = _classifier(store, cnn_champion)
+    images = test_split.images[:300]
+    out = model.predict(images.reshape(300, -1))
+    keras_model = mlflow.pyfunc.load_model(f"runs:/{cnn_champion}/model")  # the flavour: Keras `predict`
+    raw = np.asarray(keras_model.predict(normalise(images)[..., None]))[:, list(LABELS)]
+    expected = raw / raw.sum(axis=1, keepdims=True)
+    got = out[[f"prob_{label_to_letter(v)}" for v in LABELS]].to_numpy()
+    assert got.shape == expected.shape == (300, 24)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_classifier_refuses_unknown_names_and_bad_shapes(store, cnn_champion, test_rows):

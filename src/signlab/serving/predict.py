@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,11 @@ def predict(model_uri: str, inputs: list[Path], top: int = 3) -> list[dict]:
     import mlflow.pyfunc
 
     names, images = gather(inputs)
-    model = mlflow.pyfunc.load_model(model_uri)
+    return predict_images(mlflow.pyfunc.load_model(model_uri), names, images, top)
+
+
+def predict_images(model: Any, names: list[str], images: np.ndarray, top: int = 3) -> list[dict]:
+    """`predict` for images already read, with a loaded pyfunc model."""
     frame = pd.DataFrame(images.reshape(len(images), -1).astype(np.float64), columns=PIXEL_COLUMNS)
     out = model.predict(frame)
     probs = out[[f"prob_{c}" for c in LETTERS]].to_numpy()
