@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from signlab.config import child_environment
 from signlab.data.dataset import load_split
 from signlab.search.parent import start_session
 from signlab.search.setup import Overrides, resolved_config
@@ -57,7 +58,7 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
     echo(f"{n} workers on the study ({existing} trials so far, stopping at {cap} in all)")
     # the launcher's overrides, but the trial budget: each worker may run all that is left
     options = {**vars(overrides), "n_trials": cap - existing, "max_total_trials": None, "data_dir": data_dir}
-    env = config.child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=uri)
+    env = child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=uri)
     command = worker_command(config, cap, options) + ([] if system_metrics else ["--no-system-metrics"])
     # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on once
     # (a second interrupt could land in a worker's clean-up and leave its run RUNNING).
