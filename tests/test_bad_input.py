@@ -12,26 +12,15 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, tiny_study
 from mlflow.tracking import MlflowClient
 
-STUDY = """\
-study_name: tiny
-family: mlp
-max_epochs: 1
-subset: 6
-sampler: {type: tpe, seed: 1}
-pruner: {type: none}
-space:
-  units: {type: int, low: 16, high: 64}
-"""
+pytestmark = pytest.mark.slow  # each test starts signlab in a child process
 
 
 @pytest.fixture()
 def tiny(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(STUDY)
-    return path
+    return tiny_study(tmp_path)
 
 
 def test_negative_seed_for_train(tmp_path):
@@ -97,6 +86,7 @@ def _corrupt_table(db: Path, table: str) -> None:
         f.write(b"\xff" * page_size)
 
 
+@pytest.mark.usefixtures("data_dir")  # the data is checked before the stores
 def test_a_corrupt_optuna_database(tiny, tmp_path):
     storage, db = tmp_path / "optuna.db", tmp_path / "mlflow.db"
     study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{storage}", direction="maximize")
@@ -133,6 +123,7 @@ def read_only_tracking(request, tmp_path) -> str:
             subprocess.run(["chattr", "-i", str(db)], check=True)
 
 
+@pytest.mark.usefixtures("data_dir")  # the data is checked before the stores
 def test_a_read_only_tracking_store_leaves_no_study(read_only_tracking, tiny, tmp_path):
     storage = tmp_path / "optuna.db"
     proc = run_cli("study", "run", str(tiny), "--storage", f"sqlite:///{storage}",

@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
-from conftest import BROWSER, subprocess_env
+from helpers import BROWSER, subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -36,6 +37,7 @@ def test_every_command_has_help():
         assert "Usage" in result.output
 
 
+@pytest.mark.slow
 def test_profile_writes_histograms_and_samples(tmp_path, data_dir):
     result = CliRunner().invoke(app, ["data", "profile", "--data-dir", str(data_dir), "--output", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -54,6 +56,7 @@ def test_profile_writes_histograms_and_samples(tmp_path, data_dir):
     assert counts[0] == "letter,train,test" and counts[1] == "A,1126,331" and len(counts) == 25
 
 
+@pytest.mark.slow
 def test_profile_fails_clearly_on_a_bad_file(tmp_path, data_dir):
     (tmp_path / "sign_mnist_train.csv").write_text("label,pixel1\r\n3,4\r\n")
     (tmp_path / "sign_mnist_test.csv.gz").symlink_to(data_dir / "sign_mnist_test.csv.gz")
@@ -63,6 +66,7 @@ def test_profile_fails_clearly_on_a_bad_file(tmp_path, data_dir):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_mlflow_run_data_profile_logs_artifacts(tmp_path, data_dir):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from helpers import subprocess_env
 from mlflow.tracking import MlflowClient
 
 TRAIN = ["train", "--preset", "cnn3", "--subset", "10"]
 NOISE = ("alembic", "absl", "oneDNN", "I0000", " INFO ")  # library lines a user did not ask for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # signlab in child processes, training on the real data
 
 
 def fresh_env(**extra: str) -> dict[str, str]:
@@ -31,6 +31,7 @@ def signlab(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> su
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.usefixtures("data_dir")
 def test_a_first_training_shows_only_signlabs_lines(tmp_path):
     """In a fresh folder (a new mlflow.db, a new experiment, TensorFlow's first import)."""
     result = signlab([*TRAIN, "--epochs", "1"], tmp_path)
@@ -41,6 +42,7 @@ def test_a_first_training_shows_only_signlabs_lines(tmp_path):
     assert all(line.startswith(ours) for line in lines), lines
 
 
+@pytest.mark.usefixtures("data_dir")
 def test_verbose_brings_the_libraries_info_lines_back(tmp_path):
     (tmp_path / "flag").mkdir()
     result = signlab(["--verbose", *TRAIN, "--epochs", "1"], tmp_path / "flag")
@@ -58,6 +60,7 @@ def test_verbose_brings_the_libraries_info_lines_back(tmp_path):
 
 @pytest.mark.parametrize("train", [TRAIN, ["train", "--family", "mlp", "--preset", "nn2"]],
                          ids=["cnn", "mlp"])
+@pytest.mark.usefixtures("data_dir")
 def test_sigterm_during_training_is_one_line_and_a_killed_run(tmp_path, train):
     """Exit code 143 (128 + SIGTERM, as shells report it; Ctrl-C gives 130). The MLP case
     covers scikit-learn's partial_fit, which swallows a KeyboardInterrupt and trains on (seen

@@ -5,66 +5,32 @@ show all the same)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, subprocess_env
+from helpers import mlflow_server, run_cli, subprocess_env, tiny_study
 from mlflow.tracking import MlflowClient
 
 SECRET = "Sup3r-s3cret"  # noqa: S105 (a test value)
-STUDY = """\
-study_name: creds
-family: mlp
-max_epochs: 1
-subset: 6
-sampler: {type: tpe, seed: 1}
-pruner: {type: none}
-space:
-  units: {type: int, low: 16, high: 64}
-"""
+pytestmark = pytest.mark.slow  # a live `mlflow server`
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> str:
     """`mlflow server` on 127.0.0.1 with a SQLite store; its URL, without credentials."""
-    folder = tmp_path_factory.mktemp("server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "art")],
-        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(1)
+    with mlflow_server(tmp_path_factory.mktemp("server")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def _with_credentials(url: str, userinfo: str) -> str:
     return url.replace("http://", f"http://{userinfo}@")
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_no_command_prints_the_tracking_password(server, tmp_path):
     uri = _with_credentials(server, f"bob:{SECRET}")
     env = subprocess_env(MLFLOW_TRACKING_URI=uri)
-    (tmp_path / "creds.yaml").write_text(STUDY)
+    tiny_study(tmp_path, "creds")
     outputs = {
         "train": run_cli("train", "--family", "mlp", "--preset", "nn2", "--subset", "10", "--epochs", "1",
                          env=env, cwd=tmp_path),
@@ -84,7 +50,6 @@ def test_no_command_prints_the_tracking_password(server, tmp_path):
     assert {e.name for e in client.search_experiments()} >= {"signlab", "creds", "reports"}, "all logged to the server"
 
 
-@pytest.mark.slow
 def test_a_token_in_the_tracking_uri_stops_mlflow_printing_run_links(server, tmp_path):
     proc = run_cli("report", "--tracking-uri", _with_credentials(server, SECRET), "--output", "reports", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout

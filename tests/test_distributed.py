@@ -1,7 +1,7 @@
 """Distributed studies on a real PostgreSQL server and a real `mlflow server` on 127.0.0.1:
-two workers on one study, a worker killed with SIGKILL or SIGTERM mid-trial, and bad
-input (storage URLs, tracking URIs, CLI arguments) that gets a clear error, changes
-nothing, and never shows a password.
+two workers on one study, a worker killed with SIGKILL or SIGTERM mid-trial (marked slow),
+and bad input (storage URLs, tracking URIs, CLI arguments) that gets a clear error, changes
+nothing, and never shows a password (in this process, most without a server).
 
 PostgreSQL: `.ci/run` starts a throwaway cluster and exports $SIGNLAB_TEST_POSTGRES_URL;
 without it, these tests start their own with scripts/throwaway-postgres.sh (Debian's
@@ -13,18 +13,16 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy
-from conftest import runs_by_role, subprocess_env
+from helpers import free_port, runs_by_role, subprocess_env, wait_for_http
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -47,8 +45,6 @@ space:
   filters: {{type: int, low: 4, high: 32, log: true}}
   learning_rate: {{type: float, low: 1.0e-3, high: 3.0e-3, log: true}}
 """
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
@@ -83,12 +79,6 @@ def new_database(postgres: str) -> str:
     return sqlalchemy.engine.make_url(postgres).set(database=name).render_as_string(hide_password=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def tracking_server(postgres, tmp_path_factory):
     """`signlab server` on 127.0.0.1 with a PostgreSQL backend store; (URL, its log file)."""
@@ -101,16 +91,7 @@ def tracking_server(postgres, tmp_path_factory):
              "--artifacts-destination", str(folder / "artifacts"), "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=folder)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "mlflow server did not answer within 120 s"
-        time.sleep(0.5)
+    wait_for_http(url + "/health", proc, 120, log)
     yield url, log
     proc.terminate()
     proc.wait(timeout=60)
@@ -164,6 +145,7 @@ def everything_logged(client: MlflowClient, experiment: str) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_workers_creating_optunas_tables_at_once(postgres):
     """Workers that open one empty database at the same moment all get a working storage
     (with plain RDBStorage, the late ones can fail: they CREATE the same enum type)."""
@@ -192,6 +174,8 @@ def test_workers_creating_optunas_tables_at_once(postgres):
     assert errors == []
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_two_workers_share_one_study(postgres, tracking_server, tmp_path):
     uri, server_log = tracking_server
     storage = new_database(postgres)
@@ -229,6 +213,8 @@ def test_two_workers_share_one_study(postgres, tracking_server, tmp_path):
                      str(study.user_attrs), str([t.user_attrs for t in study.trials]))
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_independent_workers_share_one_parent_run(postgres, tracking_server, tmp_path):
     """Two `study run` processes started at once on a new study (as on two machines): one
     parent run, created by exactly one of them; the cap holds across both."""
@@ -249,6 +235,8 @@ def test_independent_workers_share_one_parent_run(postgres, tracking_server, tmp
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_sigkill_mid_trial_then_another_worker(backend, request, tmp_path):
     """Heartbeats work on both: PostgreSQL with the tracking server, SQLite for both stores."""
     if backend == "postgresql":
@@ -301,6 +289,8 @@ def test_sigkill_mid_trial_then_another_worker(backend, request, tmp_path):
 
 @pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT,), (signal.SIGINT, signal.SIGTERM)],
                          ids=["SIGTERM", "SIGINT", "SIGINT-then-SIGTERM"])
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_sigterm_ends_the_run_killed_and_the_trial_failed(signals, postgres, tracking_server, tmp_path):
     """One line says what was left in which state; exit code 128 + the signal (143, or 130
     for Ctrl-C). A second signal (`mlflow run` sends SIGTERM right after the terminal's
@@ -335,6 +325,8 @@ def test_sigterm_ends_the_run_killed_and_the_trial_failed(signals, postgres, tra
         "the same command resumes the study"]
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_stopping_the_workers_launcher_stops_every_worker_cleanly(postgres, tracking_server, tmp_path):
     """SIGTERM to `study workers` reaches each worker once: every running trial ends FAIL,
     every run KILLED, the shared parent is not left RUNNING."""
@@ -382,6 +374,8 @@ def tiny(tmp_path) -> Path:
     return study_file(tmp_path, "tiny")
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")  # the data is checked before the stores
 def test_storage_that_refuses_connections(tiny, tmp_path):
     secret = "s3cr3t-Pa55"
     result = cli("study", "run", str(tiny), "--storage", f"postgresql+psycopg://signlab:{secret}@127.0.0.1:1/optuna",
@@ -392,6 +386,8 @@ def test_storage_that_refuses_connections(tiny, tmp_path):
     assert secret not in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")  # the data is checked before the stores
 def test_storage_with_a_wrong_password_or_database(postgres, tiny, tmp_path):
     parsed = sqlalchemy.engine.make_url(postgres)
     wrong = parsed.set(password="not-the-password").render_as_string(hide_password=False)
@@ -410,12 +406,16 @@ def test_storage_with_a_wrong_password_or_database(postgres, tiny, tmp_path):
     ("mysql://u:pw@127.0.0.1/x", "no database driver for 'mysql' is installed"),
     ("sqlite:////no/such/folder/optuna.db", "SQLite file /no/such/folder/optuna.db"),
 ])
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")  # the data is checked before the stores
 def test_storage_urls_that_cannot_work(url, expected, tiny, tmp_path):
     result = cli("study", "run", str(tiny), "--storage", url, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
     assert result.exit_code == 2 and expected in result.output, result.output
     assert ":pw@" not in result.output
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")  # the data is checked before the stores
 def test_tracking_server_that_does_not_answer_changes_nothing(tiny, tmp_path):
     storage = tmp_path / "optuna.db"
     result = cli("study", "run", str(tiny), "--storage", f"sqlite:///{storage}",

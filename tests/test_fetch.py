@@ -1,4 +1,5 @@
-"""`signlab data fetch --url` against a real HTTP server on 127.0.0.1."""
+"""`signlab data fetch --url` against a real HTTP server on 127.0.0.1 (a thread of this
+process); the tests that serve the real files are marked slow."""
 
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_fetch_verifies_and_writes_both_files(serve, originals, tmp_path):
     base = serve(originals.parent)
     target = tmp_path / "data"
@@ -83,6 +85,7 @@ def test_fetch_verifies_and_writes_both_files(serve, originals, tmp_path):
     assert _Handler.requests == []
 
 
+@pytest.mark.slow
 def test_corrupted_download_leaves_nothing(serve, originals, tmp_path):
     blob = bytearray((originals / "sign_mnist_test.csv").read_bytes())
     blob[5000] = ord("7") if blob[5000] != ord("7") else ord("8")
@@ -118,6 +121,7 @@ def test_interrupted_download_leaves_nothing(serve, tmp_path):
     assert _Handler.requests == ["/cut/sign_mnist_train.csv"]
 
 
+@pytest.mark.slow
 def test_fetch_command(serve, originals, tmp_path):
     runner = CliRunner()
     target = tmp_path / "data"
@@ -129,6 +133,7 @@ def test_fetch_command(serve, originals, tmp_path):
     assert "cannot connect" in bad.output and "Traceback" not in bad.output
 
 
+@pytest.mark.slow
 def test_failed_fetch_removes_only_the_folders_it_created(serve, originals, tmp_path, monkeypatch):
     dead = "http://127.0.0.1:9/none"  # nothing listens on port 9
     with pytest.raises(FetchError, match="cannot connect"):

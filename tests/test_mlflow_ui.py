@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from helpers import subprocess_env
 from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]

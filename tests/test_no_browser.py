@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BROWSER, needs_browser, subprocess_env
+from helpers import BROWSER, needs_browser, subprocess_env
 from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 WITHOUT_BROWSER = ROOT.parent / "shared" / "tools" / "without-browser.sh"
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # signlab and `mlflow run` in child processes, on the real data
 hides_browser = pytest.mark.skipif(
     not WITHOUT_BROWSER.is_file() or (os.geteuid() != 0 and BROWSER is not None),
     reason=f"needs {WITHOUT_BROWSER}, run as root where a browser is installed (it hides /usr/bin/chromium "

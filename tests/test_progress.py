@@ -14,19 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from helpers import subprocess_env, tiny_study
 
 BIN = Path(sys.executable).parent
-STUDY = """\
-study_name: bar
-family: mlp
-max_epochs: 3
-subset: 8
-sampler: {type: tpe, seed: 1}
-pruner: {type: none}
-space:
-  units: {type: int, low: 16, high: 32}
-"""
+pytestmark = pytest.mark.slow  # signlab in child processes, training on the real data
 
 
 def _on_terminal(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> tuple[int, str]:
@@ -52,9 +43,8 @@ def _on_terminal(args: list[str], cwd: Path, env: dict[str, str], timeout: float
             proc.kill()
 
 
-@pytest.mark.slow
 def test_study_bar_follows_epochs_on_a_terminal_only(tmp_path, data_dir):
-    (tmp_path / "bar.yaml").write_text(STUDY)
+    tiny_study(tmp_path, "bar", max_epochs=3, subset=8, high=32)
     env = subprocess_env(SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     command = [str(BIN / "signlab"), "study", "run", "bar.yaml", "--n-trials", "1", "--storage",
                f"sqlite:///{tmp_path / 'optuna.db'}"]

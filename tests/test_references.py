@@ -13,7 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import subprocess_env
+from helpers import subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -44,6 +44,8 @@ def _runs(store: str, experiment: str) -> list:
     return client.search_runs([found.experiment_id], max_results=100) if found else []
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_seeds_make_one_run_each_and_a_second_call_skips_them(store):
     out = _reference(store, "seeds", "nn1", "--seeds", "0,1")
     runs = _runs(store, "seeds")
@@ -87,6 +89,7 @@ def _wait_for_finished(store: str, experiment: str, proc: subprocess.Popen, limi
     raise AssertionError(f"no run finished (exit code {proc.poll()})")
 
 
+@pytest.mark.slow
 def test_an_interrupted_session_resumes(store, data_dir):
     rows = ["nn1", "cnn2", "nn2"]  # cnn2 second: it starts TensorFlow, so SIGTERM lands mid-session
     command = [sys.executable, "-m", "signlab", "reference", *rows, "--seeds", "0", *QUICK,
@@ -114,6 +117,7 @@ def test_an_interrupted_session_resumes(store, data_dir):
     assert sorted(r.data.tags["reference"] for r in finished) == sorted(rows)  # each row once
 
 
+@pytest.mark.slow
 def test_knn_row_logs_a_classifier_like_the_others(store, test_split):
     from signlab.data.splits import stratified_subset
 
@@ -132,6 +136,7 @@ def test_knn_row_logs_a_classifier_like_the_others(store, test_split):
     assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_mlproject_several_runs_nest_under_the_entry_run(tmp_path, data_dir):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
-from conftest import runs_by_role
+from helpers import runs_by_role
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
@@ -35,6 +35,7 @@ def small_data(data_dir):
     return prepare_data(str(data_dir), subset=100, seed=0)
 
 
+@pytest.mark.slow
 def test_fit_keeps_the_best_epoch_by_validation(small_data):
     from signlab.models.evaluate import evaluate
 
@@ -45,6 +46,7 @@ def test_fit_keeps_the_best_epoch_by_validation(small_data):
     assert evaluate(result.model, *small_data.val).accuracy == pytest.approx(max(scores), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_batch_norm_statistics_follow_the_data_within_a_few_dozen_steps(small_data):
     """The moving mean of the first batch-norm layer after ~40 steps, against the mean of its
     inputs on the training images: Keras' default momentum (0.99) leaves it ~65% short."""
@@ -63,6 +65,7 @@ def test_batch_norm_statistics_follow_the_data_within_a_few_dozen_steps(small_da
     assert np.abs(moving - data_mean).sum() / np.abs(data_mean).sum() < 0.2
 
 
+@pytest.mark.slow
 def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = tmp_path / "refit.yaml"
@@ -100,6 +103,7 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     assert len(runs_by_role(client, "refit")["refit"]) == expected + 1
 
 
+@pytest.mark.slow
 def test_refit_needs_seeds_and_a_study(tmp_path, data_dir):
     path = tmp_path / "refit.yaml"
     path.write_text(STUDY.format(seeds=0))

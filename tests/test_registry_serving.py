@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import subprocess_env
+from helpers import free_port, subprocess_env
+from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from signlab.cli import app
 from signlab.data.labels import LABELS, label_to_letter
 from signlab.data.splits import normalise
+from signlab.serving.registry import _score, _version_metrics
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def _train(store: str, *args: str) -> tuple[str, dict[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def mlp_runs(store) -> list[tuple[str, dict[str, float]]]:
+def mlp_runs(store, data_dir) -> list[tuple[str, dict[str, float]]]:
     """Three MLP runs of clearly different quality (1, 3 and 12 iterations)."""
     runs = [_train(store, "--family", "mlp", "--preset", "nn2", "--subset", "40", "--epochs", str(n))
             for n in (3, 1, 12)]
@@ -49,7 +50,7 @@ def mlp_runs(store) -> list[tuple[str, dict[str, float]]]:
 
 
 @pytest.fixture(scope="module")
-def cnn_champion(store) -> str:
+def cnn_champion(store, data_dir) -> str:
     """The tutorial CNN (batch 128) on the full training file for 8 epochs, promoted."""
     run_id, metrics = _train(store, "--preset", "tutorial", "--epochs", "8", "--set", "batch_size=128")
     assert metrics["test_accuracy"] > 0.85
@@ -73,6 +74,7 @@ def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
     return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
 
 
+@pytest.mark.slow
 def test_promotion_gate_and_aliases(store, mlp_runs):
     client = MlflowClient(store)
     name = "sign-mnist-mlp"
@@ -111,6 +113,26 @@ def test_promotion_gate_and_aliases(store, mlp_runs):
     assert result.exit_code == 0 and "v3 is the champion" in result.output, result.output
 
 
+def _version(number: str, **evidence: str) -> ModelVersion:
+    """A model version carrying `evidence` as the tags `promote` writes (strings, as stored)."""
+    return ModelVersion("sign-mnist-mlp", number, 0, tags=[ModelVersionTag(k, v) for k, v in evidence.items()])
+
+
+def test_the_gate_orders_by_test_accuracy_then_macro_f1_then_fewer_parameters():
+    """The champion's place goes to a version only if it scores higher: a tie keeps the champion."""
+    versions = [
+        _version("1", test_accuracy="0.9", test_f1_macro="0.8", n_params="100"),
+        _version("2", test_accuracy="0.9", test_f1_macro="0.85", n_params="1000"),
+        _version("3", test_accuracy="0.91", test_f1_macro="0.1", n_params="1000000", final_val_accuracy="0.2"),
+        _version("4", test_accuracy="0.9", test_f1_macro="0.85", n_params="500", registered_by="someone"),
+        _version("5"),  # no evidence (registered by hand): last
+    ]
+    ranked = sorted(versions, key=lambda v: _score(_version_metrics(v)), reverse=True)
+    assert [v.version for v in ranked] == ["3", "4", "2", "1", "5"]
+    again = _version("6", **{k: v for k, v in versions[0].tags.items()})
+    assert not _score(_version_metrics(again)) > _score(_version_metrics(versions[0])), "a tie does not promote"
+
+
 def test_promote_refuses_bad_input(store):
     runner = CliRunner()
     for args, words in ((["--run-id", "nope"], "no run 'nope'"), ([], "give --family cnn|mlp or --run-id RUN"),
@@ -119,6 +141,7 @@ def test_promote_refuses_bad_input(store):
         assert result.exit_code == 2 and words in result.output, result.output
 
 
+@pytest.mark.slow
 def test_classifier_takes_what_users_have(store, cnn_champion, test_rows):
     model = _classifier(store, cnn_champion)
     pixels = test_rows.drop(columns="label")
@@ -133,6 +156,7 @@ def test_classifier_takes_what_users_have(store, cnn_champion, test_rows):
     assert sum(a == b for a, b in zip(letters["csv rows"], truth, strict=False)) >= 0.7 * len(truth)  # test accuracy > 0.85
 
 
+@pytest.mark.slow
 def test_classifier_batches_match_keras_predict(store, cnn_champion, test_split):
     """Up to 1024 images go through the compiled call, not Keras `predict`: the same probabilities."""
     model = _classifier(store, cnn_champion)
@@ -146,6 +170,7 @@ def test_classifier_batches_match_keras_predict(store, cnn_champion, test_split)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_classifier_refuses_unknown_names_and_bad_shapes(store, cnn_champion, test_rows):
     model = _classifier(store, cnn_champion)
     with pytest.raises(MlflowException, match=r"missing 1 \(pixel300\); unknown 1 \(pixel_300\)$"):
@@ -167,6 +192,7 @@ def _test_pngs(folder: Path, test_split) -> tuple[list[Path], list[str]]:
     return paths, truth
 
 
+@pytest.mark.slow
 def test_predict_pngs_with_the_champion(store, cnn_champion, test_split, tmp_path):
     paths, truth = _test_pngs(tmp_path, test_split)
     result = CliRunner().invoke(app, ["predict", *map(str, paths), "--json", "--tracking-uri", store])
@@ -180,6 +206,7 @@ def test_predict_pngs_with_the_champion(store, cnn_champion, test_split, tmp_pat
     assert text.startswith(f"{paths[1]}: ") and "top 3:" in text
 
 
+@pytest.mark.slow
 def test_predict_bad_inputs(store, cnn_champion, tmp_path):
     runner = CliRunner()
     fake = tmp_path / "fake.png"
@@ -194,6 +221,7 @@ def test_predict_bad_inputs(store, cnn_champion, tmp_path):
         assert result.exit_code == 2 and words in result.output and "Traceback" not in result.output, result.output
 
 
+@pytest.mark.slow
 def test_predict_csv_by_name_or_position(store, cnn_champion, test_rows, tmp_path):
     named, headerless, renamed = tmp_path / "named.csv", tmp_path / "headerless.csv", tmp_path / "renamed.csv"
     test_rows[:3].sample(frac=1.0, axis=1, random_state=1).to_csv(named, index=False)
@@ -213,12 +241,6 @@ def test_predict_csv_by_name_or_position(store, cnn_champion, test_rows, tmp_pat
     assert "renamed.csv: " in result.output and "missing 1 (pixel300); unknown 1 (pixel_300)" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, payload: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
     try:
@@ -230,7 +252,7 @@ def _post(url: str, payload: dict) -> tuple[int, dict]:
 
 @pytest.mark.slow
 def test_mlflow_models_serve_the_champion(store, cnn_champion, test_split, tmp_path):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/sign-mnist-cnn@champion",
          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],

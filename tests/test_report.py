@@ -13,7 +13,7 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli, subprocess_env
+from helpers import assert_one_line_error, mlflow_server, run_cli, runs_by_role, subprocess_env, tiny_study
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -21,29 +21,19 @@ from signlab.cli import app
 from signlab.runs.references import load_references
 from signlab.search.setup import Overrides
 from signlab.search.study import run_study
-from signlab.serving.report import best_clean_reference, watched_test
+from signlab.serving.report import best_clean_reference
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDY = """\
-study_name: tiny
-family: mlp
-max_epochs: 2
-subset: 6
-sampler: {type: tpe, seed: 1}
-pruner: {type: none}
-refit: {seeds: 2}
-space:
-  units: {type: int, low: 16, high: 64}
-"""
+pytestmark = pytest.mark.slow  # studies and references trained on the real data; tables alone: test_report_tables.py
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory) -> tuple[str, Path, object]:
+def tracked(tmp_path_factory, data_dir) -> tuple[str, Path, object]:
     """A 3-trial study refitted with two seeds, and the nn1 reference run with two seeds, in one store."""
     tmp = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    (tmp / "tiny.yaml").write_text(STUDY)
-    study = run_study(tmp / "tiny.yaml", Overrides(n_trials=3), storage=f"sqlite:///{tmp / 'optuna.db'}",
+    path = tiny_study(tmp, max_epochs=2, refit={"seeds": 2})
+    study = run_study(path, Overrides(n_trials=3), storage=f"sqlite:///{tmp / 'optuna.db'}",
                       tracking_uri=uri, progress=False)
     for seed in ("0", "1"):
         result = CliRunner().invoke(app, ["reference", "nn1", "--epochs", "2", "--subset", "6", "--seed", seed,
@@ -92,9 +82,7 @@ def _text(html: str) -> str:
 def test_report_puts_refit_and_importances_beside_the_best_trial(tracked, report):
     uri, _, study = tracked
     md, html = (p.read_text() for p in report)
-    client = MlflowClient(uri)
-    parent = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
-                                "tags.`signlab.role` = 'study'")[0].data
+    parent = runs_by_role(MlflowClient(uri), "tiny")["study"][0].data
     best = study.best_trial
     assert parent.tags["refit.trial_number"] == str(best.number) and parent.metrics["refit_n"] == 2
     refit = (f"{100 * parent.metrics['refit_test_accuracy_mean']:.2f} ± "
@@ -117,9 +105,7 @@ def test_report_puts_refit_and_importances_beside_the_best_trial(tracked, report
 def test_report_headline_names_our_model_and_the_best_clean_reference(tracked, report):
     uri, _, study = tracked
     md, html = (p.read_text() for p in report)
-    client = MlflowClient(uri)
-    parent = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
-                                "tags.`signlab.role` = 'study'")[0].data
+    parent = runs_by_role(MlflowClient(uri), "tiny")["study"][0].data
     ref = best_clean_reference()
     assert ref is not None and ref.key == "nn4"  # CNN 1 + aug (100%), CNN 3 + aug, Dasgupta watched the test split
     mean = parent.metrics["refit_test_accuracy_mean"]
@@ -128,14 +114,6 @@ def test_report_headline_names_our_model_and_the_best_clean_reference(tracked, r
     assert f"**{100 * mean:.2f}% ± {100 * parent.metrics['refit_test_accuracy_std']:.2f}**" in head
     assert f"**{ref.model}**" in head and f"**{100 * (mean - ref.accuracy):+.2f} points**" in head
     assert head.removeprefix("**Headline.** ").replace("**", "") in _text(html)
-
-
-def test_watched_test_flags():
-    by_key = {ref.key: watched_test(ref) for ref in load_references()}
-    assert by_key["dasgupta"] == by_key["cnn1_aug"] == "yes"
-    assert by_key["cnn2_aug"] == by_key["cnn3_aug"] == "maybe"
-    assert by_key["jain"] == by_key["nn4"] == ""
-    assert best_clean_reference("cnn").key == "santos_cnn_aug"
 
 
 def test_report_is_logged_as_a_run(tracked, report):
@@ -181,31 +159,9 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert shot.stat().st_size > 20_000
 
 
-@pytest.mark.slow
 def test_report_from_a_tracking_server(tmp_path, data_dir):
     """The same report through `mlflow server` on 127.0.0.1 (http:// tracking URI)."""
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts")],
-        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
-                time.sleep(1)
+    with mlflow_server(tmp_path) as uri:
         result = CliRunner().invoke(app, ["reference", "nn2", "--epochs", "2", "--subset", "6", "--tracking-uri", uri])
         assert result.exit_code == 0, result.output
         out = tmp_path / "out"
@@ -216,9 +172,6 @@ def test_report_from_a_tracking_server(tmp_path, data_dir):
         client = MlflowClient(uri)
         report_run = client.search_runs([client.get_experiment_by_name("reports").experiment_id])[0]
         assert {a.path for a in client.list_artifacts(report_run.info.run_id)} == {"report.md", "report.html"}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _report_runs(uri: str) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import runs_by_role, subprocess_env
+from helpers import runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
 from signlab.contract import SAME_AS_ATTR
@@ -69,6 +69,8 @@ def test_each_trial_draws_with_a_seed_of_its_own():
     assert scratch == first + resumed
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_the_same_command_twice_adds_new_params(tmp_path):
     """`signlab study run studies/cnn.yaml --n-trials 1 --max-epochs 1 --subset 20`, twice."""
     stores = dict(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -83,6 +85,8 @@ def test_the_same_command_twice_adds_new_params(tmp_path):
         "study cnn_study: 1 new trials, 2 in all (2 complete, 0 pruned, 0 failed)"]
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_same_params_are_not_trained_again_unless_asked(tmp_path, capsys):
     """A space with one point: the second trial takes the first one's result without a run
     of its own; a trial queued with enqueue_trial (asked for) is trained again."""
@@ -124,6 +128,7 @@ def test_setup_lock_waits_a_bounded_time(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")
 def test_processes_start_at_once_in_an_empty_folder(tmp_path):
     """Three `signlab study run` started together where no mlflow.db or optuna.db exists,
     two on one study (no --worker) and one on another. Without the set-up lock, most such
@@ -176,6 +181,7 @@ except TrialCapReached:
 """
 
 
+@pytest.mark.slow
 def test_the_trial_cap_holds_when_workers_race_for_the_last_slot(tmp_path):
     """Six processes asking for trials as fast as they can: exactly the cap is made
     (Optuna's MaxTrialsCallback counts only when a trial ends, and overshoots here)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import runs_by_role, subprocess_env
+from helpers import runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
@@ -111,10 +111,11 @@ space:
 
 
 @pytest.fixture()
-def stores(tmp_path):
+def stores(tmp_path, data_dir):
     return f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+@pytest.mark.slow
 def test_pruned_trials_end_killed(tmp_path, stores, capsys):
     storage, uri = stores
     path = _study_file(tmp_path, BASE.format(name="prune", extra="pruner: {type: threshold, lower: 1.01, n_warmup_steps: 0}"))
@@ -128,6 +129,7 @@ def test_pruned_trials_end_killed(tmp_path, stores, capsys):
     assert "2 pruned" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_failing_trial_ends_failed_and_study_goes_on(tmp_path, stores):
     storage, uri = stores
     text = BASE.format(name="fails", extra="pruner: {type: none}").replace(
@@ -148,6 +150,7 @@ def test_failing_trial_ends_failed_and_study_goes_on(tmp_path, stores):
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == 1
 
 
+@pytest.mark.slow
 def test_multi_objective_logs_pareto_front(tmp_path, stores):
     storage, uri = stores
     path = _study_file(tmp_path, BASE.format(
@@ -171,6 +174,7 @@ def test_multi_objective_logs_pareto_front(tmp_path, stores):
         {f"importance.{k}": v for k, v in shown["importances"].items()})
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_directions_or_data(tmp_path, stores):
     storage, uri = stores
     path = _study_file(tmp_path, BASE.format(name="same", extra=""))
@@ -186,6 +190,8 @@ def test_resume_refuses_other_directions_or_data(tmp_path, stores):
     assert len(optuna.load_study(study_name="same", storage=storage).trials) == 1
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("data_dir")  # the data is checked before the storage
 def test_bad_storage_url_is_named_without_password(tmp_path):
     path = _study_file(tmp_path, BASE.format(name="x", extra=""))
     with pytest.raises(UserError) as info:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
 
 from signlab.cli import app
+from signlab.contract import CHAMPION, DEFAULT_MODEL_URI, MODEL_NAMES, OBJECTIVE_METRIC
 from signlab.errors import UserError
 from signlab.search.space import spec_from_values
-from signlab.search.study_config import load_study_config
+from signlab.search.study_config import StudyConfig, load_study_config
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = """\
@@ -118,3 +120,14 @@ def test_space_values_build_specs():
     assert [b.pool for b in two.blocks] == [True, True] and [b.filters for b in two.blocks] == [16, 16]
     mlp = spec_from_values("mlp", {"n_layers": 2, "units": [256, 128], "alpha": 0.1}, epochs=5)
     assert mlp.hidden_layers == [256, 128] and mlp.alpha == 0.1
+
+
+def test_every_objective_and_family_a_study_file_may_name_is_in_the_run_contract():
+    """The report ranks a study's trials by the metric of its objective, and `promote`
+    registers each family under its own name: a value the schema takes with no entry there
+    would be ranked by the wrong metric or not be promotable."""
+    fields = StudyConfig.model_fields
+    objectives = set(get_args(get_args(fields["objectives"].annotation)[0]))
+    assert objectives == set(OBJECTIVE_METRIC) == {"val_accuracy", "val_aug_accuracy", "n_params"}
+    assert set(get_args(fields["family"].annotation)) == set(MODEL_NAMES) == {"cnn", "mlp"}
+    assert DEFAULT_MODEL_URI == f"models:/{MODEL_NAMES['cnn']}@{CHAMPION}"

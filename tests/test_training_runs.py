@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from conftest import BROWSER, subprocess_env
+from helpers import BROWSER, subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -22,6 +22,7 @@ from signlab.runs.job import prepare_data, train_and_log
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = 15  # images per class: 360 from each file
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("data_dir")]  # trains on the real data
 
 
 @pytest.fixture(scope="module")

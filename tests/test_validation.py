@@ -9,13 +9,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import subprocess_env
+from helpers import subprocess_env
 
 from signlab.data.groups import cached_groups, leakage, variant_groups
 from signlab.data.validation import split_leakage, validation_rows
 from signlab.runs.job import prepare_data
 
 
+@pytest.mark.slow
 def test_groups_never_mix_letters_even_when_built_across_letters(train_split):
     """Built per letter for speed; built over three letters at once (every image given one
     label), no component may span two letters, or the per-letter shortcut would hide it."""
@@ -27,6 +28,7 @@ def test_groups_never_mix_letters_even_when_built_across_letters(train_split):
     assert len(np.unique(joint)) == len(np.unique(variant_groups(images, labels)))
 
 
+@pytest.mark.slow
 def test_grouped_split_keeps_groups_whole_and_letters_on_both_sides(train_split):
     rows = validation_rows(train_split, "grouped", 0.2, seed=0)
     assert not set(rows.groups[rows.train]) & set(rows.groups[rows.val])
@@ -39,6 +41,7 @@ def test_grouped_split_keeps_groups_whole_and_letters_on_both_sides(train_split)
     assert not np.array_equal(other.val, rows.val)
 
 
+@pytest.mark.slow
 def test_diagnostic_separates_random_from_grouped(train_split, test_split):
     random = split_leakage(train_split, validation_rows(train_split, "random", 0.2, seed=0))
     grouped_rows = validation_rows(train_split, "grouped", 0.2, seed=0)
@@ -50,6 +53,7 @@ def test_diagnostic_separates_random_from_grouped(train_split, test_split):
     assert abs(grouped.nn_accuracy - test.nn_accuracy) < 0.05  # it looks like the test split
 
 
+@pytest.mark.slow
 def test_subset_keeps_sides_apart_and_run_sizes_match(train_split, data_dir):
     full = validation_rows(train_split, "grouped", 0.2, seed=0)
     quick = validation_rows(train_split, "grouped", 0.2, seed=0, subset=20)
@@ -59,6 +63,7 @@ def test_subset_keeps_sides_apart_and_run_sizes_match(train_split, data_dir):
     assert data.sizes()["n_val"] == len(quick.val) and data.params()["val_strategy"] == "grouped"
 
 
+@pytest.mark.slow
 def test_data_split_writes_the_same_rows_in_every_process(tmp_path, train_split, data_dir):
     def split(folder: str) -> pd.DataFrame:
         proc = subprocess.run([sys.executable, "-m", "signlab", "data", "split", "--output", str(tmp_path / folder)],

@@ -1,0 +1,74 @@
+"""Database URLs of both stores, without a server: secrets redacted wherever a URL is shown,
+where a URL points said in words, and the SQLite file (and its set-up lock) found."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy
+
+from signlab.errors import UserError
+from signlab.stores import check_database, lock_path, normalise, redact, sqlite_file, where
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://bob:s3cret@db.example:5432/optuna", "postgresql://bob:***@db.example:5432/optuna"),
+    ("postgresql://bob:p@ss@host/db", "postgresql://bob:***@host/db"),  # an unencoded '@' in the password
+    ("http://user:hunter2@127.0.0.1:5000", "http://user:***@127.0.0.1:5000"),
+    ("https://tok3n@mlflow.example/x", "https://***@mlflow.example/x"),  # a token standing alone
+    ("sqlite:///x.db?password=abc&mode=ro", "sqlite:///x.db?password=***&mode=ro"),
+    ("http://host:5000/?TOKEN=zz&a=1", "http://host:5000/?TOKEN=***&a=1"),
+    ("postgresql://bob@host/db", "postgresql://bob@host/db"),  # nothing secret: unchanged
+    ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+])
+def test_redact_hides_passwords_and_tokens(url, shown):
+    assert redact(url) == shown
+
+
+def test_postgres_urls_mean_psycopg_3():
+    assert normalise("postgres://a@b/c") == normalise("postgresql://a@b/c") == "postgresql+psycopg://a@b/c"
+    assert normalise("postgresql+psycopg2://a@b/c") == "postgresql+psycopg2://a@b/c"  # a driver named is kept
+
+
+@pytest.mark.parametrize("url, file", [
+    ("sqlite:///optuna.db", "optuna.db"),
+    ("sqlite:////abs/x.db", "/abs/x.db"),
+    ("sqlite://", None), ("sqlite:///:memory:", None),
+    ("sqlite:///file:x.db?mode=ro&uri=true", None),  # SQLite's own URI form: opened read-only, never set up
+    ("postgresql://u@h/d", None), ("not a url", None),
+])
+def test_the_sqlite_file_and_its_lock(url, file):
+    assert (str(sqlite_file(url)) if sqlite_file(url) else None) == file
+    assert (str(lock_path(url)) if lock_path(url) else None) == (f"{file}.lock" if file else None)
+
+
+@pytest.mark.parametrize("url, words", [
+    ("postgresql://bob:pw@10.0.0.1/optuna", "PostgreSQL at 10.0.0.1:5432, database optuna, user bob"),
+    ("postgresql://h/d", "PostgreSQL at h:5432, database d"),
+    ("mysql://u@h/d", "MySQL at h:3306, database d, user u"),
+    ("sqlite:///a.db", "SQLite file a.db"),
+    ("postgresql://bob:p@ss@host/db", "PostgreSQL at an unreadable address (write '@' in the password as %40)"),
+])
+def test_where_a_url_points(url, words):
+    assert where(sqlalchemy.engine.make_url(normalise(url))) == words
+
+
+@pytest.mark.parametrize("url, words", [
+    ("not a url", "study storage 'not a url' is not a database URL; expected e.g. sqlite:///mlflow.db"),
+    ("mysql://u:pw@127.0.0.1/x", "study storage mysql://u:***@127.0.0.1/x: no database driver for 'mysql'"),
+    ("postgresql://u:pw@127.0.0.1:1/x", "cannot open study storage, PostgreSQL at 127.0.0.1:1, database x, user u: "
+                                        "connection to server at \"127.0.0.1\", port 1 failed: Connection refused"),
+    ("sqlite:////no/such/dir/x.db", "cannot open study storage, SQLite file /no/such/dir/x.db: unable to open database "
+                                    "file (nothing was changed)"),
+])
+def test_a_database_that_cannot_be_opened_is_one_line_without_its_password(url, words):
+    with pytest.raises(UserError) as info:
+        check_database(url, "study storage")
+    message = str(info.value)
+    assert message.startswith(words) and "\n" not in message, message
+    assert ":pw@" not in message
+
+
+def test_a_database_that_opens_gives_its_normalised_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert check_database(url, "study storage") == url
+    assert (tmp_path / "x.db").exists()
