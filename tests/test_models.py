@@ -17,7 +17,7 @@ from signlab.models.train import NonFiniteLoss, fit
 from signlab.runs.references import load_references, reference_spec, reproducible
 
 
-@pytest.mark.parametrize("preset", ["cnn1", "cnn2", "cnn3", "tutorial"])
+@pytest.mark.parametrize("preset", ["cnn1", "cnn2", "cnn3", "tutorial", "tiny"])
 def test_cnn_presets_match_published_parameter_counts(preset):
     model = build_cnn(make_spec(preset))
     assert model.count_params() == EXPECTED_PARAMS[preset]

@@ -154,3 +154,19 @@ def test_mlproject_reference_entry_point(tmp_path, data_dir):
     assert runs[0].data.tags["reference"] == "nn2" and params["hidden_layers"] == "[256, 128]"
     assert params["epochs"] == "2" and params["subset"] == "10" and params["augment"] == "false"
     assert "test_accuracy" in runs[0].data.metrics
+
+
+def test_train_preset_tiny_builds_a_network_of_at_most_20000_parameters(tmp_path, data_dir):
+    """`signlab train --preset tiny` (the cnn_tiny study's pick, issue 12) with another seed:
+    one epoch on a subset here; the full-data figures are in docs/results.md."""
+    from helpers import run_cli
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli("train", "--preset", "tiny", "--epochs", "1", "--subset", "20", "--seed", "3",
+                   "--tracking-uri", uri, "--data-dir", str(data_dir), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (run,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("signlab").experiment_id])
+    assert run.data.metrics["n_params"] == 19_813 <= 20_000
+    assert run.data.params["augment"] == "true" and run.data.params["seed"] == "3"
+    assert run.data.tags["preset"] == "tiny"

@@ -190,7 +190,7 @@ def _print_outcome(outcome) -> None:  # noqa: ANN001
 def train(
     family: Annotated[str, typer.Option(help="cnn or mlp.")] = "cnn",
     preset: Annotated[str | None, typer.Option(
-            help="cnn1, cnn2, cnn3, tutorial, nn1-nn4 (default: cnn3 / the MLP defaults).")] = None,
+            help="cnn1, cnn2, cnn3, tutorial, tiny, nn1-nn4, knn (default: cnn3 / the MLP defaults).")] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Augment training images.")] = None,
     adaptive_lr: Annotated[bool | None, typer.Option(
             "--adaptive-lr/--no-adaptive-lr", help="CNN: ReduceLROnPlateau on val_loss.")] = None,
