@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from signlab.cli import app
+from signlab.runs.store import CLASSIC_ML, KIND_TAG, set_experiment_tag
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts/throwaway-postgres.sh"
@@ -149,7 +151,6 @@ def everything_logged(client: MlflowClient, experiment: str) -> str:
 def test_workers_creating_optunas_tables_at_once(postgres):
     """Workers that open one empty database at the same moment all get a working storage
     (with plain RDBStorage, the late ones can fail: they CREATE the same enum type)."""
-    import threading
 
     from signlab.search.storage import open_storage
 
@@ -171,6 +172,34 @@ def test_workers_creating_optunas_tables_at_once(postgres):
         for thread in threads:
             thread.join()
         assert optuna.get_all_study_names(url) == []
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_workers_tagging_a_new_experiment_at_once(tracking_server):
+    """Workers that start together all tag the experiment (its kind, the session note); MLflow's
+    SQL store writes a tag by select-then-insert, so on a fresh experiment all but one of them
+    used to fail on the tag's key (seen in CI: `study workers 2`, worker 2 exited with code 1)."""
+    uri, _ = tracking_server
+    client = MlflowClient(tracking_uri=uri)
+    rounds, errors = 6, []
+    for round_ in range(rounds):
+        experiment_id = client.create_experiment(f"tag-race-{uuid.uuid4().hex[:8]}")
+        barrier = threading.Barrier(8)
+
+        def tag(experiment_id: str = experiment_id, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait(timeout=30)
+            try:
+                set_experiment_tag(MlflowClient(tracking_uri=uri), experiment_id, KIND_TAG, CLASSIC_ML)
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                errors.append(repr(exc)[:200])
+
+        threads = [threading.Thread(target=tag) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert client.get_experiment(experiment_id).tags[KIND_TAG] == CLASSIC_ML
     assert errors == []
 
 

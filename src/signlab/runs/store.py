@@ -4,6 +4,7 @@ writes, and how the MLflow UI shows our experiments and runs."""
 from __future__ import annotations
 
 import functools
+import time
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -120,7 +121,7 @@ def check_writable(uri: str, experiment: Callable[[], str], note: str) -> str:
     try:
         with quiet_loggers("mlflow.store.db.utils", level=logging.CRITICAL):  # it logs a traceback first
             experiment_id = experiment()
-            MlflowClient().set_experiment_tag(experiment_id, SESSION_EXPERIMENT_TAG, note)
+            set_experiment_tag(MlflowClient(), experiment_id, SESSION_EXPERIMENT_TAG, note)
     except mlflow.exceptions.MlflowException as exc:
         why = reason(exc.__cause__) if exc.__cause__ is not None else exc.message.splitlines()[0]
         raise UserError(f"cannot write to the MLflow tracking store {redact(uri)}: {why} "
@@ -137,7 +138,20 @@ def mark_classic_ml(tracking_uri: str, experiment_id: str) -> None:
 
     client = MlflowClient(tracking_uri)
     if KIND_TAG not in client.get_experiment(experiment_id).tags:
-        client.set_experiment_tag(experiment_id, KIND_TAG, CLASSIC_ML)
+        set_experiment_tag(client, experiment_id, KIND_TAG, CLASSIC_ML)
+
+
+def set_experiment_tag(client: mlflow.MlflowClient, experiment_id: str, key: str, value: str) -> None:
+    """`client.set_experiment_tag`, tried a second time after a refusal: MLflow's SQL store
+    writes a tag by select-then-insert, so two processes writing a new tag at once (workers
+    starting together) make one of them fail on the key; by the second try the row exists
+    and the write is an update. A store that refuses writes refuses both."""
+
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except mlflow.exceptions.MlflowException:
+        time.sleep(0.2)
+        client.set_experiment_tag(experiment_id, key, value)
 
 
 def run_page(experiment_id: str, run_id: str) -> str:
