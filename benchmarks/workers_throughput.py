@@ -8,7 +8,10 @@ budget, in the team set-up of docs/distributed.md: Optuna storage on PostgreSQL,
 Each configuration runs `signlab study workers N benchmarks/throughput_study.yaml --timeout
 BUDGET` on a fresh database: no trial starts after BUDGET seconds, those running finish.
 Trials per hour = finished trials / wall seconds from launch to the last worker's exit x 3600.
-Needs Debian's postgresql package; run on a quiet machine.
+Busy cores: the trial runs' MLflow system metrics (`system/cpu_utilization_percentage`, the
+whole machine's CPU use, sampled every `--sampling` seconds), read back from the server:
+their median and the share of samples with both cores over 90% busy.
+Needs Debian's postgresql package; run on a quiet machine (the CPU figures are machine-wide).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import optuna
 import sqlalchemy
 
 from signlab.config import data_dir
+from signlab.contract import ROLE_TAG, ROLE_TRIAL
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "benchmarks/throughput_study.yaml"
@@ -61,13 +65,34 @@ def wait_for(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
     raise SystemExit("signlab server did not answer")
 
 
-def measure(n: int, budget: int, subset: int, epochs: int, admin: str, tmp: Path) -> dict:
+CPU_METRIC = "system/cpu_utilization_percentage"
+
+
+def cpu_use(uri: str) -> dict:
+    """The machine's CPU use while trials ran, from every trial run's system metrics."""
+    import statistics
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("throughput")
+    samples = [m.value for run in client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = '{ROLE_TRIAL}'",
+                                                    max_results=5000)
+               for m in client.get_metric_history(run.info.run_id, CPU_METRIC)]
+    if not samples:
+        return {"cpu_samples": 0}
+    return {"cpu_samples": len(samples), "cpu_median_pct": round(statistics.median(samples), 1),
+            "cpu_mean_pct": round(statistics.fmean(samples), 1),
+            "cpu_share_over_90pct": round(sum(v > 90 for v in samples) / len(samples), 3)}
+
+
+def measure(n: int, budget: int, subset: int, epochs: int, admin: str, tmp: Path, sampling: float) -> dict:
     """Run the study with n workers on fresh databases; its figures."""
     tag = f"w{n}_s{subset}_e{epochs}"
     storage, backend = database(admin, f"optuna_{tag}"), database(admin, f"mlflow_{tag}")
     port = free_port()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "SIGNLAB_DATA_DIR": str(data_dir(None).resolve())}
+           "SIGNLAB_DATA_DIR": str(data_dir(None).resolve()), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": str(sampling)}
     server = subprocess.Popen([sys.executable, "-m", "signlab", "server", "--backend-store-uri", backend,
                                "--artifacts-destination", str(tmp / f"artifacts{n}"), "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -80,6 +105,7 @@ def measure(n: int, budget: int, subset: int, epochs: int, admin: str, tmp: Path
                         "--max-epochs", str(epochs)], env=env, check=True, cwd=tmp,
                        stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
+        cpu = cpu_use(uri)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -91,7 +117,7 @@ def measure(n: int, budget: int, subset: int, epochs: int, admin: str, tmp: Path
             "wall_s": round(wall, 1), "trials": len(finished),
             "complete": len(complete), "trials_per_hour": round(len(finished) / wall * 3600, 1),
             "median_trial_s": round(seconds[len(seconds) // 2], 1) if seconds else None,
-            "best_val_accuracy": round(max(t.value for t in complete), 4) if complete else None}
+            "best_val_accuracy": round(max(t.value for t in complete), 4) if complete else None, **cpu}
 
 
 def main() -> None:
@@ -100,6 +126,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=600, help="seconds after which no trial starts")
     parser.add_argument("--subset", type=int, default=100, help="images per class")
     parser.add_argument("--max-epochs", type=int, default=3)
+    parser.add_argument("--sampling", type=float, default=2.0, help="seconds between system-metric samples")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/workers_throughput.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +136,7 @@ def main() -> None:
         try:
             rows = []
             for n in args.workers:
-                rows.append(measure(n, args.budget, args.subset, args.max_epochs, admin, Path(tmp)))
+                rows.append(measure(n, args.budget, args.subset, args.max_epochs, admin, Path(tmp), args.sampling))
                 print(json.dumps(rows[-1]), flush=True)
         finally:
             subprocess.run(["bash", str(ROOT / "scripts/throwaway-postgres.sh"), "stop", str(pg)], check=False)
