@@ -182,8 +182,8 @@ def test_workers_tagging_a_new_experiment_at_once(tracking_server):
     used to fail on the tag's key (seen in CI: `study workers 2`, worker 2 exited with code 1)."""
     uri, _ = tracking_server
     client = MlflowClient(tracking_uri=uri)
-    rounds, errors = 6, []
-    for round_ in range(rounds):
+    errors = []
+    for _ in range(6):
         experiment_id = client.create_experiment(f"tag-race-{uuid.uuid4().hex[:8]}")
         barrier = threading.Barrier(8)
 

@@ -70,11 +70,13 @@ def check_study(client: MlflowClient, storage: str, experiment: str, study_name:
 @pytest.mark.slow
 def test_cnn_study_via_mlflow_run_and_resume(tmp_path, data_dir):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    params = dict(n_trials="3", max_epochs="2", subset="10", storage=storage)
+    # one refit instead of the file's three (tests/test_refit.py covers several seeds)
+    params = dict(n_trials="3", max_epochs="2", subset="10", storage=storage, refit_seeds="1")
     first = mlflow_run("cnn_study", tmp_path, data_dir, **params)
     assert "study cnn_study: 3 new trials, 3 in all" in first.stdout + first.stderr
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     check_study(client, storage, "cnn_study", "cnn_study", 3)
+    assert len(runs_by_role(client, "cnn_study")["refit"]) == 1
     # the same command again resumes: 6 trials, still one parent, no duplicate trial runs
     mlflow_run("cnn_study", tmp_path, data_dir, **params)
     check_study(client, storage, "cnn_study", "cnn_study", 6)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from signlab.cli import app
 from signlab.contract import CHAMPION, DEFAULT_MODEL_URI, MODEL_NAMES, OBJECTIVE_METRIC
 from signlab.errors import UserError
+from signlab.search.setup import Overrides
 from signlab.search.space import spec_from_values
 from signlab.search.study_config import StudyConfig, load_study_config
 
@@ -26,10 +27,10 @@ space:
 """
 
 
-@pytest.mark.parametrize("name", ["cnn", "mlp", "cnn_small"])
+@pytest.mark.parametrize("name", ["cnn", "mlp", "cnn_small", "cnn_tiny"])
 def test_shipped_study_files_load(name):
     cfg = load_study_config(ROOT / "studies" / f"{name}.yaml")
-    assert cfg.study_name == {"cnn": "cnn_study", "mlp": "mlp_study", "cnn_small": "cnn_small"}[name]
+    assert cfg.study_name == {"cnn": "cnn_study", "mlp": "mlp_study", "cnn_small": "cnn_small", "cnn_tiny": "cnn_tiny"}[name]
     assert cfg.sampler.type == "tpe" and cfg.sampler.seed is not None
     assert cfg.validation.strategy == "grouped" and cfg.refit.seeds == 3
     if name == "cnn_small":
@@ -37,9 +38,11 @@ def test_shipped_study_files_load(name):
     else:
         assert cfg.directions == ["maximize"]
         # augmented networks start slower: the cnn study's pruner judges none before 3 epochs
-        assert cfg.pruner.type == ("hyperband" if name == "cnn" else "median")
-        if name == "cnn":
+        assert cfg.pruner.type == ("median" if name == "mlp" else "hyperband")
+        if name != "mlp":
             assert cfg.pruner.min_resource >= 3 and cfg.fixed["augment"] is True
+        if name == "cnn_tiny":
+            assert cfg.max_params == 20_000
 
 
 CASES = {
@@ -131,3 +134,13 @@ def test_every_objective_and_family_a_study_file_may_name_is_in_the_run_contract
     assert objectives == set(OBJECTIVE_METRIC) == {"val_accuracy", "val_aug_accuracy", "n_params"}
     assert set(get_args(fields["family"].annotation)) == set(MODEL_NAMES) == {"cnn", "mlp"}
     assert DEFAULT_MODEL_URI == f"models:/{MODEL_NAMES['cnn']}@{CHAMPION}"
+
+
+def test_command_line_refit_seeds_replace_the_files():
+    cfg = load_study_config(ROOT / "studies/cnn.yaml")
+    assert cfg.refit.seeds == 3
+    assert Overrides(refit_seeds=0).apply(cfg).refit.seeds == 0
+    assert Overrides(refit_seeds=5).apply(cfg).refit.seeds == 5
+    assert Overrides().apply(cfg).refit.seeds == 3
+    with pytest.raises(UserError, match=r"^--refit-seeds 11: Input should be less than or equal to 10"):
+        Overrides(refit_seeds=11).apply(cfg)

@@ -287,6 +287,8 @@ StudyName = Annotated[str | None, typer.Option(help="Study name (default: the fi
 StudySeed = Annotated[int | None, typer.Option(help="Seed for the data split and training (default: the file's).")]
 StudyFile = Annotated[Path, typer.Argument(help="A study file, e.g. studies/cnn.yaml.")]
 MaxTotal = Annotated[int | None, typer.Option(min=1, help="Stop when the study holds this many trials, all workers together.")]
+RefitSeeds = Annotated[int | None, typer.Option(
+    min=0, max=10, help="Refits of the chosen trial when the search ends (0: none; default: the file's refit.seeds).")]
 
 
 @study_app.command("run")
@@ -303,6 +305,7 @@ def study_run(
     study_name: StudyName = None,
     seed: StudySeed = None,
     max_total_trials: MaxTotal = None,
+    refit_seeds: RefitSeeds = None,
     worker: Annotated[int | None, typer.Option(min=1, envvar="SIGNLAB_WORKER", show_envvar=True,
                                                help="This worker's number (1, 2, ...), shown on its output lines.")] = None,
     data_dir: DataDir = None,
@@ -316,7 +319,8 @@ def study_run(
 
     log_system_metrics(system_metrics)
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
-                          study_name=study_name, seed=seed, max_total_trials=max_total_trials)
+                          study_name=study_name, seed=seed, max_total_trials=max_total_trials,
+                          refit_seeds=refit_seeds)
     run_study(study_file, overrides, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
               progress=progress, echo=typer.echo, worker=worker, launched=config.take_launched_run())
 
@@ -337,6 +341,7 @@ def study_workers(
     study_name: StudyName = None,
     seed: StudySeed = None,
     max_total_trials: MaxTotal = None,
+    refit_seeds: RefitSeeds = None,
     data_dir: DataDir = None,
 ) -> None:
     """Run N worker processes on one study (here; on other machines run `signlab study run`
@@ -346,7 +351,8 @@ def study_workers(
     from signlab.search.workers import run_workers
 
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
-                          study_name=study_name, seed=seed, max_total_trials=max_total_trials)
+                          study_name=study_name, seed=seed, max_total_trials=max_total_trials,
+                          refit_seeds=refit_seeds)
     code = run_workers(n, study_file, overrides, storage or config.DEFAULT_STORAGE, tracking_uri, data_dir,
                        echo=typer.echo, system_metrics=system_metrics)
     if code:

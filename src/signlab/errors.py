@@ -134,5 +134,5 @@ def describe_error(err: dict[str, Any], option: bool = False, fields: Collection
     if not loc or re.match(r"\w*", message)[0] in fields:  # a cross-field check: its message starts with the key
         return message
     if option:
-        return f"--{loc[0].replace('_', '-')} {got}: {message}"
+        return f"--{'-'.join(loc).replace('_', '-')} {got}: {message}"  # refit.seeds: --refit-seeds
     return f"{'.'.join(loc)}: {message}{shown}"

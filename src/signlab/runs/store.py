@@ -4,8 +4,8 @@ writes, and how the MLflow UI shows our experiments and runs."""
 from __future__ import annotations
 
 import functools
-import time
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 

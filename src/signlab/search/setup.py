@@ -34,6 +34,7 @@ class Overrides:
     study_name: str | None = None
     seed: int | None = None
     max_total_trials: int | None = None  # all workers together: no trial starts past this total
+    refit_seeds: int | None = None  # the file's refit.seeds (0: no refit)
 
     def apply(self, cfg: StudyConfig) -> StudyConfig:
         """The study file's settings with these values, checked as the file's are (a UserError
@@ -41,6 +42,8 @@ class Overrides:
         from pydantic import ValidationError
 
         changes = {k: v for k, v in vars(self).items() if v is not None and k in StudyConfig.model_fields}
+        if self.refit_seeds is not None:
+            changes["refit"] = {**cfg.refit.model_dump(), "seeds": self.refit_seeds}
         try:
             return StudyConfig.model_validate({**cfg.model_dump(), **changes})
         except ValidationError as exc:
