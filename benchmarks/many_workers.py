@@ -4,7 +4,13 @@ PostgreSQL directly or through Optuna's gRPC storage proxy, runs on `signlab ser
 (PostgreSQL backend store); everything on 127.0.0.1 in a throwaway cluster.
 
     python benchmarks/many_workers.py [--workers 8 32 64] [--proxy none grpc] [--n-trials 600]
-        [--timeout 100] [--output benchmarks/results/many_workers.json]
+        [--timeout 100] [--nice 10] [--server-pool 20:40] [--output benchmarks/results/many_workers.json]
+
+`--proxy grpc` puts Optuna's gRPC storage proxy between the workers and the database
+(benchmarks/grpc_storage.py; signlab does not offer it, see docs/distributed.md). `--nice 10`
+runs the workers at a lower priority, so the server and PostgreSQL get the cores first as
+they would on machines of their own; `--server-pool SIZE:OVERFLOW` sets the MLflow server's
+database pool ($MLFLOW_SQLALCHEMYSTORE_POOL_SIZE and _MAX_OVERFLOW; MLflow's default 5:10).
 
 Each configuration gets fresh databases and a fresh server, then runs `signlab study workers N
 benchmarks/many_workers_study.yaml --n-trials CAP --timeout T` (no worker starts a trial after
@@ -38,6 +44,7 @@ from pathlib import Path
 import optuna
 import psutil
 import sqlalchemy
+from grpc_storage import proxy_client
 from mlflow.tracking import MlflowClient
 from workers_throughput import database, free_port, wait_for
 
@@ -46,6 +53,7 @@ from signlab.contract import ROLE_TAG, ROLE_TRIAL, STUDY_TAG, WORKER_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "benchmarks/many_workers_study.yaml"
+GRPC = ROOT / "benchmarks/grpc_storage.py"  # Optuna's gRPC storage proxy, and signlab's workers through it
 NAME = "many_workers"
 MARGIN_BYTES = 2 * 2**30  # memory left free for the server, PostgreSQL and everyone else
 WORKER_BYTES = 400 * 2**20  # a worker's peak RSS until one is measured (Python, MLflow, Optuna, pandas)
@@ -161,23 +169,25 @@ def stop(proc: subprocess.Popen | None, seconds: float = 30) -> None:
 
 
 def wait_for_proxy(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
-    from signlab.search.storage import grpc_proxy
-
     deadline = time.monotonic() + seconds
     while proc.poll() is None and time.monotonic() < deadline:
         try:
-            grpc_proxy(f"grpc://127.0.0.1:{port}", wait=2).close()
+            proxy_client(f"grpc://127.0.0.1:{port}", wait=2).close()
             return
         except Exception:  # noqa: BLE001 (not up yet)
             time.sleep(0.5)
     raise SystemExit("the gRPC storage proxy did not start")
 
 
-def measure(n: int, proxy: str, cap: int, timeout: int, admin: str, pg: Path, tmp: Path, log_dir: Path) -> dict:
+def measure(n: int, proxy: str, opts: argparse.Namespace, admin: str, pg: Path, tmp: Path, log_dir: Path) -> dict:
     """Run the simulated study with n workers on fresh databases; its figures."""
-    tag = f"w{n}_{proxy}"
+    cap, timeout = opts.n_trials, opts.timeout
+    tag = f"w{n}_{proxy}_p{opts.server_pool}_n{opts.nice}".replace(":", "_").lower()
     storage, backend = database(admin, f"optuna_{tag}"), database(admin, f"mlflow_{tag}")
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "SIGNLAB_DATA_DIR": str(data_dir(None).resolve())}
+    if opts.server_pool:  # the MLflow server's SQLAlchemy pool (MLflow's default: 5 + 10 overflow)
+        size, overflow = opts.server_pool.split(":")
+        env |= {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": size, "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": overflow}
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     logs = {name: log_dir / f"{tag}_{name}.log" for name in ("server", "proxy", "workers")}
@@ -189,14 +199,14 @@ def measure(n: int, proxy: str, cap: int, timeout: int, admin: str, pg: Path, tm
         wait_for(uri, server)
         if proxy == "grpc":
             proxy_port = free_port()
-            proxy_proc = start([sys.executable, "-c", "import os, sys; from signlab.search.storage import run_proxy; "
-                                "run_proxy(os.environ['SIGNLAB_STORAGE'], port=int(sys.argv[1]))", str(proxy_port)],
-                               {**env, "SIGNLAB_STORAGE": storage}, logs["proxy"])
+            proxy_proc = start([sys.executable, str(GRPC), "serve", str(proxy_port)], {**env, "PROXIED_STORAGE": storage},
+                               logs["proxy"])
             wait_for_proxy(proxy_port, proxy_proc)
             worker_storage = f"grpc://127.0.0.1:{proxy_port}"
         load_before = os.getloadavg()
         started = time.perf_counter()
-        launcher = start([sys.executable, "-m", "signlab", "study", "workers", str(n), str(STUDY),
+        signlab = [str(GRPC), "signlab"] if proxy == "grpc" else ["-m", "signlab"]  # grpc: storage through the proxy
+        launcher = start(["nice", "-n", str(opts.nice), sys.executable, *signlab, "study", "workers", str(n), str(STUDY),
                           "--storage", worker_storage, "--tracking-uri", uri, "--n-trials", str(cap),
                           "--timeout", str(timeout)], env, logs["workers"])
         groups = {"server": psutil.Process(server.pid), "postgres": postmaster(pg),
@@ -220,6 +230,7 @@ def measure(n: int, proxy: str, cap: int, timeout: int, admin: str, pg: Path, tm
         stop(proxy_proc)
         stop(server, 60)
     row = figures(n, proxy, storage, runs, sampler, wall, code, logs, served, load_before, load_after, cap, timeout)
+    row.update(server_pool=opts.server_pool or "5:10 (MLflow's default)", workers_nice=opts.nice)
     shutdown = logs["server"].read_text(errors="replace")[served:]
     row["errors"]["server_error_lines_at_shutdown"] = len(re.findall(r"ERROR|Traceback|error", shutdown))
     return row
@@ -334,6 +345,10 @@ def main() -> None:
     parser.add_argument("--proxy", nargs="+", choices=["none", "grpc"], default=["none", "grpc"])
     parser.add_argument("--n-trials", type=int, default=600, help="cap on the study's trials, all workers together")
     parser.add_argument("--timeout", type=int, default=100, help="seconds after which a worker starts no trial")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="the workers' niceness: 10 gives the server and PostgreSQL the cores first, "
+                             "as if the workers ran on other machines")
+    parser.add_argument("--server-pool", help="SIZE:OVERFLOW of the MLflow server's database pool")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/many_workers.json")
     args = parser.parse_args()
     rows, skipped, per_worker = [], [], WORKER_BYTES
@@ -351,7 +366,7 @@ def main() -> None:
                     skipped.append(why)
                     continue
                 for proxy in args.proxy:
-                    rows.append(measure(n, proxy, args.n_trials, args.timeout, admin, pg, Path(tmp), log_dir))
+                    rows.append(measure(n, proxy, args, admin, pg, Path(tmp), log_dir))
                     per_worker = max(per_worker, rows[-1]["worker_rss_max_mb"] * 2**20)
                     print(json.dumps(rows[-1]), flush=True)
         finally:

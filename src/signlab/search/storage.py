@@ -17,7 +17,6 @@ from signlab.stores import no_driver, parse, reason, setup_lock, where
 HEARTBEAT_SECONDS = 15  # a live trial beats this often...
 GRACE_SECONDS = 60  # ...and is marked FAIL when silent this long (its worker died)
 LOCK_WAIT_SECONDS = 120.0  # longest wait for another worker's lock study
-GRPC_SCHEME = "grpc://"  # a storage reached through Optuna's gRPC proxy
 
 FailedTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -27,8 +26,6 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_pe
     """An RDBStorage with heartbeats: a trial whose worker died is failed (and handed to
     `on_failed_trial`). Errors say where the database is, without the password, and that
     nothing was changed."""
-    if url.startswith(GRPC_SCHEME):
-        return grpc_proxy(url)
     url, parsed = parse(url, "storage", "sqlite:///optuna.db")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own summary says what happened
     try:
@@ -43,29 +40,6 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_pe
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite(rdb, url)
     return rdb
-
-
-def grpc_proxy(url: str, wait: float = 30.0) -> optuna.storages.GrpcStorageProxy:
-    """`grpc://HOST:PORT`: Optuna's GrpcStorageProxy, talking to `signlab storage-proxy` there.
-    Optuna's proxy has no heartbeats: a dead worker's trial stays RUNNING."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if not parts.hostname or not parts.port:
-        raise UserError(f"storage {url!r}: expected grpc://HOST:PORT (a `signlab storage-proxy`)")
-    try:
-        import grpc
-    except ImportError:
-        raise UserError("a grpc:// storage needs grpcio: pip install 'signlab[grpc]'") from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        proxy = optuna.storages.GrpcStorageProxy(host=parts.hostname, port=parts.port)
-    try:
-        proxy.wait_server_ready(timeout=wait)
-    except (grpc.FutureTimeoutError, ConnectionError) as exc:
-        raise UserError(f"storage proxy {url} does not answer after {wait:.0f} s ({type(exc).__name__}); "
-                        "start one with `signlab storage-proxy` (nothing was changed)") from None
-    return proxy
 
 
 def _check_sqlite(rdb: RDBStorage, url: str) -> None:
@@ -169,15 +143,3 @@ def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
     raise AssertionError("unreachable")
 
 
-
-
-def run_proxy(url: str, host: str = "127.0.0.1", port: int = 13000, threads: int = 10) -> None:
-    """Serve the storage at `url` to `grpc://HOST:PORT` workers (Optuna's gRPC storage proxy:
-    one process, one connection pool and one trial cache for all of them) until stopped."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    storage = open_storage(url)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.run_grpc_proxy_server(optuna.storages.get_storage(storage), host=host, port=port,
-                                              thread_pool=ThreadPoolExecutor(max_workers=threads))
