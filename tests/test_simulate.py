@@ -12,6 +12,7 @@ import sys
 
 import optuna
 import pytest
+from helpers import tiny_study
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -19,7 +20,6 @@ from signlab.cli import app
 from signlab.contract import PARENT_ATTR, RUN_ATTR, SIMULATED_TAG, TRIAL_STATE_TAG, VAL_ACCURACY
 from signlab.errors import UserError
 from signlab.search.study_config import load_study_config
-from tests.helpers.studies import tiny_study
 
 SPACE = {"n_blocks": {"type": "int", "low": 2, "high": 3},
          "filters": {"type": "int", "low": 8, "high": 64, "log": True},
