@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 import sqlalchemy
@@ -200,6 +201,40 @@ def test_workers_tagging_a_new_experiment_at_once(tracking_server):
         for thread in threads:
             thread.join(timeout=60)
         assert client.get_experiment(experiment_id).tags[KIND_TAG] == CLASSIC_ML
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_workers_logging_the_study_params_at_once(tracking_server):
+    """Workers that start together all log the study's params on its shared parent run; the
+    store checks, then inserts, so all but one used to fail on a param's key (seen with 32
+    workers: `UniqueViolation` on `param_pk`, the worker exited 1 before its first trial)."""
+    from signlab.runs import records
+
+    uri, _ = tracking_server
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment(f"param-race-{uuid.uuid4().hex[:8]}")
+    params = {f"p{i}": i for i in range(15)}
+    errors = []
+    for _ in range(6):
+        run_id = client.create_run(experiment_id).info.run_id
+        barrier = threading.Barrier(8)
+
+        def log(run_id: str = run_id, barrier: threading.Barrier = barrier) -> None:
+            with mlflow.start_run(run_id=run_id):  # the active run is per thread
+                barrier.wait(timeout=30)
+                try:
+                    records.log_params(params)
+                except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                    errors.append(repr(exc)[:200])
+
+        threads = [threading.Thread(target=log) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert client.get_run(run_id).data.params == {k: str(v) for k, v in params.items()}
     assert errors == []
 
 

@@ -18,6 +18,7 @@ TRIAL_NUMBER_TAG = "trial_number"
 TRIAL_STATE_TAG = "trial_state"  # follows the Optuna trial: RUNNING, COMPLETE, PRUNED, FAIL
 WORKER_TAG = "signlab.worker"  # host:pid of the worker that ran a trial
 REPAIRED_TAG = "signlab.repaired"  # a run left RUNNING by a dead worker, ended by another
+SIMULATED_TAG = "signlab.simulated"  # "true" on a trial run of a `simulate:` study: nothing was trained
 CLASSIFIER_URI_TAG = "signlab.classifier_uri"  # the run's letter classifier (the model users get)
 BEST_TAG_PREFIX = "best."  # on the parent: the best trial's params, as best.<param>
 BEST_TRIAL_TAG = "best.trial_number"

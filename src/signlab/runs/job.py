@@ -111,13 +111,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
-                  log_model: bool = True, refit_seed: int | None = None) -> Outcome:
-    """Fit `spec` and log everything to the active MLflow run.
-
-    With `refit_seed`, train on the whole training file (training and validation parts)
-    for exactly `spec.epochs` epochs, seeded with `refit_seed`: no validation figures."""
-    run = mlflow.active_run()
+def log_inputs(spec: Spec, data: Data, refit_seed: int | None = None) -> Arrays:
+    """Log a run's params (the spec, flattened, and the data's), the split's leakage figures
+    and its datasets; the images and labels it trains on (with `refit_seed`, the whole
+    training file)."""
     refit = refit_seed is not None
     params = records.flatten("", spec.model_dump())
     params.update(data.params())
@@ -132,6 +129,18 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
     if not refit:
         sources["validation"] = (*data.val, data.train_source, "sign_mnist_train[validation]")
     records.log_datasets(sources)
+    return train
+
+
+def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
+                  log_model: bool = True, refit_seed: int | None = None) -> Outcome:
+    """Fit `spec` and log everything to the active MLflow run.
+
+    With `refit_seed`, train on the whole training file (training and validation parts)
+    for exactly `spec.epochs` epochs, seeded with `refit_seed`: no validation figures."""
+    run = mlflow.active_run()
+    refit = refit_seed is not None
+    train = log_inputs(spec, data, refit_seed)
     logger: EpochHook = lambda epoch, metrics: records.log_metrics(metrics, step=epoch)  # noqa: E731
     result = fit(spec, train, None if refit else data.val, seed=data.seed if refit_seed is None else refit_seed,
                  hooks=[logger, *hooks])

@@ -42,9 +42,29 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def log_params(params: dict[str, Any]) -> None:
+def log_params(params: dict[str, Any], attempts: int = 5) -> None:
     """Log params; one that the run already has with another value (an MLproject entry
-    point's parameter, say `epochs=0` for "the preset's") is logged as `<key>.effective`."""
+    point's parameter, say `epochs=0` for "the preset's") is logged as `<key>.effective`.
+    Workers starting together log the study's params on its shared parent run at once; the
+    store checks, then inserts, so all but one can fail on a key: those read again and retry."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            _log_new_params(params)
+            return
+        except mlflow.exceptions.MlflowException as exc:
+            if not _duplicate(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _duplicate(exc: Exception) -> bool:
+    """Whether the store refused a row another client inserted at the same moment."""
+    return any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry"))
+
+
+def _log_new_params(params: dict[str, Any]) -> None:
     run = mlflow.active_run()
     existing = mlflow.get_run(run.info.run_id).data.params if run else {}
     fresh = {}
@@ -82,7 +102,6 @@ def _log_input(dataset: Any, context: str, attempts: int = 5) -> None:
             mlflow.log_input(dataset, context=context)
             return
         except mlflow.exceptions.MlflowException as exc:
-            duplicate = any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry"))
-            if not duplicate or attempt == attempts - 1:
+            if not _duplicate(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))

@@ -37,6 +37,7 @@ from signlab.models.train import EpochHook, free_graph
 from signlab.runs import lifecycle, store
 from signlab.runs.job import Data, train_and_log
 from signlab.search.parent import WORKER
+from signlab.search.simulate import simulate_and_log
 from signlab.search.space import trial_spec
 from signlab.search.study_config import StudyConfig
 
@@ -81,12 +82,13 @@ def make_objective(cfg: StudyConfig, data: Data,
                     trial.set_user_attr(RUN_URL_ATTR, url)
                 mlflow.log_params({f"optuna.{k}": v for k, v in trial.params.items()})
                 try:
-                    outcome = train_and_log(spec, data, hooks)
+                    metrics, history = _train(spec, data, hooks, cfg)
                     for key in (VAL_ACCURACY, TEST_ACCURACY, TEST_F1, TEST_AUG_ACCURACY, N_PARAMS):
-                        trial.set_user_attr(key, float(outcome.metrics[key]))
+                        if key in metrics:  # a simulated trial has no n_params
+                            trial.set_user_attr(key, float(metrics[key]))
                     # what a refit needs to retrain this trial: its best epoch and LR schedule
-                    trial.set_user_attr("best_epoch", int(outcome.metrics["best_epoch"]))
-                    trial.set_user_attr("lr_schedule", [h["learning_rate"] for h in outcome.fit.history])
+                    trial.set_user_attr("best_epoch", int(metrics["best_epoch"]))
+                    trial.set_user_attr("lr_schedule", [h["learning_rate"] for h in history])
                 except optuna.TrialPruned:
                     _tag_state("PRUNED")
                     raise
@@ -99,10 +101,19 @@ def make_objective(cfg: StudyConfig, data: Data,
             raise
         finally:
             free_graph()
-        values = tuple(float(outcome.metrics[OBJECTIVE_METRIC[o]]) for o in cfg.objectives)
+        values = tuple(float(metrics[OBJECTIVE_METRIC[o]]) for o in cfg.objectives)
         return values if cfg.multi_objective else values[0]
 
     return objective
+
+
+def _train(spec: Spec, data: Data, hooks: list[EpochHook],
+           cfg: StudyConfig) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Train and log the trial, or simulate it (`simulate:`); (final metrics, per-epoch history)."""
+    if cfg.simulate is not None:
+        return simulate_and_log(spec, data, hooks, cfg.simulate)
+    outcome = train_and_log(spec, data, hooks)
+    return outcome.metrics, outcome.fit.history
 
 
 def _over_max_params(spec: Spec, cfg: StudyConfig) -> str | None:

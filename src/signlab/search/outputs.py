@@ -137,7 +137,8 @@ def log_study_outputs(study: optuna.Study, cfg: StudyConfig) -> None:
             if isinstance(figure, str):
                 skipped.append(f"{name}: {figure}")
             else:
-                save_figure(figure, folder / "plots" / name, self_contained=False)
+                # a simulated study renders no PNG (a browser per worker): HTML only
+                save_figure(figure, folder / "plots" / name, png=cfg.simulate is None, self_contained=False)
         if skipped:
             (folder / "plots_skipped.txt").write_text("\n".join(skipped) + "\n")
         mlflow.log_artifacts(str(folder))
@@ -155,8 +156,8 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
     else:
         a = best.user_attrs
         lines.append(f"best trial {best.number}: val_accuracy {a.get(VAL_ACCURACY, float('nan')):.4f}, "
-                     f"test_accuracy {a.get(TEST_ACCURACY, float('nan')):.4f} (reported, not used to choose), "
-                     f"{int(a.get(N_PARAMS, 0)):,} params")
+                     f"test_accuracy {a.get(TEST_ACCURACY, float('nan')):.4f} (reported, not used to choose)"
+                     + (f", {int(a[N_PARAMS]):,} params" if N_PARAMS in a else ", simulated: no model"))
         lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
         mattered = importances(study, cfg)
         if mattered:

@@ -2,6 +2,13 @@
 
 Every mistake gets one error naming the file and the key, e.g.
 `studies/cnn.yaml: space.learning_rate: low (0.01) is greater than high (0.001)`.
+
+`simulate: {epoch_seconds: 0.0}` runs the study without training (for measuring the
+coordination path of many workers, `benchmarks/many_workers.py`): each trial makes every
+storage and tracking call a real one makes (its nested run, params, datasets, per-epoch
+metrics and pruning reports, heartbeats, final metrics, user attributes, state changes)
+with made-up figures after sleeping `epoch_seconds` per epoch, and skips what needs a model:
+figures and the two logged models. Its runs are tagged `signlab.simulated=true`.
 """
 
 from __future__ import annotations
@@ -106,6 +113,12 @@ class RefitConfig(_Strict):
     seeds: int = Field(0, ge=0, le=10, description="refits with seeds seed, seed+1, ...; 0: no refit")
 
 
+class SimulateConfig(_Strict):
+    """Trials that train nothing: made-up, seeded curves, `epoch_seconds` of sleep per epoch."""
+
+    epoch_seconds: float = Field(0.0, ge=0.0, le=3600.0, description="seconds each simulated epoch sleeps")
+
+
 class StudyConfig(_Strict):
     """One study file."""
 
@@ -132,6 +145,8 @@ class StudyConfig(_Strict):
         None, gt=0.0, le=1.0, description="multi-objective: report the smallest model reaching this")
     max_params: int | None = Field(
         None, ge=1, description="CNN studies: a trial whose network has more parameters is pruned before training")
+    simulate: SimulateConfig | None = Field(
+        None, description="train nothing: every storage and tracking call of a trial, with made-up figures")
     fixed: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Param] = Field(min_length=1)
 
@@ -171,6 +186,22 @@ class StudyConfig(_Strict):
         if max_params is not None and family is not None and family != "cnn":
             raise ValueError(f"only CNN studies count parameters before training; a {family} study has none to cap")
         return max_params
+
+    @field_validator("simulate")
+    @classmethod
+    def _simulate_counts_nothing(cls, simulate: SimulateConfig | None, info: ValidationInfo) -> SimulateConfig | None:
+        if simulate is None:
+            return simulate
+        problems = []
+        if N_PARAMS in info.data.get("objectives", []) or info.data.get("max_params") is not None:
+            problems.append("a simulated trial builds no model, so it has no n_params to minimise or cap "
+                            "(drop n_params from objectives, and max_params)")
+        refit = info.data.get("refit")
+        if refit is not None and refit.seeds:
+            problems.append(f"a simulated study has no model to refit (refit.seeds is {refit.seeds}; set it to 0)")
+        if problems:
+            raise ValueError("simulate: " + "; ".join(problems))
+        return simulate
 
     @field_validator("space")
     @classmethod
