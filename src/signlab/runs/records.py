@@ -11,6 +11,7 @@ import mlflow
 import numpy as np
 
 from signlab import config
+from signlab.runs.store import retry_on_duplicate
 
 
 def git_commit() -> str | None:
@@ -42,26 +43,12 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def log_params(params: dict[str, Any], attempts: int = 5) -> None:
+def log_params(params: dict[str, Any]) -> None:
     """Log params; one that the run already has with another value (an MLproject entry
     point's parameter, say `epochs=0` for "the preset's") is logged as `<key>.effective`.
-    Workers starting together log the study's params on its shared parent run at once; the
-    store checks, then inserts, so all but one can fail on a key: those read again and retry."""
-    import time
-
-    for attempt in range(attempts):
-        try:
-            _log_new_params(params)
-            return
-        except mlflow.exceptions.MlflowException as exc:
-            if not _duplicate(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-
-
-def _duplicate(exc: Exception) -> bool:
-    """Whether the store refused a row another client inserted at the same moment."""
-    return any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry"))
+    Workers starting together log the study's params on its shared parent run at once
+    (`store.retry_on_duplicate`)."""
+    retry_on_duplicate(lambda: _log_new_params(params))
 
 
 def _log_new_params(params: dict[str, Any]) -> None:
@@ -92,16 +79,7 @@ def log_datasets(sources: dict[str, tuple[np.ndarray, np.ndarray, str, str]]) ->
         _log_input(dataset, context)
 
 
-def _log_input(dataset: Any, context: str, attempts: int = 5) -> None:
-    """`mlflow.log_input`, tried again when another worker inserted the same dataset at the
-    same moment (the store's unique key on experiment, name and digest; the retry finds it)."""
-    import time
-
-    for attempt in range(attempts):
-        try:
-            mlflow.log_input(dataset, context=context)
-            return
-        except mlflow.exceptions.MlflowException as exc:
-            if not _duplicate(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+def _log_input(dataset: Any, context: str) -> None:
+    """`mlflow.log_input`, safe when another worker inserts the same dataset at the same moment
+    (the store's unique key on experiment, name and digest)."""
+    retry_on_duplicate(lambda: mlflow.log_input(dataset, context=context))

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import mlflow
 
@@ -15,6 +16,7 @@ from signlab import config
 from signlab.contract import SESSION_EXPERIMENT_TAG
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # What the MLflow UI calls an experiment's kind: "custom_model_development" is its "Machine learning"
 # (the other values in 3.17's UI bundle: genai_development, finetuning, forecasting, ...).
 KIND_TAG, CLASSIC_ML = "mlflow.experimentKind", "custom_model_development"
@@ -142,16 +144,24 @@ def mark_classic_ml(tracking_uri: str, experiment_id: str) -> None:
 
 
 def set_experiment_tag(client: mlflow.MlflowClient, experiment_id: str, key: str, value: str) -> None:
-    """`client.set_experiment_tag`, tried a second time after a refusal: MLflow's SQL store
-    writes a tag by select-then-insert, so two processes writing a new tag at once (workers
-    starting together) make one of them fail on the key; by the second try the row exists
-    and the write is an update. A store that refuses writes refuses both."""
+    """`client.set_experiment_tag`, safe when workers starting together write a new tag at once."""
+    retry_on_duplicate(lambda: client.set_experiment_tag(experiment_id, key, value))
 
-    try:
-        client.set_experiment_tag(experiment_id, key, value)
-    except mlflow.exceptions.MlflowException:
-        time.sleep(0.2)
-        client.set_experiment_tag(experiment_id, key, value)
+
+def retry_on_duplicate(call: Callable[[], T], attempts: int = 5) -> T:
+    """`call()`, tried again when the store refused a row that another client inserted at the
+    same moment: MLflow's SQL store checks, then inserts (tags, params, datasets), so workers
+    starting together on one experiment or parent run can all but one fail on the key; by
+    the next try the row exists and the write finds it. Other errors are raised at once."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except mlflow.exceptions.MlflowException as exc:
+            duplicate = any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry"))
+            if not duplicate or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def run_page(experiment_id: str, run_id: str) -> str:
