@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
-from helpers import runs_by_role
+from helpers import run_cli, runs_by_role
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
@@ -99,8 +99,12 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     study = optuna.load_study(study_name="refit", storage=storage)
     expected = 2 if study.best_trial.number == best.number else 4
     assert len(runs_by_role(client, "refit")["refit"]) == expected
-    refit_study(path, seeds=1, storage=storage, tracking_uri=uri, echo=lines.append)
+    # `signlab study refit` in a fresh process (no experiment chosen yet): into the study's experiment
+    proc = run_cli("study", "refit", str(path), "--seeds", "1", "--storage", storage, "--tracking-uri", uri,
+                   "--data-dir", str(data_dir), "--no-system-metrics", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
     assert len(runs_by_role(client, "refit")["refit"]) == expected + 1
+    assert not client.search_runs(["0"]), "nothing in the Default experiment"
 
 
 @pytest.mark.slow

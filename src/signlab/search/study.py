@@ -167,6 +167,8 @@ def refit_study(config: str | Path, overrides: Overrides | None = None, seeds: i
     parent = study.user_attrs.get(PARENT_ATTR)
     if chosen is None or parent is None:
         raise UserError(f"study {cfg.study_name!r} has no complete trial to refit")
+    # nested runs go to the active experiment, not their parent's: make it the study's
+    mlflow.set_experiment(experiment_id=mlflow.get_run(parent).info.experiment_id)
     with lifecycle.tracked_run(run_id=parent):
         run_refits(chosen, cfg, data, echo=echo)
 
