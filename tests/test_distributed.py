@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -176,6 +177,26 @@ def test_workers_creating_optunas_tables_at_once(postgres):
     assert errors == []
 
 
+def at_once(call: Callable[[], None], n: int = 8) -> list[str]:
+    """`call()` in `n` threads released together (the workers of a study starting at the same
+    moment); the errors they raised."""
+    barrier, errors = threading.Barrier(n), []
+
+    def one() -> None:
+        barrier.wait(timeout=30)
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - every failure is the finding
+            errors.append(repr(exc)[:200])
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
 @pytest.mark.slow
 def test_workers_tagging_a_new_experiment_at_once(tracking_server):
     """Workers that start together all tag the experiment (its kind, the session note); MLflow's
@@ -183,25 +204,12 @@ def test_workers_tagging_a_new_experiment_at_once(tracking_server):
     used to fail on the tag's key (seen in CI: `study workers 2`, worker 2 exited with code 1)."""
     uri, _ = tracking_server
     client = MlflowClient(tracking_uri=uri)
-    errors = []
     for _ in range(6):
         experiment_id = client.create_experiment(f"tag-race-{uuid.uuid4().hex[:8]}")
-        barrier = threading.Barrier(8)
-
-        def tag(experiment_id: str = experiment_id, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait(timeout=30)
-            try:
-                set_experiment_tag(MlflowClient(tracking_uri=uri), experiment_id, KIND_TAG, CLASSIC_ML)
-            except Exception as exc:  # noqa: BLE001 - every failure is the finding
-                errors.append(repr(exc)[:200])
-
-        threads = [threading.Thread(target=tag) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        errors = at_once(lambda experiment_id=experiment_id: set_experiment_tag(
+            MlflowClient(tracking_uri=uri), experiment_id, KIND_TAG, CLASSIC_ML))
+        assert errors == []
         assert client.get_experiment(experiment_id).tags[KIND_TAG] == CLASSIC_ML
-    assert errors == []
 
 
 @pytest.mark.slow
@@ -216,26 +224,15 @@ def test_workers_logging_the_study_params_at_once(tracking_server):
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment(f"param-race-{uuid.uuid4().hex[:8]}")
     params = {f"p{i}": i for i in range(15)}
-    errors = []
     for _ in range(6):
         run_id = client.create_run(experiment_id).info.run_id
-        barrier = threading.Barrier(8)
 
-        def log(run_id: str = run_id, barrier: threading.Barrier = barrier) -> None:
+        def log(run_id: str = run_id) -> None:
             with mlflow.start_run(run_id=run_id):  # the active run is per thread
-                barrier.wait(timeout=30)
-                try:
-                    records.log_params(params)
-                except Exception as exc:  # noqa: BLE001 - every failure is the finding
-                    errors.append(repr(exc)[:200])
+                records.log_params(params)
 
-        threads = [threading.Thread(target=log) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        assert at_once(log) == []
         assert client.get_run(run_id).data.params == {k: str(v) for k, v in params.items()}
-    assert errors == []
 
 
 @pytest.mark.slow
