@@ -223,6 +223,7 @@ def test_workers_logging_the_study_params_at_once(tracking_server):
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment(f"param-race-{uuid.uuid4().hex[:8]}")
+    mlflow.set_experiment(experiment_id=experiment_id)  # start_run(run_id) checks the active one
     params = {f"p{i}": i for i in range(15)}
     for _ in range(6):
         run_id = client.create_run(experiment_id).info.run_id
