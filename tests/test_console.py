@@ -107,3 +107,15 @@ def test_signals_held_while_a_run_is_created_are_raised_on_release():
     signal, the handler's watchdog ends its process)."""
     proc = subprocess.run([sys.executable, "-c", HELD], capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert proc.stdout.split("\n")[:2] == ["held", "raised on release"], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_browser_drivers_tracebacks_only_with_verbose(verbose):
+    """choreographer logs a traceback, then ignores it, for a browser message it cannot decode
+    (seen once in CI under load, in a first training's output): quiet unless --verbose."""
+    code = (f"import logging; from signlab import console; console.configure({verbose}); "
+            "import choreographer.channels.pipe as pipe; print(pipe._logger.isEnabledFor(logging.ERROR))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(verbose)
