@@ -11,7 +11,7 @@ from signlab.models.augment import augmented_copies, perturb
 from signlab.models.classifier import PayloadError, as_images
 from signlab.models.cnn import build_cnn
 from signlab.models.evaluate import Evaluation, confusion_figure
-from signlab.models.mlp import build_mlp, count_params
+from signlab.models.mlp import build_mlp, count_params, train_one_epoch
 from signlab.models.presets import EXPECTED_PARAMS, make_spec
 from signlab.models.train import NonFiniteLoss, fit
 from signlab.runs.references import load_references, reference_spec, reproducible
@@ -45,6 +45,23 @@ def test_mlp_presets(train_split):
     x = train_split.images[:200].reshape(200, -1) / 255.0
     clf.partial_fit(x, np.arange(200) % 24, classes=np.arange(24))
     assert count_params(clf) == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 24 + 24
+
+
+@pytest.mark.slow
+def test_an_mlp_epoch_leaves_no_subnormal_weights(train_split):
+    # Subnormal float32 weights made full-data MLP epochs 5x slower; a dead unit's weights and
+    # Adam moments stay subnormal through an epoch unless flushed.
+    x = (train_split.images[:2000].reshape(2000, -1) / 255.0).astype(np.float32)
+    y, classes = train_split.labels[:2000], np.arange(25)
+    clf, rng = build_mlp(make_spec("nn2")), np.random.default_rng(0)
+    train_one_epoch(clf, x, y, classes, rng)
+    clf.coefs_[0][:, 0], clf.intercepts_[0][0] = 1e-40, -100.0  # unit 0: dead, weights subnormal
+    clf._optimizer.ms[0][:, 0] = 1e-41
+    loss = train_one_epoch(clf, x, y, classes, rng)
+    tiny = np.finfo(np.float32).tiny
+    states = [*clf.coefs_, *clf.intercepts_, *clf._optimizer.ms, *clf._optimizer.vs]
+    assert all(a.dtype == np.float32 and not ((a != 0) & (np.abs(a) < tiny)).any() for a in states)
+    assert 0 < loss < 3.3  # the pass's mean loss, below chance (ln 25 = 3.2) plus the L2 term
 
 
 def test_bad_spec_fields_are_named():

@@ -27,7 +27,7 @@ from signlab.models.augment import augment_dataset, augmented_copies
 from signlab.models.classifier import LetterModel
 from signlab.models.cnn import CNNSpec, build_cnn
 from signlab.models.knn import KNNSpec, build_knn
-from signlab.models.mlp import MLPSpec, build_mlp
+from signlab.models.mlp import MLPSpec, build_mlp, train_one_epoch
 
 EpochHook = Callable[[int, dict[str, float]], None]
 Arrays = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 28, 28), labels 0-24
@@ -184,7 +184,8 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks:
     if val is not None:
         x_val = scale(val[0], spec.normalise).reshape(len(val[0]), -1)
         y_val = encode(val[1])
-    probe = np.random.default_rng(seed).choice(len(x), size=min(len(x), 10_000), replace=False)
+    rng = np.random.default_rng(seed)
+    probe = rng.choice(len(x), size=min(len(x), 10_000), replace=False)
     clf = build_mlp(spec, seed)
     classes = np.arange(N_CLASSES)
     result = FitResult(LetterModel("mlp", clf, spec.normalise))
@@ -195,10 +196,10 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks:
         # user") and goes on: a Ctrl-C or SIGTERM is held until the epoch ends, then raised here.
         hold_interrupts()
         try:
-            clf.partial_fit(x, y, classes=classes)
+            loss = train_one_epoch(clf, x, y, classes, rng)
         finally:
             release_interrupts()
-        metrics = {"loss": float(clf.loss_), "accuracy": float((clf.predict(x[probe]) == y[probe]).mean()),
+        metrics = {"loss": loss, "accuracy": float((clf.predict(x[probe]) == y[probe]).mean()),
                    "learning_rate": spec.learning_rate}
         if val is None:  # a refit: exactly spec.epochs epochs, the last kept
             result.history.append(metrics)
