@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from sklearn.neural_network import MLPClassifier
 
 # Batches per `partial_fit` call in `train_one_epoch`: between calls, weights and Adam moments
