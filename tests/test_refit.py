@@ -115,4 +115,4 @@ def test_refit_needs_seeds_and_a_study(tmp_path, data_dir):
     with pytest.raises(UserError, match="refit.seeds is 0"):
         refit_study(path, storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(UserError, match="no study 'refit'"):
-        refit_study(path, seeds=1, storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        refit_study(path, Overrides(refit_seeds=1), storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

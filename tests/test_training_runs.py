@@ -170,3 +170,47 @@ def test_train_preset_tiny_builds_a_network_of_at_most_20000_parameters(tmp_path
     assert run.data.metrics["n_params"] == 19_109 <= 20_000
     assert run.data.params["augment"] == "true" and run.data.params["seed"] == "3"
     assert run.data.tags["preset"] == "tiny"
+
+
+def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_training(tmp_path, data_dir):
+    """SIGKILL leaves a training's run RUNNING; the next training in the experiment ends it
+    KILLED, saying so, but leaves alone the run of a training that is still alive."""
+    import os
+    import signal
+    import time
+
+    from helpers import run_cli
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    args = ("--subset", "20", "--seed", "1", "--tracking-uri", uri, "--data-dir", str(data_dir), "--experiment", "orphans")
+
+    def running() -> list:
+        experiment = client.get_experiment_by_name("orphans")
+        return client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'") if experiment else []
+
+    def start_long_training() -> tuple[subprocess.Popen, str]:
+        command = ["train", *args, "--preset", "cnn2", "--epochs", "1000", "--run-name", f"long-{time.monotonic_ns()}"]
+        proc = subprocess.Popen([sys.executable, "-m", "signlab", *command], env=subprocess_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not (mine := [r for r in running() if r.data.tags["signlab.worker"].endswith(f":{proc.pid}")]):
+            assert proc.poll() is None and time.monotonic() < deadline, "the training's run never appeared"
+            time.sleep(0.5)
+        return proc, mine[0].info.run_id
+
+    alive, alive_run = start_long_training()
+    killed, killed_run = start_long_training()
+    try:
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=30)
+        assert client.get_run(killed_run).info.status == "RUNNING"
+        proc = run_cli("train", *args, "--family", "mlp", "--preset", "nn2", "--epochs", "1", timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert f"({killed_run}) was left RUNNING by process {killed.pid}, which is gone: ended KILLED" in proc.stdout
+        ended = client.get_run(killed_run)
+        assert ended.info.status == "KILLED" and "left RUNNING by process" in ended.data.tags["signlab.repaired"]
+        assert client.get_run(alive_run).info.status == "RUNNING" and alive_run not in proc.stdout
+    finally:
+        alive.kill()
+        alive.wait(timeout=30)

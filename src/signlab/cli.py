@@ -378,7 +378,8 @@ def study_refit(
     from signlab.search.study import refit_study
 
     log_system_metrics(system_metrics)
-    refit_study(study_file, Overrides(study_name=study_name), seeds, storage, tracking_uri, data_dir, echo=typer.echo)
+    refit_study(study_file, Overrides(study_name=study_name, refit_seeds=seeds), storage, tracking_uri, data_dir,
+                echo=typer.echo)
 
 
 @study_app.command("check")

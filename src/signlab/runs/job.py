@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from signlab.contract import FAMILY_TAG, N_PARAMS, TEST_AUG_ACCURACY
+from signlab.contract import FAMILY_TAG, N_PARAMS, TEST_AUG_ACCURACY, WORKER_TAG
 from signlab.data.dataset import load_split
 from signlab.data.groups import Leakage
 from signlab.data.labels import LETTERS
@@ -221,8 +221,11 @@ def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
     under_mlflow_run = parent is None and launched is not None
     if parent is None:
         store.setup(tracking_uri, None if under_mlflow_run else experiment)
+    experiment_id = (parent.info if parent else mlflow.get_run(launched).info if under_mlflow_run
+                     else mlflow.get_experiment_by_name(experiment)).experiment_id
+    lifecycle.end_orphaned_runs(experiment_id)
     commit = records.git_commit()
-    all_tags = {FAMILY_TAG: spec.family, **tags}
+    all_tags = {FAMILY_TAG: spec.family, WORKER_TAG: lifecycle.this_process(), **tags}
     if commit:
         all_tags.setdefault("mlflow.source.git.commit", commit)
         all_tags["git_commit"] = commit

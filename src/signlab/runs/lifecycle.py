@@ -3,6 +3,9 @@ SIGTERM), system metrics, and files logged to the run `mlflow run` started."""
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -11,7 +14,9 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
 
+from signlab.contract import REPAIRED_TAG, ROLE_TAG, ROLE_TRIAL, WORKER_TAG
 from signlab.errors import hold_interrupts, release_interrupts
 from signlab.runs.store import mark_classic_ml, setup
 
@@ -24,6 +29,44 @@ def log_system_metrics(enabled: bool) -> None:
         mlflow.enable_system_metrics_logging()
     else:
         mlflow.disable_system_metrics_logging()
+
+
+def this_process() -> str:
+    """host:pid, as the tag `signlab.worker` records it on the runs this process starts."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def end_orphaned_runs(experiment_id: str) -> list[str]:
+    """End KILLED the runs of an experiment that a process of this host started and left
+    RUNNING when it died (SIGKILL, a closed session): their `signlab.worker` process no longer
+    exists. Trial runs are left to the study's own repair (Optuna's heartbeats decide those).
+    Says which on stderr; returns their ids."""
+    host = socket.gethostname()
+    client = MlflowClient()
+    running = client.search_runs([experiment_id], max_results=1000, filter_string=(
+        f"attributes.status = 'RUNNING' and tags.`{WORKER_TAG}` LIKE '{host}:%'"))
+    ended = []
+    for run in running:
+        pid = run.data.tags[WORKER_TAG].rpartition(":")[2]
+        if run.data.tags.get(ROLE_TAG) == ROLE_TRIAL or not pid.isdigit() or _alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, REPAIRED_TAG,
+                       f"left RUNNING by process {pid}, which was gone; ended KILLED by {this_process()}")
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        print(f"run {run.info.run_name} ({run.info.run_id}) was left RUNNING by process {pid}, "
+              "which is gone: ended KILLED", file=sys.stderr, flush=True)
+        ended.append(run.info.run_id)
+    return ended
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @contextmanager

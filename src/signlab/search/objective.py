@@ -36,7 +36,6 @@ from signlab.models.presets import Spec
 from signlab.models.train import EpochHook, free_graph
 from signlab.runs import lifecycle, store
 from signlab.runs.job import Data, train_and_log
-from signlab.search.parent import WORKER
 from signlab.search.simulate import simulate_and_log
 from signlab.search.space import trial_spec
 from signlab.search.study_config import StudyConfig
@@ -68,7 +67,7 @@ def make_objective(cfg: StudyConfig, data: Data,
             trial.set_user_attr(PRUNED_ATTR, too_big)
             raise optuna.TrialPruned(too_big)  # before any run: nothing was trained
         tags = {ROLE_TAG: ROLE_TRIAL, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
-                TRIAL_STATE_TAG: "RUNNING", FAMILY_TAG: cfg.family, PRESET_TAG: "study", WORKER_TAG: WORKER}
+                TRIAL_STATE_TAG: "RUNNING", FAMILY_TAG: cfg.family, PRESET_TAG: "study", WORKER_TAG: lifecycle.this_process()}
         name = f"{cfg.study_name}-trial-{trial.number}"
         hooks = [] if cfg.multi_objective else [pruning_hook(trial)]
         if progress is not None:

@@ -3,8 +3,6 @@ and the one parent run all its workers share (with a session run under a later `
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +23,11 @@ from signlab.contract import (
     ROLE_TAG,
     STUDY_TAG,
 )
-from signlab.runs import store
+from signlab.runs import lifecycle, store
 from signlab.search.setup import check_same_data, load_or_create, study_storage
 from signlab.search.storage import CappedStorage, study_lock, unusable_storage
 from signlab.search.study_config import StudyConfig
 from signlab.stores import normalise, redact
-
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def open_study(cfg: StudyConfig, storage_url: str, tracking_uri: str,
@@ -42,7 +38,7 @@ def open_study(cfg: StudyConfig, storage_url: str, tracking_uri: str,
     found or created (`experiment()`) and written to, so that a tracking store which
     refuses writes leaves no study behind; (study, storage, experiment id)."""
     rdb = rdb or study_storage(cfg, storage_url)
-    experiment_id = store.check_writable(tracking_uri, experiment, f"study {cfg.study_name} from {WORKER} "
+    experiment_id = store.check_writable(tracking_uri, experiment, f"study {cfg.study_name} from {lifecycle.this_process()} "
                                             f"at {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
     try:
         study = load_or_create(cfg, rdb, storage_url)

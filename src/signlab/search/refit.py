@@ -34,6 +34,7 @@ from signlab.contract import (
     TEST_ACCURACY,
     TRIAL_NUMBER_TAG,
     VAL_ACCURACY,
+    WORKER_TAG,
 )
 from signlab.models.presets import Spec
 from signlab.models.train import free_graph
@@ -68,11 +69,12 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
     """Refit `trial` once per seed as runs nested under the active (parent) run, then log
     the summary on the parent."""
     spec = refit_spec(trial, cfg)
+    lifecycle.end_orphaned_runs(mlflow.active_run().info.experiment_id)
     outcomes = []
     for i, seed in enumerate(refit_seeds(cfg)):
         tags = {ROLE_TAG: ROLE_REFIT, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
                 REFIT_SEED: str(seed), REFIT_PRIMARY_TAG: str(i == 0).lower(), FAMILY_TAG: cfg.family,
-                PRESET_TAG: "study"}
+                PRESET_TAG: "study", WORKER_TAG: lifecycle.this_process()}
         echo(f"refit of trial {trial.number}, seed {seed}: {spec.epochs} epochs on the whole training file")
         with lifecycle.tracked_run(nested=True, run_name=f"{cfg.study_name}-refit-{trial.number}-seed-{seed}",
                                   tags=tags):

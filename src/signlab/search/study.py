@@ -143,16 +143,14 @@ def _running(study: optuna.Study) -> bool:
     return any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
 
 
-def refit_study(config: str | Path, overrides: Overrides | None = None, seeds: int | None = None,
+def refit_study(config: str | Path, overrides: Overrides | None = None,
                 storage: str | None = None, tracking_uri: str | None = None, data_dir: str | None = None,
                 echo: Callable[[str], None] = print) -> None:
-    """Refit a stored study's chosen trial again (`signlab study refit`), `seeds` times
-    (default: the file's `refit.seeds`)."""
+    """Refit a stored study's chosen trial again (`signlab study refit`), the file's
+    `refit.seeds` times (or `overrides.refit_seeds`)."""
     from signlab import config as paths
 
     cfg = resolved_config(config, overrides or Overrides())
-    if seeds is not None:
-        cfg = cfg.model_copy(update={"refit": cfg.refit.model_copy(update={"seeds": seeds})})
     if not cfg.refit.seeds:
         raise UserError(f"{config}: refit.seeds is 0; set it in the study file or pass --seeds N")
     storage_url = storage or paths.DEFAULT_STORAGE
