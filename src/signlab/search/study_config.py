@@ -30,7 +30,7 @@ OBJECTIVES = {"val_accuracy": "maximize", "val_aug_accuracy": "maximize", N_PARA
 SPACE_KEYS = {
     "cnn": {"n_blocks", "filters", "batch_norm", "conv_dropout", "dense_units", "dense_dropout",
             "l2_dense", "l2_conv", "learning_rate", "batch_size", "augment", "adaptive_lr"},
-    "mlp": {"n_layers", "units", "alpha", "learning_rate", "batch_size", "augment"},
+    "mlp": {"n_layers", "units", "alpha", "learning_rate", "batch_size", "augment", "augment_copies"},
 }
 
 
