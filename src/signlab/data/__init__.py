@@ -1,0 +1,1 @@
+"""Data: the Sign Language MNIST files, their checks, labels, splits, variant groups and profile."""
