@@ -10,8 +10,8 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from signlab.data.dataset import Split
-from signlab.files import atomic_path, output_folder, write_text
 from signlab.data.labels import LABELS, LETTERS
+from signlab.files import atomic_path, output_folder, write_text
 from signlab.plots import save_figure
 
 
