@@ -221,9 +221,6 @@ def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
     under_mlflow_run = parent is None and launched is not None
     if parent is None:
         store.setup(tracking_uri, None if under_mlflow_run else experiment)
-    experiment_id = (parent.info if parent else mlflow.get_run(launched).info if under_mlflow_run
-                     else mlflow.get_experiment_by_name(experiment)).experiment_id
-    lifecycle.end_orphaned_runs(experiment_id)
     commit = records.git_commit()
     all_tags = {FAMILY_TAG: spec.family, WORKER_TAG: lifecycle.this_process(), **tags}
     if commit:
@@ -232,5 +229,6 @@ def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
     where = {"nested": True, "experiment_id": parent.info.experiment_id} if parent else {}
     if under_mlflow_run:
         where = {"run_id": launched}
-    with lifecycle.tracked_run(run_name=None if under_mlflow_run else run_name, tags=all_tags, **where):
+    with lifecycle.tracked_run(run_name=None if under_mlflow_run else run_name, tags=all_tags, **where) as run:
+        lifecycle.end_orphaned_runs(run.info.experiment_id)  # this run's own process is alive: left alone
         return train_and_log(spec, data, hooks)
