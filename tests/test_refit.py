@@ -99,11 +99,20 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     study = optuna.load_study(study_name="refit", storage=storage)
     expected = 2 if study.best_trial.number == best.number else 4
     assert len(runs_by_role(client, "refit")["refit"]) == expected
-    # `signlab study refit` in a fresh process (no experiment chosen yet): into the study's experiment
-    proc = run_cli("study", "refit", str(path), "--seeds", "1", "--storage", storage, "--tracking-uri", uri,
+    # `signlab study refit` in a fresh process (no experiment chosen yet): into the study's
+    # experiment; seeds already refitted are skipped (an interrupted refit resumes), a new one runs
+    study = optuna.load_study(study_name="refit", storage=storage)
+    before = {r.data.tags["refit_seed"]: r.info.run_id for r in runs_by_role(client, "refit")["refit"]
+              if r.data.tags["trial_number"] == str(study.best_trial.number)}
+    proc = run_cli("study", "refit", str(path), "--seeds", "3", "--storage", storage, "--tracking-uri", uri,
                    "--data-dir", str(data_dir), "--no-system-metrics", timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert len(runs_by_role(client, "refit")["refit"]) == expected + 1
+    for seed in ("0", "1"):
+        assert f"seed {seed}: skipped, run {before[seed]} already FINISHED" in proc.stdout
+    refits = runs_by_role(client, "refit")["refit"]
+    assert len(refits) == expected + 1 and sorted(r.data.tags["refit_seed"] for r in refits)[-1] == "2"
+    parent_metrics = client.get_run(parent.info.run_id).data.metrics
+    assert parent_metrics["refit_n"] == 3
     assert not client.search_runs(["0"]), "nothing in the Default experiment"
 
 

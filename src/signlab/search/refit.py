@@ -17,6 +17,8 @@ from collections.abc import Callable
 import mlflow
 import numpy as np
 import optuna
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 
 from signlab.contract import (
     FAMILY_TAG,
@@ -39,7 +41,7 @@ from signlab.contract import (
 from signlab.models.presets import Spec
 from signlab.models.train import free_graph
 from signlab.runs import lifecycle
-from signlab.runs.job import Data, Outcome, train_and_log
+from signlab.runs.job import Data, train_and_log
 from signlab.search.space import trial_spec
 from signlab.search.study_config import StudyConfig
 
@@ -65,13 +67,22 @@ def needs_refit(cfg: StudyConfig, trial: optuna.trial.FrozenTrial | None, parent
 
 
 def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
-               echo: Callable[[str], None] = print) -> list[Outcome]:
+               echo: Callable[[str], None] = print) -> list[str]:
     """Refit `trial` once per seed as runs nested under the active (parent) run, then log
-    the summary on the parent."""
+    the summary on the parent; the refit run ids. A seed that already has a FINISHED refit of
+    this trial, for as many epochs, is not trained again (an interrupted refit resumes)."""
     spec = refit_spec(trial, cfg)
-    lifecycle.end_orphaned_runs(mlflow.active_run().info.experiment_id)
-    outcomes = []
+    parent = mlflow.active_run().info
+    lifecycle.end_orphaned_runs(parent.experiment_id)
+    done = _finished_refits(parent.experiment_id, parent.run_id, trial.number, spec.epochs)
+    run_ids, accuracies = [], []
     for i, seed in enumerate(refit_seeds(cfg)):
+        earlier = done.get(seed)
+        if earlier is not None:
+            echo(f"refit of trial {trial.number}, seed {seed}: skipped, run {earlier.info.run_id} already FINISHED")
+            run_ids.append(earlier.info.run_id)
+            accuracies.append(earlier.data.metrics[TEST_ACCURACY])
+            continue
         tags = {ROLE_TAG: ROLE_REFIT, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
                 REFIT_SEED: str(seed), REFIT_PRIMARY_TAG: str(i == 0).lower(), FAMILY_TAG: cfg.family,
                 PRESET_TAG: "study", WORKER_TAG: lifecycle.this_process()}
@@ -80,14 +91,24 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
                                   tags=tags):
             mlflow.log_metric(SOURCE_VAL_ACCURACY, float(trial.user_attrs.get(VAL_ACCURACY, float("nan"))))
             outcome = train_and_log(spec, data, refit_seed=seed)
-        outcomes.append(outcome)
+        run_ids.append(outcome.run_id)
+        accuracies.append(outcome.metrics[TEST_ACCURACY])
         echo(f"  test accuracy {outcome.metrics[TEST_ACCURACY]:.4f} (run {outcome.run_id})")
         free_graph()
-    accuracies = np.array([o.metrics[TEST_ACCURACY] for o in outcomes])
-    mlflow.log_metrics({REFIT_PREFIX + "mean": float(accuracies.mean()),
-                        REFIT_PREFIX + "std": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
-                        REFIT_PREFIX + "min": float(accuracies.min()),
-                        REFIT_PREFIX + "max": float(accuracies.max()), REFIT_COUNT: float(len(accuracies))})
-    mlflow.set_tags({REFIT_TRIAL_TAG: str(trial.number), REFIT_PRIMARY_RUN_TAG: outcomes[0].run_id,
-                     "refit.run_ids": ",".join(o.run_id for o in outcomes)})
-    return outcomes
+    scores = np.array(accuracies)
+    mlflow.log_metrics({REFIT_PREFIX + "mean": float(scores.mean()),
+                        REFIT_PREFIX + "std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+                        REFIT_PREFIX + "min": float(scores.min()),
+                        REFIT_PREFIX + "max": float(scores.max()), REFIT_COUNT: float(len(scores))})
+    mlflow.set_tags({REFIT_TRIAL_TAG: str(trial.number), REFIT_PRIMARY_RUN_TAG: run_ids[0],
+                     "refit.run_ids": ",".join(run_ids)})
+    return run_ids
+
+
+def _finished_refits(experiment_id: str, parent: str, trial_number: int, epochs: int) -> dict[int, Run]:
+    """The FINISHED refits of this trial under `parent` that trained `epochs` epochs, by seed."""
+    runs = MlflowClient().search_runs([experiment_id], max_results=1000, filter_string=(
+        f"attributes.status = 'FINISHED' and tags.`mlflow.parentRunId` = '{parent}' "
+        f"and tags.`{ROLE_TAG}` = '{ROLE_REFIT}' and tags.`{TRIAL_NUMBER_TAG}` = '{trial_number}'"))
+    return {int(r.data.tags[REFIT_SEED]): r for r in runs
+            if r.data.params.get("epochs") == str(epochs) and TEST_ACCURACY in r.data.metrics}

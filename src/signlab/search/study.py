@@ -104,6 +104,11 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     label = f"worker {worker}: " if worker else ""
     bar = Progress(n_trials, progress, label)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if cfg.family == "cnn" and cfg.simulate is None:
+        # imported now, not inside the first trial: TensorFlow's import takes seconds and holds
+        # the GIL in long stretches, starving the trial's heartbeat thread, so that on a busy
+        # machine another worker could take the trial for dead and fail it
+        import keras  # noqa: F401
     stopped: KeyboardInterrupt | None = None
     try:
         with lifecycle.tracked_run(run_id=parent):
