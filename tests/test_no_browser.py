@@ -56,7 +56,8 @@ def test_train_study_and_report_without_a_browser(tmp_path, data_dir):
                         tmp_path, data_dir)
     run_without_browser([sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "cnn_study", "--env-manager", "local",
                          "--experiment-name", "no-browser", "-P", "study_name=no_browser", "-P", "n_trials=2",
-                         "-P", "max_epochs=1", "-P", "subset=20", "-P", "refit_seeds=1", "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"],
+                         "-P", "max_epochs=1", "-P", "subset=20", "-P", "refit_seeds=1",
+                         "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"],
                         tmp_path, data_dir, timeout=600)  # `mlflow run` runs in ROOT: a relative optuna.db would land there
     run_without_browser([str(BIN / "signlab"), "report", "--output", "reports"], tmp_path, data_dir)
     assert (tmp_path / "reports" / "report.html").stat().st_size > 10_000
