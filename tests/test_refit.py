@@ -80,6 +80,7 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     best = study.best_trial
     assert [r.data.tags["refit_seed"] for r in refits] == ["0", "1"]
     assert [r.data.tags["refit_primary"] for r in refits] == ["true", "false"]
+    assert len({r.data.tags["refit.spec"] for r in refits}) == 1  # what a later refit matches to skip a seed
     for run in refits:
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["trial_number"] == str(best.number)

@@ -27,6 +27,7 @@ REFIT_TRIAL_TAG = "refit.trial_number"  # on the parent: the trial its refits re
 REFIT_PRIMARY_RUN_TAG = "refit.primary_run_id"
 REFIT_SEED = "refit_seed"  # a refit's seed (tag and param)
 REFIT_PRIMARY_TAG = "refit_primary"  # "true" on the refit with the first seed: the one promoted
+REFIT_SPEC_TAG = "refit.spec"  # digest of the refit's spec (epochs, LR schedule, ...): what makes it the same refit
 REFERENCE_ROW_TAG = "reference"  # a reference run's row (nn1 ... cnn3_aug, knn)
 SEED_TAG = "seed"
 REFERENCE_SETTINGS_TAG = "reference.settings"  # row, seed, epochs, data and spec digests: what makes it the same run

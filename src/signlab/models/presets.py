@@ -3,6 +3,7 @@ KNN of the paper's reference [3]."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,6 +15,11 @@ from signlab.models.mlp import MLPSpec
 
 Spec = CNNSpec | MLPSpec | KNNSpec
 SPECS: dict[str, type[Spec]] = {"cnn": CNNSpec, "mlp": MLPSpec, "knn": KNNSpec}
+
+
+def spec_digest(spec: Spec) -> str:
+    """12 hex digits that identify a spec: the same settings, the same digest."""
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:12]
 
 _B = dict  # a conv block, for brevity below
 

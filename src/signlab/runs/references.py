@@ -9,7 +9,6 @@ run`, one (row, seed) is the entry point's run itself; several are runs nested u
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from signlab.contract import PRESET_TAG, REFERENCE_ROW_TAG, REFERENCE_SETTINGS_TAG, ROLE_REFERENCES, ROLE_TAG, SEED_TAG
 from signlab.errors import UserError
-from signlab.models.presets import PRESETS, Spec, make_spec
+from signlab.models.presets import PRESETS, Spec, make_spec, spec_digest
 
 REFERENCES_FILE = Path(__file__).with_name("references.yaml")  # package data: found when installed too
 
@@ -130,7 +129,7 @@ def plan(rows: list[str], seeds: list[int], epochs: int | None, subset: int, val
     for seed in seeds:
         for row in rows:
             spec = reference_spec(row, epochs)
-            digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:12]
+            digest = spec_digest(spec)
             settings = (f"row={row} seed={seed} epochs={spec.epochs} subset={subset} val_strategy={val_strategy} "
                         f"val_fraction={val_fraction:g} spec={digest} data={data}")
             planned.append(PlannedRun(row, seed, spec, settings))

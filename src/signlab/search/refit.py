@@ -28,6 +28,7 @@ from signlab.contract import (
     REFIT_PRIMARY_RUN_TAG,
     REFIT_PRIMARY_TAG,
     REFIT_SEED,
+    REFIT_SPEC_TAG,
     REFIT_TRIAL_TAG,
     ROLE_REFIT,
     ROLE_TAG,
@@ -38,7 +39,7 @@ from signlab.contract import (
     VAL_ACCURACY,
     WORKER_TAG,
 )
-from signlab.models.presets import Spec
+from signlab.models.presets import Spec, spec_digest
 from signlab.models.train import free_graph
 from signlab.runs import lifecycle
 from signlab.runs.job import Data, train_and_log
@@ -70,11 +71,12 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
                echo: Callable[[str], None] = print) -> list[str]:
     """Refit `trial` once per seed as runs nested under the active (parent) run, then log
     the summary on the parent; the refit run ids. A seed that already has a FINISHED refit of
-    this trial, for as many epochs, is not trained again (an interrupted refit resumes)."""
+    this trial with the same spec is not trained again (an interrupted refit resumes)."""
     spec = refit_spec(trial, cfg)
     parent = mlflow.active_run().info
     lifecycle.end_orphaned_runs(parent.experiment_id)
-    done = _finished_refits(parent.experiment_id, parent.run_id, trial.number, spec.epochs)
+    digest = spec_digest(spec)
+    done = _finished_refits(parent.experiment_id, parent.run_id, trial.number, digest)
     run_ids, accuracies = [], []
     for i, seed in enumerate(refit_seeds(cfg)):
         earlier = done.get(seed)
@@ -85,7 +87,7 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
             continue
         tags = {ROLE_TAG: ROLE_REFIT, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
                 REFIT_SEED: str(seed), REFIT_PRIMARY_TAG: str(i == 0).lower(), FAMILY_TAG: cfg.family,
-                PRESET_TAG: "study", WORKER_TAG: lifecycle.this_process()}
+                PRESET_TAG: "study", WORKER_TAG: lifecycle.this_process(), REFIT_SPEC_TAG: digest}
         echo(f"refit of trial {trial.number}, seed {seed}: {spec.epochs} epochs on the whole training file")
         with lifecycle.tracked_run(nested=True, run_name=f"{cfg.study_name}-refit-{trial.number}-seed-{seed}",
                                   tags=tags):
@@ -105,10 +107,10 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
     return run_ids
 
 
-def _finished_refits(experiment_id: str, parent: str, trial_number: int, epochs: int) -> dict[int, Run]:
-    """The FINISHED refits of this trial under `parent` that trained `epochs` epochs, by seed."""
+def _finished_refits(experiment_id: str, parent: str, trial_number: int, digest: str) -> dict[int, Run]:
+    """The FINISHED refits of this trial under `parent` with the spec digest `digest`, by seed."""
     runs = MlflowClient().search_runs([experiment_id], max_results=1000, filter_string=(
         f"attributes.status = 'FINISHED' and tags.`mlflow.parentRunId` = '{parent}' "
-        f"and tags.`{ROLE_TAG}` = '{ROLE_REFIT}' and tags.`{TRIAL_NUMBER_TAG}` = '{trial_number}'"))
-    return {int(r.data.tags[REFIT_SEED]): r for r in runs
-            if r.data.params.get("epochs") == str(epochs) and TEST_ACCURACY in r.data.metrics}
+        f"and tags.`{ROLE_TAG}` = '{ROLE_REFIT}' and tags.`{TRIAL_NUMBER_TAG}` = '{trial_number}' "
+        f"and tags.`{REFIT_SPEC_TAG}` = '{digest}'"))
+    return {int(r.data.tags[REFIT_SEED]): r for r in runs if TEST_ACCURACY in r.data.metrics}

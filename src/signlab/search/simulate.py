@@ -11,7 +11,6 @@ matrix, learning curves) and the two logged models, and so never imports TensorF
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import tempfile
@@ -23,7 +22,7 @@ import mlflow
 import numpy as np
 
 from signlab.contract import SIMULATED_TAG, TEST_AUG_ACCURACY, VAL_AUG_ACCURACY
-from signlab.models.presets import Spec
+from signlab.models.presets import Spec, spec_digest
 from signlab.models.train import EpochHook
 from signlab.runs import records
 from signlab.runs.job import Data, log_inputs
@@ -33,7 +32,7 @@ from signlab.search.study_config import SimulateConfig
 def simulated_history(spec: Spec, seed: int) -> list[dict[str, float]]:
     """Made-up learning curves for `spec`, the same for the same spec and seed: validation
     accuracy rising towards a drawn ceiling, a loss that falls with it."""
-    digest = int(hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:12], 16)
+    digest = int(spec_digest(spec), 16)
     rng = np.random.default_rng([seed, digest])
     ceiling, rate = rng.uniform(0.5, 0.99), rng.uniform(0.2, 0.8)
     history = []
