@@ -102,7 +102,6 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     assert len(runs_by_role(client, "refit")["refit"]) == expected
     # `signlab study refit` in a fresh process (no experiment chosen yet): into the study's
     # experiment; seeds already refitted are skipped (an interrupted refit resumes), a new one runs
-    study = optuna.load_study(study_name="refit", storage=storage)
     before = {r.data.tags["refit_seed"]: r.info.run_id for r in runs_by_role(client, "refit")["refit"]
               if r.data.tags["trial_number"] == str(study.best_trial.number)}
     proc = run_cli("study", "refit", str(path), "--seeds", "3", "--storage", storage, "--tracking-uri", uri,

@@ -373,7 +373,7 @@ def study_refit(
 ) -> None:
     """Retrain a study's chosen trial on the whole training file, once per seed, as runs
     nested under its parent run (a study does this itself when it ends). Seeds that already
-    have a FINISHED refit of that trial are skipped: run it again to resume."""
+    have a FINISHED refit of that trial and spec are skipped: run it again to resume."""
     from signlab.runs.lifecycle import log_system_metrics
     from signlab.search.setup import Overrides
     from signlab.search.study import refit_study

@@ -21,6 +21,7 @@ def spec_digest(spec: Spec) -> str:
     """12 hex digits that identify a spec: the same settings, the same digest."""
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:12]
 
+
 _B = dict  # a conv block, for brevity below
 
 PRESETS: dict[str, dict[str, Any]] = {
