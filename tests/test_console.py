@@ -3,6 +3,7 @@ with --verbose or $SIGNLAB_VERBOSE=1, and an interrupted training told in one li
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -107,6 +108,65 @@ def test_signals_held_while_a_run_is_created_are_raised_on_release():
     signal, the handler's watchdog ends its process)."""
     proc = subprocess.run([sys.executable, "-c", HELD], capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert proc.stdout.split("\n")[:2] == ["held", "raised on release"], proc.stdout + proc.stderr
+
+
+INTERRUPTED_FITS = """
+import json, os, signal, sys, threading, time, traceback
+import signlab.errors
+from signlab.data.dataset import load_split
+from signlab.data.splits import stratified_subset
+from signlab.errors import signals_as_interrupts
+from signlab.models.cnn import CNNSpec
+from signlab.models.train import fit
+
+signlab.errors.CLEANUP_SECONDS = 600  # this process goes on after each signal
+unraisable = []
+sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
+split = load_split("train")
+x, y = stratified_subset(split.images, split.labels, 40)
+spec = CNNSpec(blocks=[{"filters": 8}, {"filters": 8}], dense_units=[32], epochs=1000, batch_size=32, augment=True)
+
+def interrupted_fit(delay):
+    start = time.monotonic()
+
+    def hook(epoch, metrics):
+        if delay is None and epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs here
+        if time.monotonic() - start > 15:
+            raise RuntimeError("the interrupt was lost")
+
+    try:
+        with signals_as_interrupts():
+            if delay is not None:
+                threading.Timer(delay, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+            fit(spec, (x, y), (x[:200], y[:200]), seed=0, hooks=[hook])
+        return "not interrupted"
+    except BaseException as exc:
+        return f"{type(exc).__name__} in {traceback.extract_tb(exc.__traceback__)[-1].name}"
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+print(json.dumps({"in a hook": interrupted_fit(None),
+                  "timed": [interrupted_fit(0.3 + 0.4 * i) for i in range(6)],
+                  "unraisable": unraisable}))
+"""
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_ctrl_c_during_keras_training_is_raised_between_batches():
+    """A Ctrl-C raised by the handler wherever it lands can land inside TensorFlow's native code
+    (CI: `SystemError: bad argument to internal function`, a failed trial, the study went on
+    and exited 0) or in a `__del__` (the interrupt printed as ignored and lost, training on).
+    So during a Keras fit the handler holds it and the next batch's end raises it: one raised
+    from a hook comes out of `raise_held_interrupt`, and Ctrl-C at any time is a
+    KeyboardInterrupt, never lost."""
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_FITS], capture_output=True, text=True, timeout=300,
+                          env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcome = json.loads(proc.stdout.splitlines()[-1])
+    assert outcome == {"in a hook": "KeyboardInterrupt in raise_held_interrupt",
+                       "timed": ["KeyboardInterrupt in raise_held_interrupt"] * 6, "unraisable": []}, proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("verbose", [False, True])

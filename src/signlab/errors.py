@@ -40,16 +40,37 @@ def hold_interrupts() -> None:
     """From now until the matching `release_interrupts`, a SIGINT/SIGTERM that
     `signals_as_interrupts` would raise waits (a run being created, say, must not be left
     half made). Signals reach Python's handler in the main thread whatever thread the OS
-    gave them to, so this is done there rather than with the thread's signal mask."""
-    _Held.depth += 1
+    gave them to, so this is done there rather than with the thread's signal mask; in other
+    threads (a server's) holds do nothing."""
+    if threading.current_thread() is threading.main_thread():
+        _Held.depth += 1
 
 
 def release_interrupts() -> None:
     """End a hold; the last one raises the interrupt that arrived while held, if any."""
+    if threading.current_thread() is not threading.main_thread():
+        return
     _Held.depth = max(0, _Held.depth - 1)
-    if _Held.depth == 0 and _Held.pending is not None:
+    if _Held.depth == 0:
+        raise_held_interrupt()
+
+
+def raise_held_interrupt() -> None:
+    """Raise now, inside a hold, the interrupt that arrived while held, if any: a safe point
+    in held work (between two training batches, say)."""
+    if _Held.pending is not None and threading.current_thread() is threading.main_thread():
         signum, _Held.pending = _Held.pending, None
         raise _interrupt(signum)
+
+
+@contextmanager
+def held_interrupts() -> Iterator[None]:
+    """`hold_interrupts` for the block; the interrupt held meanwhile is raised at its end."""
+    hold_interrupts()
+    try:
+        yield
+    finally:
+        release_interrupts()
 
 
 def _interrupt(signum: int) -> KeyboardInterrupt:

@@ -11,7 +11,7 @@ import numpy as np
 
 from signlab.data.labels import LABELS, LETTERS, N_CLASSES
 from signlab.data.splits import scale
-from signlab.errors import UserError
+from signlab.errors import UserError, held_interrupts
 
 # Types skops must trust to load a scikit-learn MLPClassifier.
 SKOPS_TRUSTED_TYPES = [
@@ -73,10 +73,11 @@ class LetterModel:
         x = scale(as_images(images), self.normalise)
         if self.family == "cnn":
             x = x[..., None]
-            if len(x) <= PREDICT_BATCH:
-                probs = np.asarray(self._call(x))
-            else:
-                probs = self.estimator.predict(x, batch_size=PREDICT_BATCH, verbose=0)
+            with held_interrupts():  # raised after TensorFlow's native code, not inside it (see models.train)
+                if len(x) <= PREDICT_BATCH:
+                    probs = np.asarray(self._call(x))
+                else:
+                    probs = self.estimator.predict(x, batch_size=PREDICT_BATCH, verbose=0)
         else:
             probs = self.estimator.predict_proba(x.reshape(len(x), -1))
         if self.n_outputs == 25:  # the tutorial's 25-way output: keep the 24 letters' units

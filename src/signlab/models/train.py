@@ -22,7 +22,7 @@ import numpy as np
 
 from signlab.data.labels import N_CLASSES, encode
 from signlab.data.splits import scale
-from signlab.errors import hold_interrupts, release_interrupts
+from signlab.errors import held_interrupts, hold_interrupts, raise_held_interrupt, release_interrupts
 from signlab.models.augment import augment_dataset, augmented_copies
 from signlab.models.classifier import LetterModel
 from signlab.models.cnn import CNNSpec, build_cnn
@@ -112,6 +112,14 @@ def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
 
 
 def _fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[EpochHook]) -> FitResult:
+    # An exception raised by the signal handler inside TensorFlow's native code can come out
+    # as a SystemError ("bad argument to internal function": a trial failed, the study went
+    # on, Ctrl-C lost): Ctrl-C and SIGTERM wait for the next batch's end and are raised there.
+    with held_interrupts():
+        return _fit_cnn_held(spec, train, val, seed, hooks)
+
+
+def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[EpochHook]) -> FitResult:
     import keras
     import tensorflow as tf
 
@@ -145,8 +153,9 @@ def _fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[E
 
 
 class _KerasHooks:
-    """Adapter: a Keras callback that hands each epoch's logs to signlab hooks and keeps
-    the weights of the best epoch by validation accuracy, restored when training ends."""
+    """Adapter: a Keras callback that hands each epoch's logs to signlab hooks, keeps the
+    weights of the best epoch by validation accuracy, restored when training ends, and
+    raises a held Ctrl-C or SIGTERM at the end of a batch."""
 
     def __new__(cls, result: FitResult, hooks: list[EpochHook]):
         import keras
@@ -168,6 +177,12 @@ class _KerasHooks:
             def on_train_end(self, logs: dict | None = None) -> None:
                 if self.weights is not None:
                     self.model.set_weights(self.weights)
+
+            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                raise_held_interrupt()
+
+            def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                raise_held_interrupt()
 
         return Hooks()
 
