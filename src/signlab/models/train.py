@@ -22,7 +22,7 @@ import numpy as np
 
 from signlab.data.labels import N_CLASSES, encode
 from signlab.data.splits import scale
-from signlab.errors import held_interrupts, hold_interrupts, raise_held_interrupt, release_interrupts
+from signlab.errors import held_interrupts, raise_held_interrupt
 from signlab.models.augment import augment_dataset, augmented_copies
 from signlab.models.classifier import LetterModel
 from signlab.models.cnn import CNNSpec, build_cnn
@@ -209,11 +209,8 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks:
     for epoch in range(spec.epochs):
         # scikit-learn catches KeyboardInterrupt inside partial_fit ("Training interrupted by
         # user") and goes on: a Ctrl-C or SIGTERM is held until the epoch ends, then raised here.
-        hold_interrupts()
-        try:
+        with held_interrupts():
             loss = train_one_epoch(clf, x, y, classes, rng)
-        finally:
-            release_interrupts()
         metrics = {"loss": loss, "accuracy": float((clf.predict(x[probe]) == y[probe]).mean()),
                    "learning_rate": spec.learning_rate}
         if val is None:  # a refit: exactly spec.epochs epochs, the last kept
