@@ -36,19 +36,24 @@ class _Held:
     pending: int | None = None
 
 
+def _in_main_thread() -> bool:
+    """Python runs signal handlers in the main thread only: holds and handlers live there."""
+    return threading.current_thread() is threading.main_thread()
+
+
 def hold_interrupts() -> None:
     """From now until the matching `release_interrupts`, a SIGINT/SIGTERM that
     `signals_as_interrupts` would raise waits (a run being created, say, must not be left
     half made). Signals reach Python's handler in the main thread whatever thread the OS
     gave them to, so this is done there rather than with the thread's signal mask; in other
     threads (a server's) holds do nothing."""
-    if threading.current_thread() is threading.main_thread():
+    if _in_main_thread():
         _Held.depth += 1
 
 
 def release_interrupts() -> None:
     """End a hold; the last one raises the interrupt that arrived while held, if any."""
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_main_thread():
         return
     _Held.depth = max(0, _Held.depth - 1)
     if _Held.depth == 0:
@@ -58,7 +63,7 @@ def release_interrupts() -> None:
 def raise_held_interrupt() -> None:
     """Raise now, inside a hold, the interrupt that arrived while held, if any: a safe point
     in held work (between two training batches, say)."""
-    if _Held.pending is not None and threading.current_thread() is threading.main_thread():
+    if _Held.pending is not None and _in_main_thread():
         signum, _Held.pending = _Held.pending, None
         raise _interrupt(signum)
 
@@ -97,7 +102,7 @@ def signals_as_interrupts() -> Iterator[None]:
             return
         raise _interrupt(signum)
 
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_main_thread():
         yield
         return
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
