@@ -214,6 +214,43 @@ def test_workers_tagging_a_new_experiment_at_once(tracking_server):
         assert client.get_experiment(experiment_id).tags[KIND_TAG] == CLASSIC_ML
 
 
+RACE_SCRIPT = """\
+import sys, time
+import mlflow
+from signlab.runs import store
+uri, prefix, start, rounds = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+mlflow.set_tracking_uri(uri)
+for k in range(rounds):
+    time.sleep(max(0.0, start + k - time.time()))  # every process at the same moment
+    store.use_experiment(f"{prefix}-{k}")
+    with mlflow.start_run(tags={"race": prefix}):
+        pass
+"""
+
+
+@pytest.mark.slow
+def test_processes_starting_a_new_experiment_at_once_all_run_in_it(tracking_server):
+    """Processes that make the same new experiment active at once all start their runs in it.
+    MLflow's `set_experiment(name)`, losing the creation race, returns the experiment without
+    making it active (mlflow/mlflow#12259): seen in CI, one of two workers of a new study
+    logged its trials to the Default experiment."""
+    uri, _ = tracking_server
+    prefix, n, rounds = f"exp-race-{uuid.uuid4().hex[:8]}", 6, 5
+    start = time.time() + 15  # after every process has imported MLflow
+    procs = [subprocess.Popen([sys.executable, "-c", RACE_SCRIPT, uri, prefix, str(start), str(rounds)],
+                              env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(n)]
+    outputs = [finish(p, timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * n, outputs
+    client = MlflowClient(tracking_uri=uri)
+    where = {}
+    for run in client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                  f"tags.race = '{prefix}'", max_results=1000):
+        name = client.get_experiment(run.info.experiment_id).name
+        where[name] = where.get(name, 0) + 1
+    assert where == {f"{prefix}-{k}": n for k in range(rounds)}
+
+
 @pytest.mark.slow
 def test_workers_logging_the_study_params_at_once(tracking_server):
     """Workers that start together all log the study's params on its shared parent run; the

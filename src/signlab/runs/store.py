@@ -45,8 +45,20 @@ def setup(tracking_uri: str | None = None, experiment: str | None = None, check:
         if locked:
             MlflowClient(uri).search_experiments(max_results=1)
     if experiment:
-        mlflow.set_experiment(experiment)
+        use_experiment(experiment)
     return uri
+
+
+def use_experiment(name: str) -> str:
+    """Make the experiment `name` the active one, creating it if needed; its id.
+
+    MLflow 3.17's `set_experiment(name)`, when another process creates the same experiment
+    between its lookup and its create, returns that experiment *without* making it active
+    (mlflow/mlflow#12259): the runs this process starts next go to the Default experiment.
+    Two workers starting a new study at once hit it. Setting it again by id always does."""
+    experiment_id = mlflow.set_experiment(name).experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
 
 
 def check_server(uri: str) -> None:

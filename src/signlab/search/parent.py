@@ -111,13 +111,7 @@ def study_experiment(cfg: StudyConfig, launched: str | None) -> str:
         experiment_id = client.get_run(launched).info.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
-    name = cfg.experiment or cfg.study_name
-    try:
-        return mlflow.set_experiment(name).experiment_id
-    except mlflow.exceptions.MlflowException as exc:  # another worker created it just now
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-        return mlflow.set_experiment(name).experiment_id
+    return store.use_experiment(cfg.experiment or cfg.study_name)
 
 
 def study_params(cfg: StudyConfig, storage_url: str) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from signlab.errors import UserError
 from signlab.files import atomic_path, output_folder
 from signlab.models.evaluate import Evaluation, confusion_figure
 from signlab.runs.references import Reference, best_clean_reference, load_references, watched_test
-from signlab.runs.store import mark_classic_ml
+from signlab.runs.store import mark_classic_ml, use_experiment
 from signlab.serving.report_charts import accuracy_chart, f1_chart, params_chart
 from signlab.serving.report_page import Table, html_page, markdown_page
 from signlab.stores import redact
@@ -376,8 +376,7 @@ def run_report(output: Path, experiments: list[str] | None = None, study: str | 
     if launched:
         start = {"run_id": launched, "tags": {ROLE_TAG: ROLE_REPORT}}
     else:
-        experiment = mlflow.set_experiment(log_experiment)
-        start = {"experiment_id": experiment.experiment_id, "run_name": "report",
+        start = {"experiment_id": use_experiment(log_experiment), "run_name": "report",
                  "tags": {ROLE_TAG: ROLE_REPORT}}
     with mlflow.start_run(**start) as run:
         mark_classic_ml(mlflow.get_tracking_uri(), run.info.experiment_id)
