@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from helpers import BROWSER, subprocess_env
+from helpers import subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -44,14 +44,8 @@ def test_profile_writes_histograms_and_samples(tmp_path, data_dir):
     assert "train: 27455 images" in result.output and "957-1294 per class" in result.output
     assert "test: 7172 images" in result.output and "144-498 per class" in result.output
     for stem in ("class_histogram_train", "class_histogram_test", "samples_train", "samples_test"):
-        assert (tmp_path / f"{stem}.html").stat().st_size > 1000
-        png = tmp_path / f"{stem}.png"
-        if BROWSER or stem.startswith("samples"):  # sample grids are drawn by Pillow
-            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        else:
-            assert not png.exists()  # the warning line, once per process: tests/test_no_browser.py
-    html = (tmp_path / "class_histogram_test.html").read_text()
-    assert '"y":[331,432,310,245,498' in html.replace(" ", "")
+        assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob("*.html"))
     counts = (tmp_path / "class_counts.csv").read_text().splitlines()
     assert counts[0] == "letter,train,test" and counts[1] == "A,1126,331" and len(counts) == 25
 
@@ -82,5 +76,5 @@ def test_mlflow_run_data_profile_logs_artifacts(tmp_path, data_dir):
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     names = {a.path for a in client.list_artifacts(runs[0].info.run_id, "profile")}
-    assert {"profile/class_histogram_test.html", "profile/samples_train.png", "profile/class_counts.csv"} <= names
-    assert ("profile/class_histogram_train.png" in names) == bool(BROWSER)
+    assert {"profile/class_histogram_train.png", "profile/class_histogram_test.png", "profile/samples_train.png",
+            "profile/class_counts.csv"} <= names

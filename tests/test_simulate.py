@@ -61,7 +61,7 @@ def test_simulated_trials_log_like_real_ones_without_training(tmp_path, data_dir
         assert [m.step for m in curve] == sorted(trial.intermediate_values), "per-epoch metrics = Optuna's reports"
         assert [m.value for m in curve] == [trial.intermediate_values[s] for s in sorted(trial.intermediate_values)]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert not artifacts & {"model", "classifier", "confusion_matrix.html"}, "no model, no figures"
+        assert not artifacts & {"model", "classifier", "confusion_matrix.png"}, "no model, no figures"
         if trial in complete:
             assert run.info.status == "FINISHED" and len(curve) == 3
             assert metrics[VAL_ACCURACY] == trial.value == trial.user_attrs[VAL_ACCURACY]

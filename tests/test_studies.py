@@ -62,7 +62,8 @@ def check_study(client: MlflowClient, storage: str, experiment: str, study_name:
     for key, value in best.params.items():
         assert parent.data.tags[f"best.{key}"] == str(value)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
-    assert {"plots/optimization_history.html", "plots/slice.html", "plots/parallel_coordinate.html"} <= artifacts
+    assert {"plots/optimization_history.png", "plots/slice.png", "plots/parallel_coordinate.png",
+            "plots/study_plots.html"} <= artifacts
     top = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_trial.json", "trials.csv"} <= top
 
@@ -163,7 +164,7 @@ def test_multi_objective_logs_pareto_front(tmp_path, stores):
     client = MlflowClient(uri)
     parent = study.user_attrs["mlflow_parent_run_id"]
     names = {a.path for a in client.list_artifacts(parent)} | {a.path for a in client.list_artifacts(parent, "plots")}
-    assert {"pareto_front.csv", "plots/pareto_front.html"} <= names
+    assert {"pareto_front.csv", "plots/pareto_front.png", "plots/study_plots.html"} <= names
     table = Path(client.download_artifacts(parent, "pareto_front.csv")).read_text().splitlines()
     assert table[0].startswith("trial,val_accuracy,n_params,test_accuracy")
     assert len(table) - 1 == len(study.best_trials) == client.get_run(parent).data.metrics["pareto_size"]

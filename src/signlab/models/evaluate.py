@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, MaxNLocator
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from signlab.contract import LATENCY_MS
@@ -85,18 +87,48 @@ def confusion_figure(evaluation: Evaluation, title: str) -> go.Figure:
     return fig
 
 
-def learning_curves_figure(history: list[dict[str, float]], title: str) -> go.Figure:
-    """Loss and accuracy per epoch, training and validation."""
-    from plotly.subplots import make_subplots
+def confusion_chart(evaluation: Evaluation, title: str) -> Figure:
+    """The confusion matrix as a matplotlib figure (for PNG): letters on both axes, counts in
+    the cells."""
+    z = evaluation.confusion
+    n = len(LETTERS)
+    fig = Figure(figsize=(8.2, 7.6), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(z, cmap="Blues", vmin=0)
+    ax.set_xticks(range(n), labels=list(LETTERS))
+    ax.set_yticks(range(n), labels=list(LETTERS))
+    ax.set_xlabel("predicted letter")
+    ax.set_ylabel("true letter")
+    ax.set_title(f"{title}: accuracy {evaluation.accuracy:.4f}, macro F1 {evaluation.f1_macro:.4f}")
+    dark = z.max() / 2
+    for i, j in zip(*np.nonzero(z), strict=True):
+        ax.text(j, i, str(z[i, j]), ha="center", va="center", fontsize=6,
+                color="white" if z[i, j] > dark else "black")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+
+def learning_curves_chart(history: list[dict[str, float]], title: str) -> Figure:
+    """Loss and accuracy per epoch as a matplotlib figure (for PNG): training solid,
+    validation dashed, each drawn only where the history has it (a refit has no validation,
+    a KNN no training loss)."""
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    fig.suptitle(title)
     epochs = list(range(1, len(history) + 1))
-    for col, key in ((1, "loss"), (2, "accuracy")):
-        for name, dash in ((key, None), (f"val_{key}", "dash")):
-            fig.add_trace(go.Scatter(x=epochs, y=[h.get(name) for h in history], name=name,
-                                     line={"dash": dash}), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_layout(title=title, template="plotly_white", width=1000, height=420)
+    for ax, key in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
+        for name, style in ((key, "-"), (f"val_{key}", "--")):
+            values = np.asarray([h.get(name, np.nan) for h in history], dtype=float)
+            if not np.isfinite(values).any():
+                continue
+            ax.plot(epochs, values, style, marker="o" if len(epochs) < 20 else None, markersize=3, label=name)
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(FixedLocator(epochs) if len(epochs) <= 12 else MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, f"no {key} recorded", ha="center", va="center", transform=ax.transAxes)
     return fig
 
 

@@ -19,10 +19,10 @@ from signlab.data.labels import LETTERS
 from signlab.data.splits import Strategy, stratified_subset
 from signlab.data.validation import DEFAULT_FRACTION, DEFAULT_STRATEGY, ValidationRows, split_leakage, validation_rows
 from signlab.models.augment import perturb
-from signlab.models.evaluate import Evaluation, confusion_figure, evaluate, latency, learning_curves_figure
+from signlab.models.evaluate import Evaluation, confusion_chart, evaluate, latency, learning_curves_chart
 from signlab.models.presets import Spec
 from signlab.models.train import EpochHook, FitResult, fit
-from signlab.plots import save_figure
+from signlab.plots import save_png
 from signlab.runs import lifecycle, packaging, records, store
 
 TEST_AUG_SEED = 20240601  # fixed: every run is scored on the same perturbed test copy
@@ -176,9 +176,9 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
 
 def _write_artifacts(folder: Path, spec: Spec, result: FitResult,
                      val: Evaluation | None, test: Evaluation, test_aug: Evaluation) -> None:
-    save_figure(confusion_figure(test, "test split"), folder / "confusion_matrix", self_contained=False)
-    save_figure(learning_curves_figure(result.history, f"{spec.family} learning curves"),
-                folder / "learning_curves", png=False, self_contained=False)
+    # PNG only: it opens anywhere, and MLflow's own metric charts are the interactive curves
+    save_png(confusion_chart(test, "test split"), folder / "confusion_matrix.png")
+    save_png(learning_curves_chart(result.history, f"{spec.family} learning curves"), folder / "learning_curves.png")
     worst = test.worst_confusions()
     val_text = "" if val is None else f"\n\nvalidation split\n{val.report_text()}"
     (folder / "classification_report.txt").write_text(

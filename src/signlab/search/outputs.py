@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 
 from signlab.contract import BEST_RUN_TAG, BEST_TAG_PREFIX, BEST_TRIAL_TAG, N_PARAMS, RUN_ATTR, TEST_ACCURACY, VAL_ACCURACY
-from signlab.plots import save_figure
+from signlab.plots import RememberedImportances, figure_of, pyplot_figures, save_html, save_png
 from signlab.runs import store
 from signlab.search.study_config import StudyConfig
 from signlab.stores import redact
@@ -76,14 +76,17 @@ def importances(study: optuna.Study, cfg: StudyConfig) -> dict[str, float]:
     return {name: float(value) for name, value in found.items()}
 
 
-def plots(study: optuna.Study, cfg: StudyConfig) -> dict[str, Any]:
-    """Optuna's plotly figures that this study can draw (each needs enough trials)."""
-    vis = optuna.visualization
+def plots(study: optuna.Study, cfg: StudyConfig, vis: Any = optuna.visualization,
+          evaluator: optuna.importance.BaseImportanceEvaluator | None = None) -> dict[str, Any]:
+    """Optuna's figures that this study can draw (each needs enough trials): plotly's, or
+    matplotlib's with `vis=optuna.visualization.matplotlib` (inside `pyplot_figures`).
+    Importances by `evaluator`, else fANOVA with seed 0 (the ranking of importances.json)."""
+    evaluator = evaluator or optuna.importance.FanovaImportanceEvaluator(seed=0)
     names = cfg.objectives
     target = {} if not cfg.multi_objective else {"target": lambda t: t.values[0], "target_name": names[0]}
     makers = {
         "optimization_history": lambda: vis.plot_optimization_history(study, **target),
-        "param_importances": lambda: vis.plot_param_importances(study, **target),
+        "param_importances": lambda: vis.plot_param_importances(study, evaluator=evaluator, **target),
         "parallel_coordinate": lambda: vis.plot_parallel_coordinate(study, **target),
         "slice": lambda: vis.plot_slice(study, **target),
     }
@@ -132,13 +135,19 @@ def log_study_outputs(study: optuna.Study, cfg: StudyConfig) -> None:
                 {"evaluator": "fanova", "seed": 0, "objective": cfg.objectives[0], "importances": mattered}, indent=2))
         if cfg.multi_objective and best is not None:
             pareto_table(study, cfg).to_csv(folder / "pareto_front.csv", index=False)
-        skipped = []
-        for name, figure in plots(study, cfg).items():
+        skipped, interactive = [], {}
+        evaluator = RememberedImportances(optuna.importance.FanovaImportanceEvaluator(seed=0))
+        for name, figure in plots(study, cfg, evaluator=evaluator).items():
             if isinstance(figure, str):
                 skipped.append(f"{name}: {figure}")
             else:
-                # a simulated study renders no PNG (a browser per worker): HTML only
-                save_figure(figure, folder / "plots" / name, png=cfg.simulate is None, self_contained=False)
+                interactive[name] = figure
+        if interactive:  # each plot as a PNG, and all of them in one page that opens offline
+            with pyplot_figures():
+                for name, drawn in plots(study, cfg, optuna.visualization.matplotlib, evaluator).items():
+                    if not isinstance(drawn, str):
+                        save_png(figure_of(drawn), folder / "plots" / f"{name}.png")
+            save_html(interactive, folder / "plots" / "study_plots.html", f"study {cfg.study_name}: Optuna's plots")
         if skipped:
             (folder / "plots_skipped.txt").write_text("\n".join(skipped) + "\n")
         mlflow.log_artifacts(str(folder))
