@@ -72,3 +72,28 @@ def test_a_database_that_opens_gives_its_normalised_url(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     assert check_database(url, "study storage") == url
     assert (tmp_path / "x.db").exists()
+
+
+def test_a_damaged_sqlite_file_is_refused_unchanged(tmp_path):
+    """`check_sqlite_file`: SQLite's own quick check, read-only; a sound, missing or empty file passes."""
+    import sqlite3
+
+    from signlab.stores import check_sqlite_file
+
+    db = tmp_path / "mlflow.db"
+    check_sqlite_file(f"sqlite:///{db}", "MLflow tracking store")  # none yet: it will be made
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (x)")
+        con.executemany("INSERT INTO t VALUES (?)", [(str(i) * 100,) for i in range(2000)])
+    con.close()
+    check_sqlite_file(f"sqlite:///{db}", "MLflow tracking store")
+    with open(db, "r+b") as f:
+        f.truncate(db.stat().st_size // 2)
+    before = db.read_bytes()
+    with pytest.raises(UserError, match=rf"^MLflow tracking store SQLite file {db} is damaged, not a usable database: "
+                                        r".*\(nothing was changed\)$"):
+        check_sqlite_file(f"sqlite:///{db}", "MLflow tracking store")
+    assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+    db.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(UserError, match="file is not a database"):
+        check_sqlite_file(f"sqlite:///{db}", "MLflow tracking store")

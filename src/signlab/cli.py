@@ -310,6 +310,9 @@ def study_run(
                                                help="This worker's number (1, 2, ...), shown on its output lines.")] = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar over trials.")] = True,
+    new_parent: Annotated[bool, typer.Option(
+            "--new-parent", help="If the tracking store lacks the study's parent run (a deleted mlflow.db), "
+            "go on under a new one instead of stopping.")] = False,
 ) -> None:
     """Run a study, or resume it: the same command again adds trials to the same study.
     Started on several machines with one --storage and --tracking-uri, the workers share it."""
@@ -320,7 +323,7 @@ def study_run(
     log_system_metrics(system_metrics)
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
                           study_name=study_name, seed=seed, max_total_trials=max_total_trials,
-                          refit_seeds=refit_seeds)
+                          refit_seeds=refit_seeds, new_parent=new_parent or None)
     run_study(study_file, overrides, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
               progress=progress, echo=typer.echo, worker=worker, launched=config.take_launched_run())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import reprlib
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ import typer
 P = ParamSpec("P")
 R = TypeVar("R")
 CLEANUP_SECONDS = 20  # after Ctrl-C or SIGTERM, the process exits within this, cleaned up or not
+PREVIEW_CHARS = 80  # a bad value is shown cut to this, never whole (a 50 MB list would be)
 
 
 class UserError(Exception):
@@ -150,15 +152,37 @@ def describe_error(err: dict[str, Any], option: bool = False, fields: Collection
     """One pydantic error as `key: message (got value)`, or with `option` as the command-line
     option that set it: `--key value: message`. A message that starts with one of `fields`
     (a check naming its own keys) is shown as it is."""
-    loc = [str(p) for p in err["loc"]]
+    loc = [shorten(str(p), PREVIEW_CHARS // 2) for p in err["loc"]]  # keys come from the file too
     # pydantic names the union member it tried ("space.lr.int.low"): drop that noise
     loc = [p for p in loc if p not in {"int", "float", "categorical", "IntParam", "FloatParam",
                                        "CategoricalParam"} and not p.startswith("function-")]
-    message = err["msg"].removeprefix("Value error, ")
+    message = shorten(err["msg"].removeprefix("Value error, "), 25 * PREVIEW_CHARS)  # ours, but keys may be in it
     got = err.get("input")
-    shown = "" if isinstance(got, dict) or err["type"] in ("missing", "value_error") else f" (got {got!r})"
+    shown = "" if isinstance(got, dict) or err["type"] in ("missing", "value_error") else f" (got {preview(got)})"
     if not loc or re.match(r"\w*", message)[0] in fields:  # a cross-field check: its message starts with the key
         return message
     if option:
-        return f"--{'-'.join(loc).replace('_', '-')} {got}: {message}"  # refit.seeds: --refit-seeds
+        return f"--{'-'.join(loc).replace('_', '-')} {shorten(str(got))}: {message}"  # refit.seeds: --refit-seeds
     return f"{'.'.join(loc)}: {message}{shown}"
+
+
+def _bounded_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother = 3, PREVIEW_CHARS, PREVIEW_CHARS
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 8
+    return r
+
+
+_REPR = _bounded_repr()
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters, in time and memory bounded whatever the value
+    (reprlib looks at a few items of each level only): how an error shows a bad value."""
+    return shorten(_REPR.repr(value), limit)
+
+
+def shorten(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters with '...' where it was cut."""
+    text = " ".join(text[:limit + 1].split()) if len(text) > limit else " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

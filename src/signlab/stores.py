@@ -3,6 +3,7 @@ explained in a line, and the lock beside a SQLite file while its tables are set 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -52,6 +53,28 @@ def sqlite_file(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
         return None
     return Path(database)
+
+def check_sqlite_file(url: str, what: str) -> None:
+    """A SQLite file URL whose file exists must hold a sound database (SQLite's own quick
+    check, read-only), or a UserError naming the file: checked before anything is written,
+    so a damaged (truncated, overwritten) file is one line, not a traceback from deep in the
+    first query, with nothing changed anywhere. Errors of opening (locked, no permission)
+    are left to the caller's first real use, which says them."""
+    import sqlite3
+
+    path = sqlite_file(url)
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.OperationalError:
+        return
+    except sqlite3.DatabaseError as exc:  # "database disk image is malformed", "file is not a database"
+        verdict = str(exc)
+    if verdict != "ok":
+        raise UserError(f"{what} SQLite file {path} is damaged, not a usable database: {' '.join(verdict.split())[:120]} "
+                        "(nothing was changed)")
 
 def lock_path(url: str) -> Path | None:
     """`<database file>.lock` for a SQLite file URL; None for any other URL."""

@@ -63,8 +63,12 @@ def use_experiment(name: str) -> str:
 
 def check_server(uri: str) -> None:
     """An http(s) tracking URI must answer MLflow's /health within seconds (MLflow itself
-    would retry for minutes before failing)."""
+    would retry for minutes before failing); a SQLite file must be a sound database (a
+    damaged one is refused before anything is written, `stores.check_sqlite_file`)."""
     if not uri.startswith(("http://", "https://")):
+        from signlab.stores import check_sqlite_file
+
+        check_sqlite_file(uri, "MLflow tracking store")
         return
     import requests
 

@@ -23,11 +23,12 @@ from signlab.contract import (
     ROLE_TAG,
     STUDY_TAG,
 )
+from signlab.errors import UserError
 from signlab.runs import lifecycle, store
 from signlab.search.setup import check_same_data, load_or_create, study_storage
-from signlab.search.storage import CappedStorage, study_lock, unusable_storage
+from signlab.search.storage import CappedStorage, lock_name, study_lock, unusable_storage
 from signlab.search.study_config import StudyConfig
-from signlab.stores import normalise, redact
+from signlab.stores import normalise, redact, sqlite_file
 
 
 def open_study(cfg: StudyConfig, storage_url: str, tracking_uri: str,
@@ -66,7 +67,7 @@ def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, ex
         client.update_run(launched, name=cfg.study_name)  # not the name `mlflow run` drew
         return launched
 
-    parent = _shared_parent(study, storage, client, create)
+    parent = _shared_parent(study, storage, client, create, cfg.new_parent)
     session = launched if launched and launched != parent else None
     if session:
         client.set_tag(session, "mlflow.parentRunId", parent)
@@ -77,19 +78,46 @@ def parent_run_id(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, ex
 
 
 def _shared_parent(study: optuna.Study, storage: RDBStorage, client: MlflowClient,
-                   create: Callable[[], str]) -> str:
+                   create: Callable[[], str], new_parent: bool = False) -> str:
     """The parent run recorded on the study, else one made by exactly one worker: the one
-    holding the lock study `<name>:parent-lock` (storage.study_lock)."""
+    holding the lock study `signlab-lock:<name>:parent` (storage.study_lock). A recorded
+    parent the tracking store no longer has (its mlflow.db deleted, another store) is a
+    UserError unless `new_parent`: the study's trials would point at runs that are gone."""
     known = study.user_attrs.get(PARENT_ATTR)
     if known and _exists(client, known):
         return known
-    with study_lock(storage, f"{study.study_name}:parent-lock"):
+    if known and not new_parent:
+        raise _lost_parent(study.study_name, known, len(study.get_trials(deepcopy=False)), mlflow.get_tracking_uri())
+    with study_lock(storage, lock_name(study.study_name, "parent")):
         known = study.user_attrs.get(PARENT_ATTR)  # another worker may have made it meanwhile
         if known and _exists(client, known):
             return known
         parent = create()
         study.set_user_attr(PARENT_ATTR, parent)
         return parent
+
+
+def _lost_parent(name: str, parent: str, trials: int, tracking_uri: str) -> UserError:
+    return UserError(f"study {name!r} records its parent run {parent}, which the MLflow tracking store "
+                     f"{redact(tracking_uri)} does not hold (deleted, or not the store the study ran with), "
+                     f"so its {trials} trials' runs point at nothing. Nothing was run: point --tracking-uri at the "
+                     "store that has it, or pass --new-parent to go on under a new parent run")
+
+
+def _check_tracking_file(rdb: RDBStorage, name: str, tracking_uri: str) -> None:
+    """A stored study with a parent run, and a SQLite tracking file that is not there (deleted,
+    or run from another folder): refused before the file is made anew (`_shared_parent`
+    refuses the same in any store, once the store is open)."""
+    database = sqlite_file(tracking_uri)
+    if database is None or database.exists():
+        return
+    try:
+        study_id = rdb.get_study_id_from_name(name)
+    except KeyError:
+        return
+    parent = rdb.get_study_user_attrs(study_id).get(PARENT_ATTR)
+    if parent:
+        raise _lost_parent(name, parent, rdb.get_n_trials(study_id), tracking_uri)
 
 
 def _exists(client: MlflowClient, run_id: str) -> bool:
@@ -147,6 +175,8 @@ def start_session(cfg: StudyConfig, storage_url: str, tracking_uri: str | None, 
     before the storage is opened, a damaged storage before the tracking store is set up."""
     store.check_server(config.tracking_uri(tracking_uri))
     rdb = study_storage(cfg, storage_url)
+    if not cfg.new_parent:
+        _check_tracking_file(rdb, cfg.study_name, config.tracking_uri(tracking_uri))
     uri = store.setup(tracking_uri, check=False)  # probed just above
     study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, launched), rdb)
     parent, session = parent_run_id(study, rdb, cfg, experiment_id, launched)

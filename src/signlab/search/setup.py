@@ -35,6 +35,7 @@ class Overrides:
     seed: int | None = None
     max_total_trials: int | None = None  # all workers together: no trial starts past this total
     refit_seeds: int | None = None  # the file's refit.seeds (0: no refit)
+    new_parent: bool | None = None  # go on under a new parent run if the study's is gone (`StudyConfig.new_parent`)
 
     def apply(self, cfg: StudyConfig) -> StudyConfig:
         """The study file's settings with these values, checked as the file's are (a UserError
@@ -45,9 +46,10 @@ class Overrides:
         if self.refit_seeds is not None:
             changes["refit"] = {**cfg.refit.model_dump(), "seeds": self.refit_seeds}
         try:
-            return StudyConfig.model_validate({**cfg.model_dump(), **changes})
+            resolved = StudyConfig.model_validate({**cfg.model_dump(), **changes})
         except ValidationError as exc:
             raise UserError("; ".join(describe_error(err, option=True) for err in exc.errors())) from None
+        return resolved.starting_new_parent() if self.new_parent else resolved
 
 
 def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from signlab.errors import UserError, hold_interrupts, release_interrupts
+from signlab.search.study_config import RESERVED_PREFIX
 from signlab.stores import no_driver, parse, reason, setup_lock, where
 
 HEARTBEAT_SECONDS = 15  # a live trial beats this often...
@@ -84,10 +86,19 @@ class CappedStorage(RDBStorage):
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
         if self.cap is None or template_trial is not None:  # a template: an enqueued or retried trial
             return super()._create_new_trial(study_id, template_trial)
-        with study_lock(self, f"{self.get_study_name_from_id(study_id)}:trial-lock"):
+        with study_lock(self, lock_name(self.get_study_name_from_id(study_id), "trials")):
             if self.get_n_trials(study_id) >= self.cap:
                 raise TrialCapReached(f"the study holds its {self.cap} trials")
             return super()._create_new_trial(study_id)
+
+
+def lock_name(study_name: str, what: str) -> str:
+    """The lock study guarding `what` ("trials", "parent") of a study: `signlab-lock:<study>:<what>`.
+    No user study can be named so (StudyConfig refuses the prefix), so a user's study never
+    holds a lock, and removing a stale lock never removes a user's study. (Before, locks were
+    `<study>:trial-lock` and `<study>:parent-lock`; ones left by a dead worker of that
+    version are no longer looked at.)"""
+    return f"{RESERVED_PREFIX}{study_name}:{what}"
 
 
 @contextmanager
@@ -106,8 +117,9 @@ def study_lock(storage: RDBStorage, name: str, timeout: float = LOCK_WAIT_SECOND
             release_interrupts()
             if time.monotonic() > deadline:
                 raise UserError(
-                    f"the lock study {name!r} has been held for {timeout:.0f} s: a worker died holding it. "
-                    f"Delete it with `optuna delete-study --study-name '{name}' --storage URL` and start again") from None
+                    f"signlab's lock study {name!r} (a lock, holding no trials; not one of your studies) has been held "
+                    f"for {timeout:.0f} s: a worker died holding it. Remove that lock with `optuna delete-study "
+                    f"--study-name {shlex.quote(name)} --storage URL` and start again") from None
             time.sleep(0.2)
         except BaseException:
             release_interrupts()

@@ -13,14 +13,24 @@ figures and the two logged models. Its runs are tagged `signlab.simulated=true`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from signlab.contract import N_PARAMS
-from signlab.errors import UserError, describe_error
+from signlab.errors import UserError, describe_error, shorten
 
 Direction = Literal["maximize", "minimize"]
 OBJECTIVES = {"val_accuracy": "maximize", "val_aug_accuracy": "maximize", N_PARAMS: "minimize"}
@@ -33,9 +43,18 @@ SPACE_KEYS = {
     "mlp": {"n_layers", "units", "alpha", "learning_rate", "batch_size", "augment", "augment_copies"},
 }
 
+# A study file is a page of settings: anything far larger is a mistake or an attack, refused
+# before it costs anything (a 695-byte file of nested aliases once expanded to 1.7 GB).
+MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 50  # nesting of lists and mappings
+MAX_NODES = 10_000  # values in all (the studies in studies/ hold under 100)
+DAY = 24 * 3600
+# Study names starting with this are signlab's own (the lock studies, `search/storage.py`).
+RESERVED_PREFIX = "signlab-lock:"
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no `.inf` timeout, no `.nan` bound
 
 
 class _Range(_Strict):
@@ -129,26 +148,49 @@ class StudyConfig(_Strict):
     directions: list[Direction] | None = Field(None, validate_default=True)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
-    n_trials: int = Field(20, ge=1)
-    timeout: float | None = Field(None, gt=0)
-    max_epochs: int = Field(10, ge=1)
+    n_trials: int = Field(20, ge=1, le=100_000)
+    timeout: float | None = Field(None, gt=0, le=30 * DAY, description="seconds; at most 30 days")
+    max_epochs: int = Field(10, ge=1, le=1000)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     refit: RefitConfig = Field(default_factory=RefitConfig)
-    subset: int = Field(0, ge=0)
+    subset: int = Field(0, ge=0, le=100_000, description="images per class (0: all; no class has 2,000)")
     seed: int = Field(0, ge=0, description="NumPy and Keras take seeds of 0 or more")
     experiment: str | None = None
-    retry_failed_trials: int = Field(0, ge=0, description="re-queue a trial whose worker died, this often")
+    retry_failed_trials: int = Field(0, ge=0, le=100, description="re-queue a trial whose worker died, this often")
     heartbeat_interval: int = Field(15, ge=1, le=600, description="seconds between a running trial's heartbeats")
     grace_period: int = Field(60, ge=2, le=3600, validate_default=True,
                               description="a trial silent this long is failed (its worker died)")
     target_val_accuracy: float | None = Field(
         None, gt=0.0, le=1.0, description="multi-objective: report the smallest model reaching this")
     max_params: int | None = Field(
-        None, ge=1, description="CNN studies: a trial whose network has more parameters is pruned before training")
+        None, ge=1, le=10**10, description="CNN studies: a trial whose network has more parameters is pruned before training")
     simulate: SimulateConfig | None = Field(
         None, description="train nothing: every storage and tracking call of a trial, with made-up figures")
     fixed: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Param] = Field(min_length=1)
+    # Not from the file: the command line's --new-parent (a study whose parent run is gone
+    # goes on under a new one instead of stopping), set by `setup.Overrides.apply`.
+    _new_parent: bool = PrivateAttr(False)
+
+    @field_validator("study_name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name.startswith(RESERVED_PREFIX):
+            raise ValueError(f"names starting with {RESERVED_PREFIX!r} are signlab's own (its lock studies); choose another")
+        return name
+
+    @field_validator("fixed")
+    @classmethod
+    def _finite(cls, fixed: dict[str, Any]) -> dict[str, Any]:
+        def walk(value: Any, where: str) -> None:  # the loader bounds the nesting
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{where}: {value} is not a finite number")
+            for key, item in (value.items() if isinstance(value, dict) else enumerate(value)
+                              if isinstance(value, list) else ()):
+                walk(item, f"{where}.{shorten(str(key), 40)}")
+
+        walk(fixed, "fixed")
+        return fixed
 
     @model_validator(mode="before")
     @classmethod
@@ -211,35 +253,99 @@ class StudyConfig(_Strict):
         family, fixed = info.data.get("family"), info.data.get("fixed")
         problems = []
         if family is not None:
-            problems += [f"space.{key}: not searchable for a {family} (searchable: "
+            problems += [f"space.{shorten(key, 40)}: not searchable for a {family} (searchable: "
                          f"{', '.join(sorted(SPACE_KEYS[family]))})" for key in space if key not in SPACE_KEYS[family]]
         if fixed is not None:
-            problems += [f"fixed.{key}: also in space; keep it in one of the two" for key in fixed if key in space]
+            problems += [f"fixed.{shorten(key, 40)}: also in space; keep it in one of the two" for key in fixed if key in space]
         if family is not None and fixed is not None and "max_epochs" in info.data:
             searchable = {key: param for key, param in space.items() if key in SPACE_KEYS[family]}
             problems += [p for p in [build_problem(family, fixed, searchable, info.data["max_epochs"])] if p]
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError(_listed(problems))
         return space
 
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    @property
+    def new_parent(self) -> bool:
+        """Whether a study whose parent run the tracking store lacks goes on under a new one."""
+        return self._new_parent
+
+    def starting_new_parent(self) -> StudyConfig:
+        """A copy whose `new_parent` is set (the command line's --new-parent)."""
+        copy = self.model_copy()
+        copy._new_parent = True
+        return copy
+
 
 def load_study_config(path: str | Path) -> StudyConfig:
-    """Read and validate a study file; UserError names the file and the key on any mistake."""
+    """Read and validate a study file; UserError names the file and the key on any mistake.
+    Whatever the file, that takes a moment: it is refused unread past MAX_FILE_BYTES, and
+    its YAML with aliases, or nested or numerous past MAX_DEPTH or MAX_NODES, unbuilt."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such study file") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of study settings, got {type(raw).__name__}")
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{path}: " + "; ".join(describe_error(err, fields=StudyConfig.model_fields)
-                                                for err in exc.errors())) from None
+        raise UserError(f"{path}: " + _listed([describe_error(err, fields=StudyConfig.model_fields)
+                                               for err in exc.errors()])) from None
+
+
+def _read_yaml(path: Path) -> Any:
+    """The file's YAML, read within the bounds above (libyaml, C: fast on any size allowed)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)  # not stat(): a FIFO or /dev/zero has no size
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such study file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder, not a study file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UserError(f"{path}: over {MAX_FILE_BYTES:,} bytes; a study file is a page of settings")
+    try:
+        text = data.decode("utf-8")
+        _check_shape(text, path)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML{at}: {shorten(str(exc.problem or exc.context))}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({shorten(str(exc))})") from None
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_shape(text: str, path: Path) -> None:
+    """Walk the file's YAML events (nothing built yet): no alias, depth and count bounded."""
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        line = event.start_mark.line + 1 if event.start_mark else "?"
+        if isinstance(event, yaml.AliasEvent):
+            raise UserError(f"{path}: line {line}: YAML aliases (*{shorten(str(event.anchor), 20)}) are not "
+                            "allowed in a study file; write the value out")
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise UserError(f"{path}: line {line}: nested more than {MAX_DEPTH} levels deep")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise UserError(f"{path}: line {line}: more than {MAX_NODES:,} values; a study file holds a few dozen")
+
+
+def _listed(problems: list[str], most: int = 10) -> str:
+    """The first `most` problems, then how many more (a file can hold thousands of mistakes)."""
+    more = f"; and {len(problems) - most} more" if len(problems) > most else ""
+    return "; ".join(problems[:most]) + more
