@@ -31,5 +31,5 @@ def test_mlflow_run_study_reads_as_a_study(tmp_path, data_dir):
     assert [p.info.run_name for p in parents] == ["ui_study"]
     assert parents[0].data.tags["mlflow.runName"] == "ui_study"
     trials = [r for r in runs if r.data.tags.get("signlab.role") == "trial"]
-    assert sorted(r.info.run_name for r in trials) == ["ui_study-trial-0", "ui_study-trial-1"]
+    assert sorted(r.info.run_name for r in trials) == ["trial 0", "trial 1"]
     assert "?workflowType=machine_learning" in proc.stdout + proc.stderr  # the link the summary prints

@@ -12,6 +12,7 @@ from signlab.errors import UserError
 from signlab.models.presets import make_spec
 from signlab.models.train import fit
 from signlab.runs.job import prepare_data
+from signlab.search.outputs import ranked_trials
 from signlab.search.setup import Overrides
 from signlab.search.study import refit_study, run_study
 
@@ -30,6 +31,11 @@ space:
 """
 
 
+def chosen(study):
+    """The trial the study chose (no `confirm:` here): the first by the tie rules."""
+    return ranked_trials(study)[0]
+
+
 @pytest.fixture(scope="module")
 def small_data(data_dir):
     return prepare_data(str(data_dir), subset=100, seed=0)
@@ -42,7 +48,7 @@ def test_fit_keeps_the_best_epoch_by_validation(small_data):
     spec = make_spec("cnn2", epochs=4, learning_rate=0.01)  # a high rate: validation accuracy wobbles
     result = fit(spec, small_data.train, small_data.val, seed=0)
     scores = [h["val_accuracy"] for h in result.history]
-    assert result.best_epoch == int(np.argmax(scores)) + 1
+    assert scores[result.best_epoch - 1] == max(scores)
     assert evaluate(result.model, *small_data.val).accuracy == pytest.approx(max(scores), abs=1e-6)
 
 
@@ -77,7 +83,7 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     roles = runs_by_role(client, "refit")
     parent = roles["study"][0]
     refits = sorted(roles["refit"], key=lambda r: r.data.tags["refit_seed"])
-    best = study.best_trial
+    best = chosen(study)
     assert [r.data.tags["refit_seed"] for r in refits] == ["0", "1"]
     assert [r.data.tags["refit_primary"] for r in refits] == ["true", "false"]
     assert len({r.data.tags["refit.spec"] for r in refits}) == 1  # what a later refit matches to skip a seed
@@ -98,12 +104,12 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     # resumed with the same best: no new refit; `study refit` makes one on request
     run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, progress=False, echo=lines.append)
     study = optuna.load_study(study_name="refit", storage=storage)
-    expected = 2 if study.best_trial.number == best.number else 4
+    expected = 2 if chosen(study).number == best.number else 4
     assert len(runs_by_role(client, "refit")["refit"]) == expected
     # `signlab study refit` in a fresh process (no experiment chosen yet): into the study's
     # experiment; seeds already refitted are skipped (an interrupted refit resumes), a new one runs
     before = {r.data.tags["refit_seed"]: r.info.run_id for r in runs_by_role(client, "refit")["refit"]
-              if r.data.tags["trial_number"] == str(study.best_trial.number)}
+              if r.data.tags["trial_number"] == str(chosen(study).number)}
     proc = run_cli("study", "refit", str(path), "--seeds", "3", "--storage", storage, "--tracking-uri", uri,
                    "--data-dir", str(data_dir), "--no-system-metrics", timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -125,3 +131,55 @@ def test_refit_needs_seeds_and_a_study(tmp_path, data_dir):
         refit_study(path, storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(UserError, match="no study 'refit'"):
         refit_study(path, Overrides(refit_seeds=1), storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+@pytest.mark.slow
+def test_confirm_retrains_the_top_trials_and_chooses_by_their_mean(tmp_path, data_dir):
+    """`confirm: {top_k: 2, seeds: 2}`: the two best trials by validation each trained twice more
+    with new seeds, as runs nested under the parent; the choice, the parent's best trial and
+    the refit follow the best mean validation accuracy of those new runs."""
+    import statistics
+
+    from signlab.search.confirm import confirmed_choice
+    from signlab.search.study_config import load_study_config
+
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = tmp_path / "refit.yaml"
+    path.write_text(STUDY.format(seeds=1) + "confirm: {top_k: 2, seeds: 2}\nseed: 3\n")
+    lines: list[str] = []
+    study = run_study(path, Overrides(n_trials=3), storage=storage, tracking_uri=uri, progress=False,
+                      echo=lines.append)
+    cfg = load_study_config(path)
+    client = MlflowClient(uri)
+    roles = runs_by_role(client, "refit")
+    parent = roles["study"][0]
+    confirms = roles["confirm"]
+    top = [t for t in ranked_trials(study) if "same_params_as" not in t.user_attrs][:2]
+    assert len(confirms) == 4
+    assert sorted((r.data.tags["trial_number"], r.data.tags["confirm_seed"]) for r in confirms) == sorted(
+        (str(t.number), str(seed)) for t in top for seed in (4, 5))
+    means = {}
+    for trial in top:
+        runs = [r for r in confirms if r.data.tags["trial_number"] == str(trial.number)]
+        for run in runs:
+            assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+            assert run.data.params["confirm_seed"] == run.data.tags["confirm_seed"] and "final_val_accuracy" in run.data.metrics
+        values = [r.data.metrics["final_val_accuracy"] for r in runs]
+        means[trial.number] = statistics.fmean(values)
+        assert study.user_attrs[f"confirm.{trial.number}"] == {r.data.tags["confirm_seed"]: pytest.approx(
+            r.data.metrics["final_val_accuracy"]) for r in runs}
+        logged = client.get_run(parent.info.run_id).data.metrics
+        assert logged[f"confirm_val_accuracy_mean.{trial.number}"] == pytest.approx(means[trial.number])
+    choice = max(top, key=lambda t: (means[t.number], -top.index(t)))
+    assert confirmed_choice(study, cfg, ranked_trials(study)).number == choice.number
+    tags = client.get_run(parent.info.run_id).data.tags
+    assert tags["best.trial_number"] == tags["refit.trial_number"] == str(choice.number)
+    assert study.user_attrs["chosen_trial"] == choice.number
+    assert [r.data.tags["trial_number"] for r in roles["refit"]] == [str(choice.number)]
+    assert any(line.startswith(f"  confirmed trial {choice.number}: ") for line in lines)
+    # resumed: nothing confirmed twice
+    run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, progress=False, echo=lines.append)
+    again = runs_by_role(client, "refit")["confirm"]
+    study = optuna.load_study(study_name="refit", storage=storage)
+    new_top = [t for t in ranked_trials(study) if "same_params_as" not in t.user_attrs][:2]
+    assert len(again) == 2 * len({t.number for t in top} | {t.number for t in new_top})

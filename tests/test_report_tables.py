@@ -94,3 +94,16 @@ def test_headline_compares_the_refit_with_the_best_clean_reference():
     assert line.endswith("the best published figure that did not watch the test split: **-1.48 points**.")
     assert "**+0.47 points**" in headline(row, "cnn"), "against V. Santos & T. Pereira's CNN (97.53%)"
     assert headline(None) == "No runs of ours yet."
+
+
+def test_figures_carry_their_interval_over_photos_and_quick_runs_say_so():
+    row = study_row("tiny", 0.9, 0.85)
+    row.runs[0].data._add_metric(Metric("test_accuracy_ci_low", 0.8123, 0, 0))
+    row.runs[0].data._add_metric(Metric("test_accuracy_ci_high", 0.8871, 0, 0))
+    cells = dict(zip(ours_table([row]).heads, ours_table([row]).rows[0], strict=True))
+    assert cells["trial test acc %"] == "85.00 (81.23–88.71)"
+    assert headline(row).startswith("Our best model, chosen on validation, is **tiny trial 0 (best)**: "
+                                    "**85.00% (81.23–88.71)** test accuracy, against **99.48%**")
+    row.runs[0].data._add_param(Param("subset", "20"))
+    assert row.quick and ours_table([row]).rows[0][0] == "tiny trial 0 (best) (quick)"
+    assert headline(row).startswith("Quick run: ") and "published" in headline(row) and "points" not in headline(row)

@@ -13,11 +13,17 @@ from helpers import runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
+from signlab.search.outputs import ranked_trials
 from signlab.search.setup import Overrides
 from signlab.search.study import run_study
 from signlab.search.study_config import load_study_config
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def chosen(study):
+    """The trial the study chose (no `confirm:` here): the first by the tie rules."""
+    return ranked_trials(study)[0]
 
 
 def mlflow_run(entry: str, tmp: Path, data_dir: Path, **params: str) -> subprocess.CompletedProcess:
@@ -56,7 +62,7 @@ def check_study(client: MlflowClient, storage: str, experiment: str, study_name:
             assert steps == list(range(len(steps))) and len(steps) >= 1
             assert trial.value == pytest.approx(run.data.metrics["final_val_accuracy"])
             assert "test_accuracy" in run.data.metrics
-    best = study.best_trial
+    best = chosen(study)
     assert parent.data.tags["best.trial_number"] == str(best.number)
     assert parent.data.metrics["best_value"] == pytest.approx(best.value)
     for key, value in best.params.items():

@@ -216,3 +216,31 @@ def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_training(tm
     finally:
         alive.kill()
         alive.wait(timeout=30)
+
+
+def test_whole_file_training_keeps_the_last_epoch_and_logs_no_validation(store):
+    """`--val-fraction 0`: every training row trains, `val_strategy=none`, no validation
+    figures; the test figure has its interval over photos and its predictions image by image."""
+    import pandas as pd
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--preset", "tiny", "--val-fraction", "0", "--epochs", "2", "--subset",
+                                 str(SUBSET), "--tracking-uri", store, "--experiment", "whole-file", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "no validation (whole file)" in result.output and "95% interval over photos" in result.output
+    client = MlflowClient(store)
+    run = client.get_run(result.output.split("run ")[1].split(":")[0])
+    params, metrics = run.data.params, run.data.metrics
+    assert params["val_strategy"] == "none" and params["n_val"] == "0" and params["n_train"] == str(24 * SUBSET)
+    assert not [k for k in metrics if "val" in k and not k.startswith("leak")], "no validation metrics"
+    assert metrics["epochs_run"] == 2 and run.data.tags["signlab.quick"] == "true"
+    assert metrics["test_accuracy_ci_low"] <= metrics["test_accuracy"] <= metrics["test_accuracy_ci_high"]
+    predictions = pd.read_csv(client.download_artifacts(run.info.run_id, "test_predictions.csv"))
+    assert list(predictions.columns) == ["row", "group", "true", "predicted", "probability"]
+    assert len(predictions) == 24 * SUBSET and predictions["row"].is_unique
+    assert (predictions["true"] == predictions["predicted"]).mean() == pytest.approx(metrics["test_accuracy"])
+    # a preset whose learning rate reads validation loss is refused, before any run
+    refused = runner.invoke(app, ["train", "--preset", "cnn3", "--augment", "--adaptive-lr", "--val-fraction", "0",
+                                  "--subset", str(SUBSET), "--tracking-uri", store, "--experiment", "whole-file"])
+    assert refused.exit_code == 2 and "adaptive_lr" in refused.output and "lr_schedule" in refused.output
+    assert len(client.search_runs([run.info.experiment_id])) == 1

@@ -25,24 +25,34 @@ BEST_TRIAL_TAG = "best.trial_number"
 BEST_RUN_TAG = "best.mlflow_run_id"
 REFIT_TRIAL_TAG = "refit.trial_number"  # on the parent: the trial its refits retrained
 REFIT_PRIMARY_RUN_TAG = "refit.primary_run_id"
+REFIT_RUNS_TAG = "refit.run_ids"  # on the parent: the latest refit's runs, comma-separated, primary first
 REFIT_SEED = "refit_seed"  # a refit's seed (tag and param)
 REFIT_PRIMARY_TAG = "refit_primary"  # "true" on the refit with the first seed: the one promoted
 REFIT_SPEC_TAG = "refit.spec"  # digest of the refit's spec (epochs, LR schedule, ...): what makes it the same refit
 REFERENCE_ROW_TAG = "reference"  # a reference run's row (nn1 ... cnn3_aug, knn)
 SEED_TAG = "seed"
 REFERENCE_SETTINGS_TAG = "reference.settings"  # row, seed, epochs, data and spec digests: what makes it the same run
+QUICK_TAG = "signlab.quick"  # "true" on a run trained on a subset or tested on a capped test split
+ROLE_CONFIRM = "confirm"  # a top trial retrained with a new seed on the same split (study file `confirm:`)
+CONFIRM_SEED = "confirm_seed"  # a confirm run's seed (tag and param)
 SESSION_EXPERIMENT_TAG = "signlab.last_session"  # an experiment tag: the write that proves the store takes writes
 
 # --- Optuna user attributes ---------------------------------------------------------------
 RUN_ATTR = "mlflow_run_id"  # on a trial: its MLflow run
 RUN_URL_ATTR = "mlflow_run_url"  # on a trial: its run's page, where the tracking URI is an http(s) server
 PARENT_ATTR = "mlflow_parent_run_id"  # on a study: its parent run
+CONFIRM_ATTR_PREFIX = "confirm."  # on a study: confirm.<trial number> -> the confirm runs' validation accuracies
+CHOSEN_ATTR = "chosen_trial"  # on a study: the trial it chose (ties and `confirm` included), for every reader
+BEST_EPOCH_ATTR = "best_epoch"  # on a trial: the epoch whose weights it kept (also a metric)
+LR_SCHEDULE_ATTR = "lr_schedule"  # on a trial: the learning rate of each epoch, for its refit
 SAME_AS_ATTR = "same_params_as"  # on a trial not trained again: the earlier trial with its params
 PRUNED_ATTR = "pruned_before_training"  # on a trial pruned before it trained: why (over max_params)
 
 # --- MLflow metrics ---------------------------------------------------------------------
 VAL_ACCURACY = "final_val_accuracy"  # the validation accuracy of the epoch whose weights are kept
 VAL_AUG_ACCURACY = "final_val_aug_accuracy"
+VAL_LOSS = "final_val_loss"  # the validation loss of that epoch: breaks ties in validation accuracy
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"  # suffixes: test_accuracy_ci_low ... a 95% interval resampling photos
 TEST_ACCURACY = "test_accuracy"  # reported, never used to choose
 TEST_F1 = "test_f1_macro"
 TEST_AUG_ACCURACY = "test_aug_accuracy"
@@ -51,12 +61,15 @@ LATENCY_MS = "latency_ms"
 SOURCE_VAL_ACCURACY = "source_val_accuracy"  # on a refit: the validation accuracy of the trial it retrains
 REFIT_PREFIX = "refit_test_accuracy_"  # on the parent: _mean, _std, _min, _max over the refits
 REFIT_COUNT = "refit_n"
+IMPORTANCE_PREFIX = "importance."  # on the parent: importance.<param>, fANOVA over the complete trials
+CONFIRM_PREFIX = "confirm_val_accuracy_"  # on the parent: <mean|std>.<trial number> over a trial's confirm runs
 # a study objective (study file) -> the metric of a trial's run that holds its value
 OBJECTIVE_METRIC = {"val_accuracy": VAL_ACCURACY, "val_aug_accuracy": VAL_AUG_ACCURACY, "n_params": N_PARAMS}
 
 # --- Logged models and the registry -----------------------------------------------------
 MODEL_ARTIFACT = "model"  # the model in its own flavour (Keras or scikit-learn)
 CLASSIFIER_ARTIFACT = "classifier"  # the letters pyfunc: what `predict`, serving and the registry use
+PREDICTIONS_ARTIFACT = "test_predictions.csv"  # per test image: row, group, true and predicted letter, probability
 MODEL_NAMES = {"cnn": "sign-mnist-cnn", "mlp": "sign-mnist-mlp"}  # registered model per family
 CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases
 DEFAULT_MODEL_URI = f"models:/{MODEL_NAMES['cnn']}@{CHAMPION}"

@@ -17,23 +17,34 @@ from signlab.data.splits import Strategy, split_indices, subset_indices
 
 DEFAULT_STRATEGY: Strategy = "grouped"
 DEFAULT_FRACTION = 0.2
+NO_VALIDATION = "none"  # the strategy a run logs when it trains on the whole file (fraction 0)
 
 
 @dataclass(frozen=True)
 class ValidationRows:
     """Which rows of the training file train and which validate, and their groups."""
 
-    strategy: Strategy
+    strategy: str  # grouped, random, or none (fraction 0: the whole file trains)
     fraction: float
     seed: int
     train: np.ndarray  # sorted row indices (0-based, header not counted)
     val: np.ndarray
     groups: np.ndarray  # a group per training-file row (every row its own group for `random`)
 
+    @property
+    def holds_out(self) -> bool:
+        """Whether any row validates (fraction above 0)."""
+        return len(self.val) > 0
+
+    def whole_file(self) -> ValidationRows:
+        """The same rows with nothing held out: training and validation rows train (a refit)."""
+        rows = np.union1d(self.train, self.val)
+        return ValidationRows(NO_VALIDATION, 0.0, self.seed, rows, np.array([], dtype=np.int64), self.groups)
+
     def params(self) -> dict[str, object]:
         """What a run logs about its split."""
         params: dict[str, object] = {"val_strategy": self.strategy, "val_fraction": self.fraction}
-        if self.strategy == "grouped":
+        if self.strategy != NO_VALIDATION:
             params["group_threshold"] = DEFAULT_THRESHOLD
         return params
 
@@ -44,13 +55,20 @@ def validation_rows(train_file: Split, strategy: Strategy = DEFAULT_STRATEGY, fr
     cut to its share of `subset` per letter after the split, so no group is on both sides
     and a quick run validates on images the full run with the same seed also holds out.
     Within a side, images are drawn at random rather than group by group: a quick run then
-    sees many source photos per letter, not one or two."""
+    sees many source photos per letter, not one or two.
+
+    `fraction` 0 holds nothing out: every row (or `subset` per letter) trains, the strategy
+    becomes `none`, and the groups are still those of `strategy` (for intervals elsewhere)."""
+    if strategy not in ("grouped", "random"):
+        raise ValueError(f"validation strategy must be grouped or random, not {strategy!r}")
+    if fraction == 0:
+        groups = cached_groups(train_file.images, train_file.labels, train_file.sha256)
+        train = subset_indices(train_file.labels, subset, seed)
+        return ValidationRows(NO_VALIDATION, 0.0, seed, train, np.array([], dtype=np.int64), groups)
     if strategy == "grouped":
         groups = cached_groups(train_file.images, train_file.labels, train_file.sha256)
-    elif strategy == "random":
-        groups = np.arange(len(train_file.labels))
     else:
-        raise ValueError(f"validation strategy must be grouped or random, not {strategy!r}")
+        groups = np.arange(len(train_file.labels))
     train, val = split_indices(train_file.labels, None if strategy == "random" else groups, fraction, seed)
     if subset > 0:
         n_val = max(1, round(subset * fraction))

@@ -26,6 +26,16 @@ class Evaluation:
     f1_weighted: float
     report: dict[str, dict[str, float]]
     confusion: np.ndarray  # rows: true letter, columns: predicted letter (LETTERS order)
+    labels: np.ndarray | None = None  # per image: the true label (0-24)
+    predicted: np.ndarray | None = None  # per image: the predicted label
+    probability: np.ndarray | None = None  # per image: the probability of the predicted label
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Per image: 1 where the prediction was right, else 0."""
+        if self.labels is None or self.predicted is None:
+            raise ValueError("this evaluation kept no per-image predictions")
+        return (self.labels == self.predicted).astype(np.int8)
 
     def metrics(self, prefix: str) -> dict[str, float]:
         """The headline numbers as MLflow metrics, e.g. test_accuracy, test_f1_macro."""
@@ -56,8 +66,9 @@ class Evaluation:
 
 
 def evaluate(model: LetterModel, images: np.ndarray, labels: np.ndarray) -> Evaluation:
-    """Score `model` on (images, labels)."""
-    predicted = model.predict_labels(images)
+    """Score `model` on (images, labels), keeping each image's prediction and its probability."""
+    proba = model.predict_proba(images)
+    predicted = np.asarray(LABELS)[proba.argmax(axis=1)]
     report = classification_report(
         labels, predicted, labels=list(LABELS), target_names=list(LETTERS),
         output_dict=True, zero_division=0,
@@ -68,6 +79,7 @@ def evaluate(model: LetterModel, images: np.ndarray, labels: np.ndarray) -> Eval
         f1_weighted=float(f1_score(labels, predicted, labels=list(LABELS), average="weighted", zero_division=0)),
         report={k: v for k, v in report.items() if isinstance(v, dict)},
         confusion=confusion_matrix(labels, predicted, labels=list(LABELS)),
+        labels=np.asarray(labels), predicted=predicted, probability=proba.max(axis=1).astype(np.float32),
     )
 
 

@@ -4,9 +4,11 @@ Hooks get (epoch, metrics) with loss, accuracy, val_loss, val_accuracy and learn
 a hook may raise (optuna.TrialPruned, say) to stop training. A NaN loss raises.
 
 One rule for which weights a fit returns: those of its epoch with the best validation
-accuracy (the first such epoch on ties), for both families. The figure that ranks a run
-(`final_val_accuracy`, its model evaluated on the validation split) and the model it logs
-therefore come from the same epoch, `best_epoch`.
+accuracy; between epochs of equal validation accuracy, the lower validation loss; between
+epochs equal in both, the later one (`epoch_key`). It holds for both families. The figure
+that ranks a run (`final_val_accuracy`, its model evaluated on the validation split) and the
+model it logs therefore come from the same epoch, `best_epoch`. Without validation (a
+training on the whole file) the last epoch is kept.
 """
 
 from __future__ import annotations
@@ -51,9 +53,36 @@ class FitResult:
 
     @property
     def best_epoch(self) -> int:
-        """1-based epoch whose weights the model holds (best validation accuracy)."""
-        scores = [h.get("val_accuracy", float("-inf")) for h in self.history]
-        return int(np.argmax(scores)) + 1 if scores else 0
+        """1-based epoch whose weights the model holds (`epoch_key`; the last without validation)."""
+        if not self.history:
+            return 0
+        if not any("val_accuracy" in h for h in self.history):
+            return len(self.history)
+        best = 0
+        for i, metrics in enumerate(self.history):
+            if epoch_key(metrics) >= epoch_key(self.history[best]):
+                best = i
+        return best + 1
+
+
+def epoch_key(metrics: dict[str, float]) -> tuple[float, float]:
+    """What ranks epochs: validation accuracy, then lower validation loss; an epoch whose key
+    equals the best so far replaces it (the later epoch wins a full tie)."""
+    return (metrics.get("val_accuracy", float("-inf")), -metrics.get("val_loss", float("inf")))
+
+
+def whole_file_problem(spec: CNNSpec | MLPSpec | KNNSpec) -> str | None:
+    """Why `spec` cannot train without validation rows (its schedule reads validation loss),
+    or None. A whole-file training runs exactly `spec.epochs` epochs at rates fixed in advance."""
+    if isinstance(spec, KNNSpec):
+        return None
+    if isinstance(spec, CNNSpec) and spec.adaptive_lr and not spec.lr_schedule:
+        return ("its learning rate adapts to validation loss (adaptive_lr); fix it in advance with "
+                "--set 'lr_schedule=[...]' (one rate per epoch) or train with --no-adaptive-lr")
+    if spec.early_stopping:
+        return ("it stops early on validation (early_stopping); set the epochs it should run with "
+                "--set early_stopping=false --epochs N")
+    return None
 
 
 def set_seeds(seed: int) -> None:
@@ -161,7 +190,7 @@ class _KerasHooks:
         import keras
 
         class Hooks(keras.callbacks.Callback):
-            best: float = float("-inf")
+            best: tuple[float, float] = (float("-inf"), float("-inf"))
             weights: list | None = None
 
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -169,8 +198,8 @@ class _KerasHooks:
                 metrics = {k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs}
                 metrics["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
                 result.history.append(metrics)
-                if metrics.get("val_accuracy", float("-inf")) > self.best:
-                    self.best, self.weights = metrics["val_accuracy"], self.model.get_weights()
+                if "val_accuracy" in metrics and epoch_key(metrics) >= self.best:
+                    self.best, self.weights = epoch_key(metrics), self.model.get_weights()
                 for hook in hooks:
                     hook(epoch, metrics)
 
@@ -204,7 +233,7 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks:
     clf = build_mlp(spec, seed)
     classes = np.arange(N_CLASSES)
     result = FitResult(LetterModel("mlp", clf, spec.normalise))
-    best_score, best_val, best_state, stale = -np.inf, -np.inf, None, 0
+    best_score, best_key, best_state, stale = -np.inf, (-np.inf, -np.inf), None, 0
     start = time.perf_counter()
     for epoch in range(spec.epochs):
         # scikit-learn catches KeyboardInterrupt inside partial_fit ("Training interrupted by
@@ -224,8 +253,8 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks:
         result.history.append(metrics)
         for hook in hooks:
             hook(epoch, metrics)
-        if metrics["val_accuracy"] > best_val:  # the module's rule: keep the best epoch's weights
-            best_val, best_state = metrics["val_accuracy"], copy.deepcopy((clf.coefs_, clf.intercepts_))
+        if epoch_key(metrics) >= best_key:  # the module's rule: keep the best epoch's weights
+            best_key, best_state = epoch_key(metrics), copy.deepcopy((clf.coefs_, clf.intercepts_))
         # scikit-learn's stopping rules: with early stopping, the validation score must
         # improve by tol; without it, the training loss must fall by tol; else stop after
         # `patience` epochs.
@@ -242,7 +271,7 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks:
     return result
 
 
-def _fit_knn(spec: KNNSpec, train: Arrays, val: Arrays, hooks: list[EpochHook]) -> FitResult:
+def _fit_knn(spec: KNNSpec, train: Arrays, val: Arrays | None, hooks: list[EpochHook]) -> FitResult:
     """One "epoch": store the training images, then score the validation split (no training
     loss or learning rate: a KNN has neither)."""
     from sklearn.metrics import log_loss
@@ -252,6 +281,12 @@ def _fit_knn(spec: KNNSpec, train: Arrays, val: Arrays, hooks: list[EpochHook]) 
     if len(clf.classes_) != N_CLASSES:  # predict_proba's columns must be the 24 letters
         raise ValueError(f"a KNN needs training images of all {N_CLASSES} letters, got {len(clf.classes_)}")
     result = FitResult(LetterModel("knn", clf, spec.normalise))
+    if val is None:  # the whole file: nothing to score it on
+        result.train_seconds = time.perf_counter() - start
+        result.history.append({})
+        for hook in hooks:
+            hook(0, {})
+        return result
     proba = result.model.predict_proba(val[0])
     y_val = encode(val[1])
     metrics = {"val_loss": float(log_loss(y_val, proba, labels=np.arange(N_CLASSES))),

@@ -6,24 +6,27 @@ import json
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
 import numpy as np
 
-from signlab.contract import FAMILY_TAG, N_PARAMS, TEST_AUG_ACCURACY, WORKER_TAG
-from signlab.data.dataset import load_split
-from signlab.data.groups import Leakage
+from signlab.contract import CI_HIGH, CI_LOW, FAMILY_TAG, N_PARAMS, QUICK_TAG, TEST_AUG_ACCURACY, VAL_LOSS, WORKER_TAG
+from signlab.data.dataset import Split, load_split
+from signlab.data.groups import Leakage, cached_groups
 from signlab.data.labels import LETTERS
-from signlab.data.splits import Strategy, stratified_subset
+from signlab.data.splits import Strategy, subset_indices
 from signlab.data.validation import DEFAULT_FRACTION, DEFAULT_STRATEGY, ValidationRows, split_leakage, validation_rows
+from signlab.errors import UserError
 from signlab.models.augment import perturb
 from signlab.models.evaluate import Evaluation, confusion_chart, evaluate, latency, learning_curves_chart
+from signlab.models.intervals import group_interval
 from signlab.models.presets import Spec
-from signlab.models.train import EpochHook, FitResult, fit
+from signlab.models.train import EpochHook, FitResult, fit, whole_file_problem
 from signlab.plots import save_png
 from signlab.runs import lifecycle, packaging, records, store
+from signlab.runs.predictions import write_predictions
 
 TEST_AUG_SEED = 20240601  # fixed: every run is scored on the same perturbed test copy
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -31,10 +34,11 @@ Arrays = tuple[np.ndarray, np.ndarray]
 
 @dataclass
 class Data:
-    """Train/validation split of the training file, the test file and its perturbed copy."""
+    """Train/validation split of the training file, the test file and its perturbed copy,
+    with each held-out image's group of variants (for intervals that resample photos)."""
 
     train: Arrays
-    val: Arrays
+    val: Arrays  # empty when nothing is held out (fraction 0: a whole-file training or refit)
     val_aug: Arrays
     test: Arrays
     test_aug: Arrays
@@ -42,11 +46,24 @@ class Data:
     test_source: str
     subset: int
     rows: ValidationRows
-    leakage: Leakage
+    leakage: Leakage | None  # None without validation
+    test_rows: np.ndarray  # the test images' rows in the test file (0-based, header not counted)
+    test_groups: np.ndarray  # per test image, its group of variants (same rule as the training file's)
+    val_groups: np.ndarray  # per validation image, its group of variants
+    train_file: Split | None = None  # the whole training file, for `whole_file`
 
     @property
     def seed(self) -> int:
         return self.rows.seed
+
+    @property
+    def has_validation(self) -> bool:
+        return len(self.val[1]) > 0
+
+    @property
+    def quick(self) -> bool:
+        """Trained on a subset, or tested on a capped test split: not comparable with published figures."""
+        return self.subset > 0
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train[1]), "n_val": len(self.val[1]), "n_test": len(self.test[1])}
@@ -55,24 +72,48 @@ class Data:
         """What a run logs about its data: sizes, seed, subset and the validation split."""
         return {**self.sizes(), "seed": self.seed, "subset": self.subset, **self.rows.params()}
 
+    def whole_file(self) -> Data:
+        """The same data with nothing held out: the training and validation rows both train
+        (what a refit trains on)."""
+        if not self.has_validation:
+            return self
+        if self.train_file is None:
+            raise ValueError("this Data keeps no training file to rebuild from")
+        rows = self.rows.whole_file()
+        return replace(self, train=(self.train_file.images[rows.train], self.train_file.labels[rows.train]),
+                       val=_empty(), val_aug=_empty(), rows=rows, leakage=None,
+                       val_groups=np.array([], dtype=np.int64))
+
+
+def _empty() -> Arrays:
+    return np.zeros((0, 28, 28), dtype=np.uint8), np.zeros(0, dtype=np.int64)
+
 
 def prepare_data(data_dir: str | None = None, subset: int = 0, val_fraction: float = DEFAULT_FRACTION,
                  seed: int = 0, val_strategy: Strategy = DEFAULT_STRATEGY) -> Data:
-    """Load both files; hold out the validation split (`signlab.data.validation`); optionally
-    subset per class.
+    """Load both files; hold out the validation split (`signlab.data.validation`; none for
+    `val_fraction` 0); optionally subset per class.
 
     `subset` (images per class, 0 = all) applies to the training file and to the test file,
     so quick runs stay quick; the validation split is taken from the training file only.
+    Groups of variants are computed for both files by the same rule (cached by SHA-256).
     """
     train_file, test_file = load_split("train", data_dir), load_split("test", data_dir)
     rows = validation_rows(train_file, val_strategy, val_fraction, seed, subset)
+    train_groups = cached_groups(train_file.images, train_file.labels, train_file.sha256)
+    test_rows = subset_indices(test_file.labels, subset, seed)
+    test = (test_file.images[test_rows], test_file.labels[test_rows])
+    test_groups = cached_groups(test_file.images, test_file.labels, test_file.sha256)[test_rows]
     train = (train_file.images[rows.train], train_file.labels[rows.train])
-    val = (train_file.images[rows.val], train_file.labels[rows.val])
-    test = stratified_subset(test_file.images, test_file.labels, subset, seed)
-    val_aug = (perturb(val[0], seed=TEST_AUG_SEED + 1), val[1])
     test_aug = (perturb(test[0], seed=TEST_AUG_SEED), test[1])
+    if not rows.holds_out:
+        return Data(train, _empty(), _empty(), test, test_aug, str(train_file.path), str(test_file.path),
+                    subset, rows, None, test_rows, test_groups, np.array([], dtype=np.int64), train_file)
+    val = (train_file.images[rows.val], train_file.labels[rows.val])
+    val_aug = (perturb(val[0], seed=TEST_AUG_SEED + 1), val[1])
     return Data(train, val, val_aug, test, test_aug, str(train_file.path), str(test_file.path),
-                subset, rows, split_leakage(train_file, rows))
+                subset, rows, split_leakage(train_file, rows), test_rows, test_groups, train_groups[rows.val],
+                train_file)
 
 
 @dataclass
@@ -111,52 +152,62 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-def log_inputs(spec: Spec, data: Data, refit_seed: int | None = None) -> Arrays:
-    """Log a run's params (the spec, flattened, and the data's), the split's leakage figures
-    and its datasets; the images and labels it trains on (with `refit_seed`, the whole
-    training file)."""
-    refit = refit_seed is not None
+def log_inputs(spec: Spec, data: Data, extra: dict[str, object] | None = None) -> None:
+    """Log a run's params (the spec, flattened, the data's, and `extra`), the split's leakage
+    figures and its datasets."""
     params = records.flatten("", spec.model_dump())
     params.update(data.params())
-    if refit:
-        params.update(n_train=len(data.train[1]) + len(data.val[1]), n_val=0, refit_seed=refit_seed)
+    params.update(extra or {})
     records.log_params(params)
-    records.log_metrics(data.leakage.metrics("leak_val"))
-    train = (np.concatenate([data.train[0], data.val[0]]), np.concatenate([data.train[1], data.val[1]])) \
-        if refit else data.train
-    sources = {"training": (*train, data.train_source, "sign_mnist_train" if refit else "sign_mnist_train[train]"),
+    if data.leakage is not None:
+        records.log_metrics(data.leakage.metrics("leak_val"))
+    whole = not data.has_validation
+    sources = {"training": (*data.train, data.train_source, "sign_mnist_train" if whole else "sign_mnist_train[train]"),
                "test": (*data.test, data.test_source, "sign_mnist_test")}
-    if not refit:
+    if not whole:
         sources["validation"] = (*data.val, data.train_source, "sign_mnist_train[validation]")
     records.log_datasets(sources)
-    return train
+
+
+def interval_metrics(prefix: str, evaluation: Evaluation, groups: np.ndarray) -> dict[str, float]:
+    """`<prefix>_accuracy_ci_low/high`: the 95% interval of an accuracy, resampling groups of variants."""
+    interval = group_interval(evaluation.correct, groups)
+    return {f"{prefix}_accuracy{CI_LOW}": interval.low, f"{prefix}_accuracy{CI_HIGH}": interval.high}
 
 
 def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
-                  log_model: bool = True, refit_seed: int | None = None) -> Outcome:
+                  log_model: bool = True, seed: int | None = None, extra_params: dict[str, object] | None = None) -> Outcome:
     """Fit `spec` and log everything to the active MLflow run.
 
-    With `refit_seed`, train on the whole training file (training and validation parts)
-    for exactly `spec.epochs` epochs, seeded with `refit_seed`: no validation figures."""
+    With validation rows in `data`, the kept epoch is the best by validation accuracy (ties:
+    lower validation loss, then the later epoch). Without (`data.whole_file()`, or a
+    training with fraction 0), exactly `spec.epochs` epochs, the last kept, and no
+    validation figures. `seed` (default: the data's) seeds initialisation, shuffling and
+    augmentation."""
     run = mlflow.active_run()
-    refit = refit_seed is not None
-    train = log_inputs(spec, data, refit_seed)
+    log_inputs(spec, data, extra_params)
+    if data.quick:
+        mlflow.set_tag(QUICK_TAG, "true")
     logger: EpochHook = lambda epoch, metrics: records.log_metrics(metrics, step=epoch)  # noqa: E731
-    result = fit(spec, train, None if refit else data.val, seed=data.seed if refit_seed is None else refit_seed,
-                 hooks=[logger, *hooks])
+    result = fit(spec, data.train, data.val if data.has_validation else None,
+                 seed=data.seed if seed is None else seed, hooks=[logger, *hooks])
     model = result.model
     started = time.perf_counter()
     test, test_aug = evaluate(model, *data.test), evaluate(model, *data.test_aug)
-    val = None if refit else evaluate(model, *data.val)
+    val = evaluate(model, *data.val) if data.has_validation else None
     metrics = {
-        **test.metrics("test"),
+        **test.metrics("test"), **interval_metrics("test", test, data.test_groups),
         TEST_AUG_ACCURACY: test_aug.accuracy, "test_aug_f1_macro": test_aug.f1_macro,
         N_PARAMS: model.n_params, "train_seconds": result.train_seconds,
         "epochs_run": result.epochs_run, **latency(model, data.test[0]),
     }
     if val is not None:
-        metrics.update(val.metrics("final_val"), final_val_aug_accuracy=evaluate(model, *data.val_aug).accuracy,
+        metrics.update(val.metrics("final_val"), **interval_metrics("final_val", val, data.val_groups),
+                       final_val_aug_accuracy=evaluate(model, *data.val_aug).accuracy,
                        best_epoch=result.best_epoch)
+        kept = result.history[result.best_epoch - 1] if result.history else {}
+        if "val_loss" in kept:
+            metrics[VAL_LOSS] = kept["val_loss"]
     # where a run's time goes besides training (docs/benchmarks.md, "Tracking overhead")
     timings = {"evaluate_seconds": time.perf_counter() - started}
     records.log_metrics(metrics)
@@ -164,6 +215,7 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _write_artifacts(folder, spec, result, val, test, test_aug)
+        write_predictions(folder, test, data.test_rows, data.test_groups)
         mlflow.log_artifacts(str(folder))
     timings["log_artifacts_seconds"] = time.perf_counter() - started
     if log_model:
@@ -215,7 +267,12 @@ def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
             val_strategy: Strategy = DEFAULT_STRATEGY, experiment: str = "signlab", tracking_uri: str | None = None,
             hooks: Sequence[EpochHook] = (), launched: str | None = None) -> Outcome:
     """Train and evaluate `spec` as one MLflow run, or in `launched` (the run `mlflow run`
-    started); with a run active, as a run nested under it, in its experiment."""
+    started); with a run active, as a run nested under it, in its experiment. `val_fraction`
+    0 trains on the whole training file (`whole_file_problem` must find nothing in `spec`)."""
+    if val_fraction == 0:
+        problem = whole_file_problem(spec)
+        if problem:
+            raise UserError(f"--val-fraction 0 trains without validation, but this {spec.family} cannot: {problem}")
     data = prepare_data(data_dir, subset, val_fraction, seed, val_strategy)  # bad data fails before MLflow
     parent = mlflow.active_run()
     under_mlflow_run = parent is None and launched is not None

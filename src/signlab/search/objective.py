@@ -12,10 +12,11 @@ import optuna
 from optuna.trial import TrialState
 
 from signlab.contract import (
+    BEST_EPOCH_ATTR,
     FAMILY_TAG,
+    LR_SCHEDULE_ATTR,
     N_PARAMS,
     OBJECTIVE_METRIC,
-    PRESET_TAG,
     PRUNED_ATTR,
     ROLE_TAG,
     ROLE_TRIAL,
@@ -29,6 +30,7 @@ from signlab.contract import (
     TRIAL_NUMBER_TAG,
     TRIAL_STATE_TAG,
     VAL_ACCURACY,
+    VAL_LOSS,
     WORKER_TAG,
 )
 from signlab.models.cnn import cnn_params
@@ -67,8 +69,8 @@ def make_objective(cfg: StudyConfig, data: Data,
             trial.set_user_attr(PRUNED_ATTR, too_big)
             raise optuna.TrialPruned(too_big)  # before any run: nothing was trained
         tags = {ROLE_TAG: ROLE_TRIAL, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
-                TRIAL_STATE_TAG: "RUNNING", FAMILY_TAG: cfg.family, PRESET_TAG: "study", WORKER_TAG: lifecycle.this_process()}
-        name = f"{cfg.study_name}-trial-{trial.number}"
+                TRIAL_STATE_TAG: "RUNNING", FAMILY_TAG: cfg.family, WORKER_TAG: lifecycle.this_process()}
+        name = f"trial {trial.number}"  # short, so the UI's runs list shows it whole; the parent names the study
         hooks = [] if cfg.multi_objective else [pruning_hook(trial)]
         if progress is not None:
             hooks.insert(0, progress(trial, spec.epochs))
@@ -82,12 +84,12 @@ def make_objective(cfg: StudyConfig, data: Data,
                 mlflow.log_params({f"optuna.{k}": v for k, v in trial.params.items()})
                 try:
                     metrics, history = _train(spec, data, hooks, cfg)
-                    for key in (VAL_ACCURACY, TEST_ACCURACY, TEST_F1, TEST_AUG_ACCURACY, N_PARAMS):
+                    for key in (VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, TEST_F1, TEST_AUG_ACCURACY, N_PARAMS):
                         if key in metrics:  # a simulated trial has no n_params
                             trial.set_user_attr(key, float(metrics[key]))
                     # what a refit needs to retrain this trial: its best epoch and LR schedule
-                    trial.set_user_attr("best_epoch", int(metrics["best_epoch"]))
-                    trial.set_user_attr("lr_schedule", [h["learning_rate"] for h in history])
+                    trial.set_user_attr(BEST_EPOCH_ATTR, int(metrics[BEST_EPOCH_ATTR]))
+                    trial.set_user_attr(LR_SCHEDULE_ATTR, [h["learning_rate"] for h in history])
                 except optuna.TrialPruned:
                     _tag_state("PRUNED")
                     raise

@@ -21,12 +21,14 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from signlab.contract import (
+    BEST_EPOCH_ATTR,
     FAMILY_TAG,
-    PRESET_TAG,
+    LR_SCHEDULE_ATTR,
     REFIT_COUNT,
     REFIT_PREFIX,
     REFIT_PRIMARY_RUN_TAG,
     REFIT_PRIMARY_TAG,
+    REFIT_RUNS_TAG,
     REFIT_SEED,
     REFIT_SPEC_TAG,
     REFIT_TRIAL_TAG,
@@ -50,11 +52,11 @@ from signlab.search.study_config import StudyConfig
 def refit_spec(trial: optuna.trial.FrozenTrial, cfg: StudyConfig) -> Spec:
     """The chosen trial's spec, for its best epoch count, with its learning rates replayed."""
     spec = trial_spec(optuna.trial.FixedTrial(trial.params), cfg)
-    epochs = int(trial.user_attrs.get("best_epoch") or cfg.max_epochs)
+    epochs = int(trial.user_attrs.get(BEST_EPOCH_ATTR) or cfg.max_epochs)
     update: dict[str, object] = {"epochs": epochs}
-    schedule = trial.user_attrs.get("lr_schedule")
+    schedule = trial.user_attrs.get(LR_SCHEDULE_ATTR)
     if spec.family == "cnn" and schedule:
-        update["lr_schedule"] = [float(v) for v in schedule[:epochs]]
+        update[LR_SCHEDULE_ATTR] = [float(v) for v in schedule[:epochs]]  # the CNN spec's field of the same name
     return type(spec).model_validate({**spec.model_dump(), **update})
 
 
@@ -77,6 +79,7 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
     lifecycle.end_orphaned_runs(parent.experiment_id)
     digest = spec_digest(spec)
     done = _finished_refits(parent.experiment_id, parent.run_id, trial.number, digest)
+    whole = data.whole_file()  # the same path as `signlab train --val-fraction 0`
     run_ids, accuracies = [], []
     for i, seed in enumerate(refit_seeds(cfg)):
         earlier = done.get(seed)
@@ -87,12 +90,12 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
             continue
         tags = {ROLE_TAG: ROLE_REFIT, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
                 REFIT_SEED: str(seed), REFIT_PRIMARY_TAG: str(i == 0).lower(), FAMILY_TAG: cfg.family,
-                PRESET_TAG: "study", WORKER_TAG: lifecycle.this_process(), REFIT_SPEC_TAG: digest}
+                WORKER_TAG: lifecycle.this_process(), REFIT_SPEC_TAG: digest}
         echo(f"refit of trial {trial.number}, seed {seed}: {spec.epochs} epochs on the whole training file")
-        with lifecycle.tracked_run(nested=True, run_name=f"{cfg.study_name}-refit-{trial.number}-seed-{seed}",
+        with lifecycle.tracked_run(nested=True, run_name=f"refit {trial.number} s{seed}",
                                   tags=tags):
             mlflow.log_metric(SOURCE_VAL_ACCURACY, float(trial.user_attrs.get(VAL_ACCURACY, float("nan"))))
-            outcome = train_and_log(spec, data, refit_seed=seed)
+            outcome = train_and_log(spec, whole, seed=seed, extra_params={REFIT_SEED: seed})
         run_ids.append(outcome.run_id)
         accuracies.append(outcome.metrics[TEST_ACCURACY])
         echo(f"  test accuracy {outcome.metrics[TEST_ACCURACY]:.4f} (run {outcome.run_id})")
@@ -103,7 +106,7 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
                         REFIT_PREFIX + "min": float(scores.min()),
                         REFIT_PREFIX + "max": float(scores.max()), REFIT_COUNT: float(len(scores))})
     mlflow.set_tags({REFIT_TRIAL_TAG: str(trial.number), REFIT_PRIMARY_RUN_TAG: run_ids[0],
-                     "refit.run_ids": ",".join(run_ids)})
+                     REFIT_RUNS_TAG: ",".join(run_ids)})
     return run_ids
 
 

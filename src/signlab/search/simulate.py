@@ -21,9 +21,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from signlab.contract import SIMULATED_TAG, TEST_AUG_ACCURACY, VAL_AUG_ACCURACY
+from signlab.contract import BEST_EPOCH_ATTR, SIMULATED_TAG, TEST_AUG_ACCURACY, VAL_AUG_ACCURACY, VAL_LOSS
 from signlab.models.presets import Spec, spec_digest
-from signlab.models.train import EpochHook
+from signlab.models.train import EpochHook, FitResult
 from signlab.runs import records
 from signlab.runs.job import Data, log_inputs
 from signlab.search.study_config import SimulateConfig
@@ -62,12 +62,13 @@ def simulate_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook],
         for hook in hooks:  # Optuna's report and should_prune: storage calls
             hook(epoch, metrics)
         report_seconds += time.perf_counter() - before
-    best = int(np.argmax([h["val_accuracy"] for h in history]))
+    best = FitResult(None, history).best_epoch - 1  # type: ignore[arg-type]  # the same rule as a real fit
     val = history[best]["val_accuracy"]
     test = val - 0.02
     metrics = {
         **_scores("test", test), TEST_AUG_ACCURACY: test - 0.05, "test_aug_f1_macro": test - 0.05,
-        **_scores("final_val", val), VAL_AUG_ACCURACY: val - 0.05, "best_epoch": best + 1,
+        **_scores("final_val", val), VAL_AUG_ACCURACY: val - 0.05, BEST_EPOCH_ATTR: best + 1,
+        VAL_LOSS: history[best]["val_loss"],
         "train_seconds": time.perf_counter() - started, "epochs_run": len(history),
         "report_seconds": report_seconds,
     }

@@ -32,8 +32,9 @@ from signlab.models.train import EpochHook
 from signlab.runs import lifecycle, records, store
 from signlab.runs.job import prepare_data
 from signlab.search import recovery
+from signlab.search.confirm import run_confirmations
 from signlab.search.objective import make_objective
-from signlab.search.outputs import best_trial, log_study_outputs, summary_lines
+from signlab.search.outputs import best_trial, counts, log_study_outputs, ranked_trials, summary_lines
 from signlab.search.parent import start_session, study_params
 from signlab.search.refit import needs_refit, run_refits
 from signlab.search.setup import Overrides, check_same_data, resolved_config, trial_budget
@@ -46,20 +47,22 @@ class Progress:
     running trial's epochs (a slow epoch and a hang look different). The bar is drawn only
     on a terminal (`disable=None`: CI logs keep the trial lines alone)."""
 
-    def __init__(self, total: int, enabled: bool, label: str = ""):
+    def __init__(self, total: int, enabled: bool, label: str = "", objectives: list[str] | None = None):
         self.bar = tqdm(total=total, unit="trial", disable=None if enabled else True, dynamic_ncols=True)
         self.label = label
+        self.objectives = objectives or ["value"]
         self.started = time.perf_counter()
         self.finished = 0  # trials this process ran (other workers' are not counted)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.finished += 1
         self.bar.update(1)
-        value = "" if trial.values is None else " ".join(f"{v:.4g}" for v in trial.values)
+        value = "" if trial.values is None else " " + ", ".join(
+            f"{name} {v:.4g}" for name, v in zip(self.objectives, trial.values, strict=False))
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         same = trial.user_attrs.get(SAME_AS_ATTR)
         note = "" if same is None else f", same params as trial {same}: not trained again"
-        tqdm.write(f"{self.label}trial {trial.number} {trial.state.name} {value} ({seconds:.0f} s{note})")
+        tqdm.write(f"{self.label}trial {trial.number} {trial.state.name}{value} ({seconds:.0f} s{note})")
 
     def epochs(self, trial: optuna.Trial, total: int) -> EpochHook:
         """A hook that shows the trial's epoch and latest validation accuracy on the bar."""
@@ -89,6 +92,9 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
 
     overrides = overrides or Overrides()
     cfg = resolved_config(config, overrides)
+    if cfg.confirm is not None and (cfg.multi_objective or cfg.simulate is not None):
+        raise UserError(f"{config}: confirm: needs a single objective and real trainings "
+                        "(drop it, or the second objective and simulate:)")
     storage_url = storage or paths.DEFAULT_STORAGE
     data = prepare_data(data_dir, cfg.subset, cfg.validation.fraction, cfg.seed,
                         cfg.validation.strategy)  # bad data: nothing created
@@ -102,7 +108,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     n_trials, callbacks = trial_budget(cfg, overrides.max_total_trials, before)
     rdb.cap = overrides.max_total_trials
     label = f"worker {worker}: " if worker else ""
-    bar = Progress(n_trials, progress, label)
+    bar = Progress(n_trials, progress, label, cfg.objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if cfg.family == "cnn" and cfg.simulate is None:
         # imported now, not inside the first trial: TensorFlow's import takes seconds and holds
@@ -121,6 +127,11 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
                                        catch=(Exception,), callbacks=[*callbacks, bar], gc_after_trial=True)
             finally:
                 bar.close()
+            if cfg.confirm is not None and counts(study)["n_complete"]:
+                if _running(study):  # the last worker to finish confirms
+                    echo(label + "confirmation left to the workers still running trials")
+                else:
+                    run_confirmations(study, cfg, data, ranked_trials(study), echo=lambda line: echo(label + line))
             log_study_outputs(study, cfg)
             chosen = best_trial(study, cfg)
             if needs_refit(cfg, chosen, mlflow.get_run(parent).data.tags):
