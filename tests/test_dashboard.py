@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from helpers import assert_one_line_error, free_port, mlflow_server, run_cli, subprocess_env, tiny_study, wait_for_http
@@ -57,6 +60,64 @@ def test_dashboard_shows_the_study_and_each_trials_run(tmp_path, tracking_server
         assert run.data.tags["trial_number"] == str(trial["number"])
         assert attrs["mlflow_run_url"] == (f"{tracking_server}/#/experiments/{run.info.experiment_id}/runs/"
                                            f"{run.info.run_id}?workflowType=machine_learning")
+
+
+@contextmanager
+def _dashboard(tmp_path, storage: str, *options: str) -> Iterator[str]:
+    """`signlab dashboard` on 127.0.0.1 with `options`; yields its URL."""
+    port = free_port()
+    log = tmp_path / f"dashboard-{port}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "signlab", "dashboard", "--storage", storage, "--port", str(port),
+                                 *options], stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=tmp_path)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(base + "/api/studies", proc, 60, log)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _ask(url: str, method: str = "GET", host: str | None = None) -> int:
+    """The status of one request, with `host` as its Host header."""
+    request = urllib.request.Request(url, method=method, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_dashboard_is_read_only_and_answers_only_its_own_host_names(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="kept", storage=storage)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    with _dashboard(tmp_path, storage) as base:
+        study_id = _get(base + "/api/studies")["study_summaries"][0]["study_id"]
+        assert _ask(f"{base}/api/studies/{study_id}", "DELETE") == 403
+        assert _ask(f"{base}/api/studies/{study_id}/rename", "POST") == 403
+        assert _ask(f"{base}/api/studies/{study_id}/note", "PUT") == 403
+        assert _ask(f"{base}/api/studies", host="attacker.example:8080") == 403  # DNS rebinding
+        assert _ask(f"{base}/", host=f"localhost:{base.rsplit(':', 1)[1]}") == 200  # the page itself still opens
+        assert _ask(f"{base}/api/studies/{study_id}", "HEAD") == 200
+        assert [s["study_name"] for s in _get(base + "/api/studies")["study_summaries"]] == ["kept"]
+    with _dashboard(tmp_path, storage, "--allow-writes", "--allowed-hosts", "trainbox,other") as base:
+        port = base.rsplit(":", 1)[1]
+        assert _ask(f"{base}/api/studies/{study_id}", "DELETE", host="attacker.example:8080") == 403
+        assert [s["study_name"] for s in _get(base + "/api/studies")["study_summaries"]] == ["kept"]
+        assert _ask(f"{base}/api/studies", host=f"trainbox:{port}") == 200
+        assert _ask(f"{base}/api/studies/{study_id}", "DELETE", host=f"127.0.0.1:{port}") == 204
+        assert _get(base + "/api/studies")["study_summaries"] == []
+
+
+def test_host_names_lose_their_port():
+    from signlab.serving.dashboard import host_name
+
+    assert [host_name(h) for h in ["127.0.0.1:8080", "[::1]:8080", "::1", "LocalHost.", "attacker.example:80", ""]] == [
+        "127.0.0.1", "::1", "::1", "localhost", "attacker.example", ""]
 
 
 def test_dashboard_refuses_a_missing_sqlite_file_without_creating_it(tmp_path):

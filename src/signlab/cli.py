@@ -461,24 +461,78 @@ def predict_command(
         typer.echo(f"{r['input']}: {r['letter']} ({r['probability']:.3f})  top {top}: {others}")
 
 
-@app.command("server")
+server_app = typer.Typer(help="An MLflow tracking server for a team; `server users` manages its accounts.",
+                         invoke_without_command=True)
+app.add_typer(server_app, name="server")
+users_app = typer.Typer(help="Accounts on a `signlab server --auth` (as an admin: MLFLOW_TRACKING_USERNAME and "
+                        "MLFLOW_TRACKING_PASSWORD).", no_args_is_help=True)
+server_app.add_typer(users_app, name="users")
+ServerUri = Annotated[str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+                                        help="The server's URL.")]
+
+
+@server_app.callback()
 @friendly
 def server(
+    ctx: typer.Context,
     backend_store_uri: Annotated[str, typer.Option(envvar="MLFLOW_BACKEND_STORE_URI", show_envvar=True,
                                                    help="Database for runs and models (SQLAlchemy URL).")] = "sqlite:///mlflow.db",
     artifacts_destination: Annotated[str, typer.Option(
             help="Where the server keeps artifacts (a folder or s3://...).")] = "./mlartifacts",
-    host: Annotated[str, typer.Option(help="Interface to listen on; 127.0.0.1 keeps it to this machine.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface to listen on; 127.0.0.1 keeps it to this machine "
+                                      "(another needs --auth or --insecure).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5000,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Server worker processes.")] = 1,
     allowed_hosts: Annotated[str | None, typer.Option(help="Host names the server answers to, e.g. 'trainbox:5000' "
                                                       "(MLflow's default: localhost and private IPs).")] = None,
+    auth: Annotated[bool, typer.Option("--auth", help="Require a user name and password (MLflow's basic-auth app; "
+                                       "admin 'admin', password from $SIGNLAB_ADMIN_PASSWORD).")] = False,
+    auth_db: Annotated[str | None, typer.Option(help="With --auth: the user database, a path or SQLAlchemy URL "
+                                                "(default: mlflow-auth.db beside a SQLite backend store, "
+                                                "else in this folder).")] = None,
+    default_permission: Annotated[str, typer.Option(help="With --auth: what users may do to experiments and models "
+                                                    "they did not create: READ, USE, EDIT (log to them, not delete), "
+                                                    "MANAGE or NO_PERMISSIONS.")] = "EDIT",
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a --host other than loopback without --auth "
+                                           "(anyone who reaches the port can change and delete everything).")] = False,
+    admin_password: Annotated[str | None, typer.Option(envvar="SIGNLAB_ADMIN_PASSWORD", hidden=True)] = None,  # env only
 ) -> None:
     """Start an MLflow tracking server (database backend store, proxied artifacts) for
     workers on several machines and a team's MLflow UI."""
+    if ctx.invoked_subcommand is not None:
+        return
     from signlab.serving.server import serve
 
-    serve(backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, echo=typer.echo)
+    serve(backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, echo=typer.echo,
+          auth=auth, auth_db=auth_db, default_permission=default_permission, insecure=insecure,
+          admin_password=admin_password)
+
+
+@users_app.command("add")
+@friendly
+def users_add(
+    name: Annotated[str, typer.Argument(help="The new user's name.")],
+    password: Annotated[str, typer.Option(envvar="SIGNLAB_USER_PASSWORD", prompt=True, hide_input=True,
+                                          confirmation_prompt=True, show_envvar=True,
+                                          help="The new user's password (at least 12 characters; asked if not given).")],
+    tracking_uri: ServerUri = "http://127.0.0.1:5000",
+) -> None:
+    """Create a user (not an admin) on the server; they log in with MLFLOW_TRACKING_USERNAME
+    and MLFLOW_TRACKING_PASSWORD."""
+    from signlab.serving.server import add_user
+
+    add_user(tracking_uri, name, password)
+    typer.echo(f"user {name} created on {tracking_uri}")
+
+
+@users_app.command("list")
+@friendly
+def users_list(tracking_uri: ServerUri = "http://127.0.0.1:5000") -> None:
+    """The server's users, admins marked."""
+    from signlab.serving.server import list_users
+
+    for user in list_users(tracking_uri):
+        typer.echo(user["username"] + (" (admin)" if user.get("is_admin") else ""))
 
 
 @app.command("dashboard")
@@ -487,14 +541,29 @@ def dashboard(
     storage: Storage = None,
     host: Annotated[str, typer.Option(help="Interface to listen on; 127.0.0.1 keeps it to this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8080,
+    allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Let the dashboard delete, rename and "
+                                               "annotate studies (default: read-only).")] = False,
+    allowed_hosts: Annotated[list[str] | None, typer.Option(help="Host names (besides loopback and --host) the "
+                                                            "dashboard answers to, e.g. 'trainbox' (repeatable, "
+                                                            "or comma-separated).")] = None,
 ) -> None:
     """Browse the studies in a storage with optuna-dashboard (history, importances, each trial's
     params and user attributes: its MLflow run as `mlflow_run_id`, and `mlflow_run_url` with a
-    tracking server). It can also write notes to studies and delete them."""
+    tracking server). Read-only unless --allow-writes; it answers only requests addressed to
+    loopback, --host or --allowed-hosts (a web page cannot reach it by DNS rebinding)."""
     from signlab import config
+    from signlab.errors import UserError
+    from signlab.stores import sqlite_file
+
+    database = sqlite_file(storage or config.DEFAULT_STORAGE)
+    if database is not None and not database.is_file():  # as `serve` checks, before its imports (seconds)
+        raise UserError(f"no study storage at {database} (SQLite file not found): run a study first, "
+                        "or pass --storage (or $SIGNLAB_STORAGE) naming the one it used")
     from signlab.serving.dashboard import serve
 
-    serve(storage or config.DEFAULT_STORAGE, host, port, echo=typer.echo)
+    names = [n.strip() for item in allowed_hosts or [] for n in item.split(",") if n.strip()]
+    serve(storage or config.DEFAULT_STORAGE, host, port, echo=typer.echo, allow_writes=allow_writes,
+          allowed_hosts=names)
 
 
 # ---- report ---------------------------------------------------------------------------------
