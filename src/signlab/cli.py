@@ -407,6 +407,9 @@ def promote(
     run_id: Annotated[str | None, typer.Option(help="Promote this run instead.")] = None,
     experiment: Annotated[str | None, typer.Option(help="With --family: look only in this experiment.")] = None,
     force: Annotated[bool, typer.Option(help="Make it champion even if it does not beat the current one.")] = False,
+    trust_model: Annotated[bool, typer.Option(
+            "--trust-model", help="Register a classifier that is not stored as data (a pickle, other code), "
+                                  "which `predict` would then refuse too: loading it RUNS ITS CODE.")] = False,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Register a run's model; move the `champion` alias to it only if it beats the champion."""
@@ -424,7 +427,7 @@ def promote(
     setup(tracking_uri)
     client = MlflowClient()
     chosen = run_id or best_run(client, family, experiment).info.run_id
-    verdict = do_promote(chosen, force=force, client=client)
+    verdict = do_promote(chosen, force=force, client=client, trust_model=trust_model)
     typer.echo(verdict.message)
 
 
@@ -436,29 +439,38 @@ def predict_command(
     inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG images (any size) or CSVs in the data set's format.")],
     model: Annotated[str, typer.Option(help="Model URI (default: the CNN champion).")] = DEFAULT_MODEL_URI,
     top: Annotated[int, typer.Option(min=1, max=24, help="How many letters to list per image.")] = 3,
-    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output (a JSON array, streamed).")] = False,
+    trust_model: Annotated[bool, typer.Option(
+            "--trust-model", help="Load a model that is not a signlab classifier stored as data (a pickle, "
+                                  "other code): this RUNS ITS CODE. Only for a model whose writer you trust.")] = False,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Predict the letter of each image."""
+    """Predict the letter of each image; CSV rows (plain or .gz) are read and answered in chunks."""
     import json
 
+    from signlab.errors import UserError
+    from signlab.serving.predict import check_inputs
+
+    check_inputs(inputs)  # before MLflow is imported (seconds)
     from mlflow.exceptions import MlflowException
 
-    from signlab.errors import UserError
     from signlab.runs.store import setup
     from signlab.serving.predict import predict
 
     setup(tracking_uri)
     try:
-        results = predict(model, inputs, top)
+        results = predict(model, inputs, top, trust_model=trust_model)
+        if json_:  # one array, item by item as results come
+            for i, r in enumerate(results):
+                item = json.dumps(r, indent=2).replace("\n", "\n  ")
+                typer.echo(f"{'[' if i == 0 else ','}\n  {item}", nl=False)
+            typer.echo("\n]")
+            return
+        for r in results:
+            others = ", ".join(f"{t['letter']} {t['probability']:.3f}" for t in r["top"])
+            typer.echo(f"{r['input']}: {r['letter']} ({r['probability']:.3f})  top {top}: {others}")
     except MlflowException as exc:
         raise UserError(f"cannot use model {model}: {exc.message.splitlines()[0]}") from None
-    if json_:
-        typer.echo(json.dumps(results, indent=2))
-        return
-    for r in results:
-        others = ", ".join(f"{t['letter']} {t['probability']:.3f}" for t in r["top"])
-        typer.echo(f"{r['input']}: {r['letter']} ({r['probability']:.3f})  top {top}: {others}")
 
 
 server_app = typer.Typer(help="An MLflow tracking server for a team; `server users` manages its accounts.",

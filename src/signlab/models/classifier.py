@@ -125,15 +125,20 @@ class LetterModel:
 
     @classmethod
     def load(cls, folder: Path) -> LetterModel:
-        """Read a model written by `save`."""
+        """Read a model written by `save`, as data: settings from JSON, a Keras file in safe
+        mode (no lambdas or other code in its config), a skops file trusting only the types
+        scikit-learn's MLP needs beyond skops' defaults (never pickle)."""
         folder = Path(folder)
         meta = json.loads((folder / "signlab.json").read_text())
-        if meta["family"] == "cnn":
+        family, normalise, n_outputs = meta["family"], meta["normalise"], meta["n_outputs"]
+        if family not in ("cnn", "mlp", "knn") or not isinstance(normalise, bool) or n_outputs not in (24, 25):
+            raise UserError(f"{folder}: not a signlab model ({str(meta)[:100]})")
+        if family == "cnn":
             import keras
 
-            estimator = keras.saving.load_model(folder / "model.keras", compile=False)
+            estimator = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)
         else:
             import skops.io as sio
 
             estimator = sio.load(folder / "model.skops", trusted=SKOPS_TRUSTED_TYPES)
-        return cls(meta["family"], estimator, meta["normalise"], meta["n_outputs"])
+        return cls(family, estimator, normalise, n_outputs)

@@ -1,5 +1,7 @@
 """Logged models: every run's model in its own flavour (`model`) and as the letters pyfunc
-(`classifier`), with pinned requirements."""
+(`classifier`), with pinned requirements. The classifier is data: its MLmodel names the
+installed `signlab.models.pyfunc` as loader and its data is a `LetterModel.save` folder
+(JSON, `.keras`, `.skops`), so loading it runs no code from the store (no pickle)."""
 
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
 
     from signlab.data.splits import scale
     from signlab.models.classifier import SKOPS_TRUSTED_TYPES
-    from signlab.models.pyfunc import INPUT_DOC, PIXEL_COLUMNS, LetterPyfunc, predictions_frame
+    from signlab.models.pyfunc import INPUT_DOC, LOADER_MODULE, PIXEL_COLUMNS, predictions_frame
 
     reqs = requirements()
     pixels = example_images[:2].reshape(2, -1).astype(np.float64)
@@ -72,7 +74,7 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         folder = model.save(Path(tmp) / "letter_model")
         info = mlflow.pyfunc.log_model(
-            name=CLASSIFIER_ARTIFACT, python_model=LetterPyfunc(), artifacts={"letter_model": str(folder)},
+            name=CLASSIFIER_ARTIFACT, loader_module=LOADER_MODULE, data_path=str(folder),
             input_example=frame, signature=signature, pip_requirements=reqs, metadata={"input": INPUT_DOC},
         )
     mlflow.set_tag(CLASSIFIER_URI_TAG, info.model_uri)

@@ -105,8 +105,11 @@ def _alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
         raise
 
 
-def promote(run_id: str, force: bool = False, client: MlflowClient | None = None) -> Verdict:
-    """Register `run_id`'s classifier (once) and move the aliases by the gate."""
+def promote(run_id: str, force: bool = False, client: MlflowClient | None = None,
+            trust_model: bool = False) -> Verdict:
+    """Register `run_id`'s classifier (once) and move the aliases by the gate. A classifier
+    whose loading could run code from the store (`predict.check_classifier`) is refused before
+    anything is registered, unless `trust_model`."""
     client = client or MlflowClient()
     try:
         run = client.get_run(run_id)
@@ -118,6 +121,10 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
     uri = run.data.tags.get(CLASSIFIER_URI_TAG)
     if family not in MODEL_NAMES or not uri or run.info.status != "FINISHED":
         raise UserError(f"run {run_id} is not a finished signlab training run with a logged classifier")
+    if not trust_model:
+        from signlab.serving.predict import check_classifier
+
+        check_classifier(uri)
     name = MODEL_NAMES[family]
     version = _existing_version(client, name, run_id) or _register(client, name, uri, run)
     candidate = _version_metrics(version)
