@@ -113,3 +113,23 @@ def test_models_pickled_with_the_old_module_path_still_load():
     assert b"csignlab.models.pyfunc\nLetterPyfunc\n" in current
     old = current.replace(b"csignlab.models.pyfunc\n", b"csignlab.pyfunc\n")
     assert type(pickle.loads(old)) is LetterPyfunc
+
+
+# What the CLI imports to check a command's options, presets, study file, paths and URIs: a
+# framework imported at the top of one of these would make every such mistake wait seconds for
+# it (issue 25; tests/test_fast_errors.py runs the commands). Inside functions is where they go.
+CHECKING = ["__init__", "cli", "config", "console", "contract", "errors", "stores", "data/dataset", "data/labels",
+            "data/splits", "models/cnn", "models/knn", "models/mlp", "models/presets", "runs/references",
+            "search/setup", "search/space", "search/storage", "search/study_config"]
+FRAMEWORKS = {"tensorflow", "keras", "sklearn", "mlflow", "scipy", "plotly", "matplotlib", "optuna_dashboard"}
+
+
+@pytest.mark.parametrize("module", CHECKING)
+def test_modules_that_check_input_import_no_framework_at_their_top(module):
+    top = set()
+    for node in ast.parse((SRC / f"{module}.py").read_text()).body:  # `if TYPE_CHECKING:` blocks are not imports
+        if isinstance(node, ast.Import):
+            top.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            top.add(node.module.split(".")[0])
+    assert not top & FRAMEWORKS, f"signlab.{module} imports {sorted(top & FRAMEWORKS)} at its top"

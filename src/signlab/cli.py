@@ -69,6 +69,7 @@ def data_profile(
     per_letter: Annotated[int, typer.Option(min=1, max=32, help="Sample images per letter.")] = 8,
 ) -> None:
     """Class histograms and sample images of both splits; logged to MLflow inside a run."""
+    _check_data(data_dir)
     from signlab.data.dataset import load_split
     from signlab.data.profile import class_counts, write_profile
     from signlab.runs.lifecycle import log_to_active_run
@@ -102,6 +103,15 @@ def _strategy(value: str) -> str:
     return value
 
 
+def _check_data(data_dir: str | None) -> None:
+    """Both CSVs are in the data dir (the first check loading them makes): called before
+    MLflow and TensorFlow are imported, so a wrong --data-dir is refused within a second."""
+    from signlab.data.dataset import find_split_file
+
+    for split in ("train", "test"):
+        find_split_file(split, data_dir or None)
+
+
 @data_app.command("split")
 @friendly
 def data_split(
@@ -113,6 +123,7 @@ def data_split(
 ) -> None:
     """Write the validation split runs use (split.csv: row, label, group, split) and how
     much it leaks, beside the test split's figures."""
+    _strategy(strategy)  # before the data is read
     import pandas as pd
 
     from signlab.data.dataset import load_split
@@ -209,15 +220,18 @@ def train(
 ) -> None:
     """Train one model (a preset or the defaults, any field overridden) as an MLflow run."""
     from signlab.models.presets import make_spec
-    from signlab.runs.job import print_epoch, run_job
-    from signlab.runs.lifecycle import log_system_metrics
 
-    log_system_metrics(system_metrics)
     _check_seed(seed)
     fields = {"augment": augment, "adaptive_lr": adaptive_lr, "epochs": epochs, **_overrides(set_ or [])}
     if family == "mlp":
         fields.pop("adaptive_lr")
     spec = make_spec(preset, family=family, **fields)
+    _strategy(val_strategy)
+    _check_data(data_dir)
+    from signlab.runs.job import print_epoch, run_job  # MLflow and TensorFlow: after every check above
+    from signlab.runs.lifecycle import log_system_metrics
+
+    log_system_metrics(system_metrics)
     name = run_name or f"{preset or spec.family}{'-aug' if spec.augment else ''}"
     outcome = run_job(spec, run_name=name, tags={PRESET_TAG: preset or "custom"}, data_dir=data_dir,
                       subset=subset, val_fraction=val_fraction, seed=seed, val_strategy=_strategy(val_strategy),
@@ -249,13 +263,14 @@ def reference(
     """Retrain published models with their published settings, one MLflow run per row and
     seed; a row and seed already FINISHED with the same settings is skipped (so an
     interrupted run resumes)."""
-    from signlab.runs.job import print_epoch, run_job
-    from signlab.runs.lifecycle import log_system_metrics
     from signlab.runs.references import finished_run, parse_seeds, plan, references_session, select_rows
 
-    log_system_metrics(system_metrics)
     planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, subset,
-                   _strategy(val_strategy), val_fraction, data_dir)
+                   _strategy(val_strategy), val_fraction, data_dir)  # rows, seeds and data files checked
+    from signlab.runs.job import print_epoch, run_job  # MLflow and TensorFlow: after the checks
+    from signlab.runs.lifecycle import log_system_metrics
+
+    log_system_metrics(system_metrics)
     with references_session(len(planned), tracking_uri, experiment, config.take_launched_run()) as (experiment_id, entry):
         for item in planned:
             done = finished_run(experiment_id, item)
@@ -316,14 +331,16 @@ def study_run(
 ) -> None:
     """Run a study, or resume it: the same command again adds trials to the same study.
     Started on several machines with one --storage and --tracking-uri, the workers share it."""
-    from signlab.runs.lifecycle import log_system_metrics
-    from signlab.search.setup import Overrides
-    from signlab.search.study import run_study
+    from signlab.search.setup import Overrides, checked_inputs
 
-    log_system_metrics(system_metrics)
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
                           study_name=study_name, seed=seed, max_total_trials=max_total_trials,
                           refit_seeds=refit_seeds, new_parent=new_parent or None)
+    checked_inputs(study_file, overrides, storage or config.DEFAULT_STORAGE, data_dir)
+    from signlab.runs.lifecycle import log_system_metrics  # MLflow and TensorFlow: after the checks
+    from signlab.search.study import run_study
+
+    log_system_metrics(system_metrics)
     run_study(study_file, overrides, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
               progress=progress, echo=typer.echo, worker=worker, launched=config.take_launched_run())
 
@@ -350,12 +367,14 @@ def study_workers(
     """Run N worker processes on one study (here; on other machines run `signlab study run`
     with the same --storage, --tracking-uri and --max-total-trials)."""
     from signlab import config
-    from signlab.search.setup import Overrides
-    from signlab.search.workers import run_workers
+    from signlab.search.setup import Overrides, checked_inputs
 
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
                           study_name=study_name, seed=seed, max_total_trials=max_total_trials,
                           refit_seeds=refit_seeds)
+    checked_inputs(study_file, overrides, storage or config.DEFAULT_STORAGE, data_dir)
+    from signlab.search.workers import run_workers  # MLflow: after the checks
+
     code = run_workers(n, study_file, overrides, storage or config.DEFAULT_STORAGE, tracking_uri, data_dir,
                        echo=typer.echo, system_metrics=system_metrics)
     if code:
@@ -377,13 +396,16 @@ def study_refit(
     """Retrain a study's chosen trial on the whole training file, once per seed, as runs
     nested under its parent run (a study does this itself when it ends). Seeds that already
     have a FINISHED refit of that trial and spec are skipped: run it again to resume."""
-    from signlab.runs.lifecycle import log_system_metrics
-    from signlab.search.setup import Overrides
+    from signlab.search.setup import Overrides, resolved_config
+
+    overrides = Overrides(study_name=study_name, refit_seeds=seeds)
+    if resolved_config(study_file, overrides).refit.seeds:  # with none, refit_study says so first
+        _check_data(data_dir)
+    from signlab.runs.lifecycle import log_system_metrics  # MLflow and TensorFlow: after the checks
     from signlab.search.study import refit_study
 
     log_system_metrics(system_metrics)
-    refit_study(study_file, Overrides(study_name=study_name, refit_seeds=seeds), storage, tracking_uri, data_dir,
-                echo=typer.echo)
+    refit_study(study_file, overrides, storage, tracking_uri, data_dir, echo=typer.echo)
 
 
 @study_app.command("check")
@@ -413,17 +435,18 @@ def promote(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Register a run's model; move the `champion` alias to it only if it beats the champion."""
-    from mlflow.tracking import MlflowClient
-
     from signlab.errors import UserError
-    from signlab.runs.store import setup
-    from signlab.serving.registry import best_run
-    from signlab.serving.registry import promote as do_promote
 
     if (family is None) == (run_id is None):
         raise UserError("give --family cnn|mlp or --run-id RUN")
     if family is not None and family not in ("cnn", "mlp"):
         raise UserError(f"--family must be cnn or mlp, not {family!r}")
+    from mlflow.tracking import MlflowClient  # after the checks: MLflow takes seconds to import
+
+    from signlab.runs.store import setup
+    from signlab.serving.registry import best_run
+    from signlab.serving.registry import promote as do_promote
+
     setup(tracking_uri)
     client = MlflowClient()
     chosen = run_id or best_run(client, family, experiment).info.run_id

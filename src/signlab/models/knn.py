@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.neighbors import KNeighborsClassifier
+
+if TYPE_CHECKING:  # imported where a model is built: checking a spec needs no scikit-learn
+    from sklearn.neighbors import KNeighborsClassifier
 
 
 class KNNSpec(BaseModel):
@@ -22,6 +24,8 @@ class KNNSpec(BaseModel):
 
 def build_knn(spec: KNNSpec) -> KNeighborsClassifier:
     """Brute-force Euclidean KNN (on 784 dimensions trees do not help)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
     return KNeighborsClassifier(n_neighbors=spec.n_neighbors, weights=spec.weights, algorithm="brute")
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.neural_network import MLPClassifier
+
+if TYPE_CHECKING:  # imported where a model is built: checking a spec needs no scikit-learn
+    from sklearn.neural_network import MLPClassifier
 
 # Batches per `partial_fit` call in `train_one_epoch`: between calls, weights and Adam moments
 # that decayed into float32's subnormal range are set to zero.
@@ -35,6 +37,8 @@ class MLPSpec(BaseModel):
 
 def build_mlp(spec: MLPSpec, seed: int = 0) -> MLPClassifier:
     """An MLPClassifier (Adam) ready for `partial_fit`, one pass over the data per call."""
+    from sklearn.neural_network import MLPClassifier
+
     return MLPClassifier(
         hidden_layer_sizes=tuple(spec.hidden_layers),
         activation=spec.activation,

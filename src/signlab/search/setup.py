@@ -16,7 +16,6 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from signlab.errors import UserError, describe_error
-from signlab.search import recovery
 from signlab.search.space import check_buildable
 from signlab.search.storage import open_storage
 from signlab.search.study_config import StudyConfig, load_study_config
@@ -131,8 +130,25 @@ def resolved_config(config: str | Path, overrides: Overrides) -> StudyConfig:
     return cfg
 
 
+def checked_inputs(config: str | Path, overrides: Overrides, storage_url: str, data_dir: str | None) -> StudyConfig:
+    """The checks a study's start makes that need no model, data or MLflow, in its order: the
+    study file with the overrides, both data files there, the storage URL readable. The CLI
+    makes them before it imports MLflow or TensorFlow (seconds), so that such a mistake is
+    refused within a second; the start makes them again where it always did."""
+    cfg = resolved_config(config, overrides)
+    from signlab.data.dataset import find_split_file  # pandas: after the study file's checks
+    from signlab.stores import parse
+
+    for split in ("train", "test"):
+        find_split_file(split, data_dir or None)
+    parse(storage_url, "storage", "sqlite:///optuna.db")  # open_storage's first step, same words
+    return cfg
+
+
 def study_storage(cfg: StudyConfig, storage_url: str) -> RDBStorage:
     """The study's storage, checked usable, with heartbeats and the failed-trial handler."""
+    from signlab.search import recovery  # MLflow: imported once the study file has been checked
+
     return open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
                         recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
 
