@@ -94,6 +94,10 @@ def test_promotion_gate_and_aliases(store, mlp_runs):
 
     out = promote(worse)
     assert "stays challenger" in out and "does not beat champion v1" in out
+    # the same test images paired, photos resampled for both: difference, interval and verdict
+    paired = next(line for line in out.splitlines() if line.startswith("against champion"))
+    assert paired.startswith("against champion v1 on the same ") and " points (" in paired
+    assert any(verdict in paired for verdict in ("better", "worse", "no measurable difference"))
     assert _aliases(client, name) == {"champion": "1", "challenger": "2"}
 
     assert "v1 (test accuracy" in promote(better)

@@ -132,6 +132,13 @@ class RefitConfig(_Strict):
     seeds: int = Field(0, ge=0, le=10, description="refits with seeds seed, seed+1, ...; 0: no refit")
 
 
+class ConfirmConfig(_Strict):
+    """After the search, retrain the best trials with new seeds and choose by their mean."""
+
+    top_k: int = Field(3, ge=2, le=10, description="how many of the best complete trials by validation to confirm")
+    seeds: int = Field(2, ge=1, le=10, description="new-seed trainings of each, on the same split")
+
+
 class SimulateConfig(_Strict):
     """Trials that train nothing: made-up, seeded curves, `epoch_seconds` of sleep per epoch."""
 
@@ -153,6 +160,10 @@ class StudyConfig(_Strict):
     max_epochs: int = Field(10, ge=1, le=1000)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     refit: RefitConfig = Field(default_factory=RefitConfig)
+    parallel: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        "auto", description="trials at once on this machine, as worker processes; auto: one per core, as memory allows")
+    confirm: ConfirmConfig | None = Field(
+        None, description="retrain the top_k trials `seeds` more times; the choice goes to the best mean validation accuracy")
     subset: int = Field(0, ge=0, le=100_000, description="images per class (0: all; no class has 2,000)")
     seed: int = Field(0, ge=0, description="NumPy and Keras take seeds of 0 or more")
     experiment: str | None = None

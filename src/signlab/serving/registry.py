@@ -4,7 +4,10 @@ A run's `classifier` model becomes a new version of `sign-mnist-cnn` or `sign-mn
 The alias `champion` moves to it only if it beats the current champion on test accuracy
 (ties: macro F1, then fewer parameters), or with force; the old champion keeps `previous`;
 a losing candidate gets `challenger`. The evidence is kept as tags on the version.
-Promoting the same run again changes nothing.
+Promoting the same run again changes nothing. `promote` also prints the candidate against the
+champion on the same test images (`signlab.serving.evidence`): the difference with its paired
+interval over photos and a verdict. The gate stays on the point figures: a difference it
+cannot measure ("no measurable difference") still moves the alias, and the line says so.
 """
 
 from __future__ import annotations
@@ -129,6 +132,7 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
     version = _existing_version(client, name, run_id) or _register(client, name, uri, run)
     candidate = _version_metrics(version)
     champion = _alias(client, name, CHAMPION)
+    paired = "" if champion is None or champion.version == version.version else _paired(client, run, champion)
     if champion is not None and champion.version == version.version:
         return Verdict(name, version.version, run_id, "unchanged",
                        f"{name} v{version.version} (run {run_id}) is already the champion; nothing changed")
@@ -141,7 +145,7 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
         held = "" if champion is None else f"; v{champion.version} (test accuracy {old_accuracy:.4f}) is now 'previous'"
         return Verdict(name, version.version, run_id, CHAMPION,
                        f"{name} v{version.version} is the champion: test accuracy "
-                       f"{candidate.get(TEST_ACCURACY, float('nan')):.4f}{' (forced)' if force else ''}{held}")
+                       f"{candidate.get(TEST_ACCURACY, float('nan')):.4f}{' (forced)' if force else ''}{held}{paired}")
     current = _version_metrics(champion)
     if (challenger := _alias(client, name, CHALLENGER)) is not None and challenger.version == version.version:
         return Verdict(name, version.version, run_id, "unchanged",
@@ -152,7 +156,26 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
                    f"{name} v{version.version} stays challenger: test accuracy {candidate.get(TEST_ACCURACY, 0):.4f} "
                    f"(macro F1 {candidate.get(TEST_F1, 0):.4f}) does not beat champion v{champion.version}'s "
                    f"{current.get(TEST_ACCURACY, 0):.4f} (macro F1 {current.get(TEST_F1, 0):.4f}); "
-                   "use --force to promote it anyway")
+                   f"use --force to promote it anyway{paired}")
+
+
+def _paired(client: MlflowClient, run: Run, champion: ModelVersion) -> str:
+    """A second line: the candidate against the champion on the same test images, with the
+    paired interval over photos and its verdict. The gate itself compares the point figures
+    (a difference it cannot measure still decides); this line says how much that means."""
+    from signlab.serving.evidence import EvidenceCache, compare
+
+    source = champion.run_id or champion.tags.get("source_run")
+    try:
+        champion_run = client.get_run(source) if source else None
+    except MlflowException:
+        champion_run = None
+    cache = EvidenceCache(client)
+    found = compare(cache.evidence([run]), cache.evidence([champion_run])) if champion_run else None
+    if found is None:
+        return f"\nagainst champion v{champion.version}: no paired comparison (a run without test predictions)"
+    return (f"\nagainst champion v{champion.version} on the same {found.n_images:,} test images ({found.n_groups} photos): "
+            f"{found.text()}" + ("; the gate went by the point figures" if found.verdict.startswith("no ") else ""))
 
 
 def _existing_version(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
