@@ -13,6 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# one trial at a time unless a test asks for more (tests/test_parallel.py): the suite already runs
+# in two processes on two cores; children inherit it, `mlflow run` studies included
+os.environ["SIGNLAB_PARALLEL"] = "1"
 NO_DATA = ("the real data set is needed: set SIGNLAB_DATA_DIR to a folder with the Kaggle CSVs "
            "(CI uses ../shared/data/sign_mnist)")
 

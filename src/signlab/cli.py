@@ -9,6 +9,8 @@ import typer
 
 from signlab import config
 from signlab.contract import (
+    CI_HIGH,
+    CI_LOW,
     DEFAULT_MODEL_URI,
     LATENCY_MS,
     N_PARAMS,
@@ -150,7 +152,8 @@ def data_split(
 # ---- training -------------------------------------------------------------------------
 Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs (MLP: most iterations); default: the preset's.")]
 Subset = Annotated[int, typer.Option(min=0, help="Images per class from each file (0 = all), for quick runs.")]
-ValFraction = Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of the training file held out for validation.")]
+ValFraction = Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of the training file held out for validation; "
+                                            "0: train on the whole file for the preset's epochs, the last kept.")]
 Seed = Annotated[int, typer.Option(help="Seed for the split, initialisation, shuffling and augmentation.")]
 SystemMetrics = Annotated[bool, typer.Option("--system-metrics/--no-system-metrics",
                                              help="Record CPU and memory use on each run (MLflow system metrics).")]
@@ -175,6 +178,17 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+def _parallel(value: str | None) -> int | str | None:
+    """`--parallel`: a number of 1 or more, or auto; None keeps the study file's."""
+    from signlab.errors import UserError
+
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise UserError(f"--parallel {value[:20]!r}: expected auto or a number from 1 to 64")
+    return int(value)
+
+
 def _check_seed(seed: int) -> None:
     """NumPy and Keras take seeds of 0 or more; say so in one line, before any run starts."""
     from signlab.errors import UserError
@@ -185,9 +199,12 @@ def _check_seed(seed: int) -> None:
 
 def _print_outcome(outcome) -> None:  # noqa: ANN001
     m = outcome.metrics
+    val = f"val_accuracy {m[VAL_ACCURACY]:.4f}, " if VAL_ACCURACY in m else "no validation (whole file), "
+    low, high = TEST_ACCURACY + CI_LOW, TEST_ACCURACY + CI_HIGH
+    ci = f" (95% interval over photos {m[low]:.4f}-{m[high]:.4f})" if low in m else ""
     typer.echo(
-        f"run {outcome.run_id}: val_accuracy {m[VAL_ACCURACY]:.4f}, test_accuracy "
-        f"{m[TEST_ACCURACY]:.4f} (macro F1 {m[TEST_F1]:.4f}), perturbed test "
+        f"run {outcome.run_id}: {val}test_accuracy "
+        f"{m[TEST_ACCURACY]:.4f}{ci} (macro F1 {m[TEST_F1]:.4f}), perturbed test "
         f"{m[TEST_AUG_ACCURACY]:.4f}, {int(m[N_PARAMS]):,} params, {outcome.fit.epochs_run} epochs "
         f"in {m['train_seconds']:.1f} s, {m[LATENCY_MS]:.2f} ms per image"
     )
@@ -328,16 +345,32 @@ def study_run(
     new_parent: Annotated[bool, typer.Option(
             "--new-parent", help="If the tracking store lacks the study's parent run (a deleted mlflow.db), "
             "go on under a new one instead of stopping.")] = False,
+    parallel: Annotated[str | None, typer.Option(
+            envvar=config.PARALLEL_ENV, show_envvar=True,
+            help="Trials at once here, as worker processes sharing the cores: a number, or auto (one per core, "
+            "as memory allows); default: the file's `parallel` (auto).")] = None,
 ) -> None:
     """Run a study, or resume it: the same command again adds trials to the same study.
-    Started on several machines with one --storage and --tracking-uri, the workers share it."""
+    Started on several machines with one --storage and --tracking-uri, the workers share it.
+    Several trials at once (`--parallel`, the file's `parallel: auto`) run as local workers."""
     from signlab.search.setup import Overrides, checked_inputs
 
     overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
                           study_name=study_name, seed=seed, max_total_trials=max_total_trials,
-                          refit_seeds=refit_seeds, new_parent=new_parent or None)
-    checked_inputs(study_file, overrides, storage or config.DEFAULT_STORAGE, data_dir)
+                          refit_seeds=refit_seeds, new_parent=new_parent or None, parallel=_parallel(parallel))
+    cfg = checked_inputs(study_file, overrides, storage or config.DEFAULT_STORAGE, data_dir)
     from signlab.runs.lifecycle import log_system_metrics  # MLflow and TensorFlow: after the checks
+
+    n = 1 if worker is not None else (config.auto_parallel() if cfg.parallel == "auto" else cfg.parallel)
+    n = min(n, cfg.n_trials)  # never more workers than trials to run
+    if n > 1:  # this process launches the workers and waits; each is `study run --parallel 1`
+        from signlab.search.workers import run_workers
+
+        code = run_workers(n, study_file, overrides, storage or config.DEFAULT_STORAGE, tracking_uri, data_dir,
+                           echo=typer.echo, system_metrics=system_metrics, launched=config.take_launched_run())
+        if code:
+            raise typer.Exit(code)
+        return
     from signlab.search.study import run_study
 
     log_system_metrics(system_metrics)

@@ -120,3 +120,40 @@ def tracking_credentials() -> tuple[str, str] | None:
     """MLflow's tracking user and password from its variables, if both are set."""
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     return (user, password) if user and password else None
+
+
+# --- parallel trials ------------------------------------------------------------------------
+PARALLEL_ENV = "SIGNLAB_PARALLEL"  # trials at once (`--parallel`): a number, or auto
+THREADS_ENV = "SIGNLAB_THREADS"  # threads each worker's libraries may use (set by the launcher)
+TRIAL_MEMORY_BYTES = 3 << 30  # what one CNN trial may take (full data, its TensorFlow runtime: ~1.3 GB seen)
+
+
+def machine_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def auto_parallel() -> int:
+    """How many trials the machine holds at once: one per core, as memory allows."""
+    import psutil
+
+    by_memory = int(psutil.virtual_memory().available // TRIAL_MEMORY_BYTES)
+    return max(1, min(machine_cores(), by_memory))
+
+
+def thread_environment(workers: int) -> dict[str, str]:
+    """Variables that size each of `workers` processes' thread pools (TensorFlow's through
+    $SIGNLAB_THREADS, BLAS and OpenMP directly), so that they share the cores instead of
+    each taking them all."""
+    threads = str(max(1, machine_cores() // workers))
+    return {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def worker_threads() -> int | None:
+    """The threads this worker's launcher gave it ($SIGNLAB_THREADS), or None (all)."""
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None

@@ -8,7 +8,7 @@ import sys
 from signlab.cli import app
 
 FLAGS = {"--augment", "--adaptive-lr", "--force"}  # boolean options: value true/false
-UNSET_IF_ZERO = {"--epochs", "--n-trials", "--timeout", "--max-epochs", "--max-total-trials"}
+UNSET_IF_ZERO = {"--epochs", "--n-trials", "--timeout", "--max-epochs", "--max-total-trials", "--parallel"}
 
 
 def translate(argv: list[str]) -> list[str]:

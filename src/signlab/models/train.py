@@ -85,6 +85,23 @@ def whole_file_problem(spec: CNNSpec | MLPSpec | KNNSpec) -> str | None:
     return None
 
 
+def size_thread_pools() -> None:
+    """TensorFlow's thread pools as the launcher of parallel trials sized them ($SIGNLAB_THREADS),
+    before its runtime starts; a no-op otherwise, or once the runtime runs."""
+    from signlab.config import worker_threads
+
+    threads = worker_threads()
+    if threads is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 2)
+    except RuntimeError:  # the runtime already started (an earlier model in this process)
+        pass
+
+
 def set_seeds(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow (through Keras)."""
     import keras
@@ -152,6 +169,7 @@ def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: l
     import keras
     import tensorflow as tf
 
+    size_thread_pools()
     keras.config.disable_interactive_logging()  # no progress bars from predict() calls
     tf.get_logger().setLevel("ERROR")  # retracing notes when many models train in one process
     set_seeds(seed)

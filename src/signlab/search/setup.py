@@ -34,6 +34,7 @@ class Overrides:
     seed: int | None = None
     max_total_trials: int | None = None  # all workers together: no trial starts past this total
     refit_seeds: int | None = None  # the file's refit.seeds (0: no refit)
+    parallel: int | str | None = None  # trials at once here: a number or "auto" (the file's `parallel`)
     new_parent: bool | None = None  # go on under a new parent run if the study's is gone (`StudyConfig.new_parent`)
 
     def apply(self, cfg: StudyConfig) -> StudyConfig:

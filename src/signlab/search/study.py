@@ -28,7 +28,7 @@ from signlab.contract import (
     SAME_AS_ATTR,
 )
 from signlab.errors import UserError
-from signlab.models.train import EpochHook
+from signlab.models.train import EpochHook, size_thread_pools
 from signlab.runs import lifecycle, records, store
 from signlab.runs.job import prepare_data
 from signlab.search import recovery
@@ -115,6 +115,8 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
         # the GIL in long stretches, starving the trial's heartbeat thread, so that on a busy
         # machine another worker could take the trial for dead and fail it
         import keras  # noqa: F401
+
+        size_thread_pools()  # before any model is built: a parallel trial's share of the cores
     stopped: KeyboardInterrupt | None = None
     try:
         with lifecycle.tracked_run(run_id=parent):

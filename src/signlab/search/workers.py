@@ -15,20 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from signlab.config import child_environment
+from signlab.config import child_environment, thread_environment
 from signlab.data.dataset import load_split
 from signlab.search.parent import start_session
 from signlab.search.setup import Overrides, resolved_config
 
 
 def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
-            data_dir: str | None) -> tuple[int, int, str]:
-    """Check the data, then create or resume the study and its parent run; (trials already
+            data_dir: str | None, launched: str | None = None) -> tuple[int, int, str]:
+    """Check the data, then create or resume the study and its parent run (`launched`: the run
+    `mlflow run` started, which becomes the parent or this session's run); (trials already
     there, the cap, the tracking URI)."""
     cfg = resolved_config(config, overrides)
     for split in ("train", "test"):
         load_split(split, data_dir)  # a missing or bad file stops us before anything is created
-    started = start_session(cfg, storage_url, tracking_uri, None)
+    started = start_session(cfg, storage_url, tracking_uri, launched)
     study, uri = started.study, started.tracking_uri
     existing = len(study.trials)
     cap = existing + cfg.n_trials
@@ -42,23 +43,28 @@ def worker_command(config: str | Path, cap: int, options: dict[str, Any]) -> lis
     args = [sys.executable, "-m", "signlab", "study", "run", str(config), "--max-total-trials", str(cap),
             "--no-progress"]
     for key, value in options.items():
-        if value is not None:
+        if value is True:  # a flag (--new-parent)
+            args.append(f"--{key.replace('_', '-')}")
+        elif value is not None and value is not False:
             args += [f"--{key.replace('_', '-')}", str(value)]
     return args
 
 
 def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
-                data_dir: str | None, echo: Callable[[str], None] = print, system_metrics: bool = True) -> int:
+                data_dir: str | None, echo: Callable[[str], None] = print, system_metrics: bool = True,
+                launched: str | None = None) -> int:
     """Start `n` workers on one study, wait for all; the worst exit code. Ctrl-C or SIGTERM
-    is passed on to every worker, whose running trials then end FAIL and their runs KILLED."""
-    existing, cap, uri = prepare(config, overrides, storage_url, tracking_uri, data_dir)
+    is passed on to every worker, whose running trials then end FAIL and their runs KILLED.
+    Each worker's thread pools get its share of the cores (`config.thread_environment`)."""
+    existing, cap, uri = prepare(config, overrides, storage_url, tracking_uri, data_dir, launched)
     if existing >= cap:
         echo(f"the study already has {existing} trials (cap {cap}): nothing to do")
         return 0
     echo(f"{n} workers on the study ({existing} trials so far, stopping at {cap} in all)")
     # the launcher's overrides, but the trial budget: each worker may run all that is left
-    options = {**vars(overrides), "n_trials": cap - existing, "max_total_trials": None, "data_dir": data_dir}
-    env = child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=uri)
+    options = {**vars(overrides), "n_trials": cap - existing, "max_total_trials": None, "data_dir": data_dir,
+               "parallel": 1, "new_parent": None}  # the parent is settled above, once
+    env = child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=uri, **thread_environment(n))
     command = worker_command(config, cap, options) + ([] if system_metrics else ["--no-system-metrics"])
     # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on once
     # (a second interrupt could land in a worker's clean-up and leave its run RUNNING).

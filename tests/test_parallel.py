@@ -1,0 +1,96 @@
+"""Parallel trials on one machine (`study run --parallel N`, the study file's `parallel: auto`):
+local workers on one study, each trial one nested run under the one parent, the trial budget
+held, resume numbering on, Ctrl-C ending every child cleanly. Real SQLite, real data (a subset)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers import runs_by_role, subprocess_env, tiny_study
+from mlflow.tracking import MlflowClient
+
+from signlab import config
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("data_dir")]
+
+
+def study_run(path: Path, tmp: Path, *args: str) -> subprocess.Popen:
+    """`signlab study run` with the two stores in `tmp`, $SIGNLAB_PARALLEL unset (the suite sets it to 1)."""
+    env = subprocess_env()
+    env.pop(config.PARALLEL_ENV, None)
+    return subprocess.Popen([sys.executable, "-m", "signlab", "study", "run", str(path), "--storage",
+                             f"sqlite:///{tmp / 'optuna.db'}", "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+                             "--no-system-metrics", *args], env=env, cwd=tmp, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_trials_at_once_share_one_parent_and_the_budget(tmp_path):
+    path = tiny_study(tmp_path, "par", max_epochs=2, n_trials=4)
+    proc = study_run(path, tmp_path, "--parallel", "2")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    assert "2 workers on the study (0 trials so far, stopping at 4 in all)" in out
+    assert "worker 1: " in out and "worker 2: " in out
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.load_study(study_name="par", storage=storage)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3], "the budget held: 4 trials, not 2 x 4"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    roles = runs_by_role(client, "par")
+    (parent,) = roles["study"]
+    assert parent.info.status == "FINISHED"
+    trials = roles["trial"]
+    assert len(trials) == 4 and {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
+    assert sorted(int(r.data.tags["trial_number"]) for r in trials) == [0, 1, 2, 3]
+    assert len({r.data.tags["signlab.worker"] for r in trials}) == 2, "two processes ran the trials"
+    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in trials}
+    # resumed in parallel: numbering goes on, still one parent
+    proc = study_run(path, tmp_path, "--parallel", "2", "--n-trials", "2")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    study = optuna.load_study(study_name="par", storage=storage)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3, 4, 5]
+    roles = runs_by_role(client, "par")
+    assert len(roles["study"]) == 1 and len(roles["trial"]) == 6
+
+
+def test_ctrl_c_ends_every_child_and_leaves_nothing_running(tmp_path):
+    path = tiny_study(tmp_path, "stop", max_epochs=300, n_trials=4, high=512)
+    proc = study_run(path, tmp_path, "--parallel", "2")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    deadline = time.monotonic() + 300
+    while True:  # both workers mid-trial, each with its run
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+        try:
+            running = optuna.load_study(study_name="stop", storage=storage).get_trials(
+                states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:
+            running = []
+        if len([t for t in running if "mlflow_run_id" in t.user_attrs]) == 2:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in out, out[-3000:]
+    study = optuna.load_study(study_name="stop", storage=storage)
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert len(study.get_trials(states=(optuna.trial.TrialState.FAIL,))) == 2
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("stop")
+    assert not client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'"), "nothing left RUNNING"
+    for trial in study.trials:
+        assert client.get_run(trial.user_attrs["mlflow_run_id"]).info.status in ("KILLED", "FINISHED")
+
+
+def test_parallel_option_is_checked_before_anything_starts(tmp_path):
+    path = tiny_study(tmp_path, "bad")
+    proc = study_run(path, tmp_path, "--parallel", "lots")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "--parallel 'lots': expected auto or a number from 1 to 64" in out
+    assert not (tmp_path / "optuna.db").exists()
