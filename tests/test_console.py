@@ -133,7 +133,7 @@ def interrupted_fit(delay):
         if delay is None and epoch == 1:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)  # the handler runs here
-        if time.monotonic() - start > 15:
+        if time.monotonic() - start > 15 and (delay is not None or epoch > 1):  # a slow machine's first epochs
             raise RuntimeError("the interrupt was lost")
 
     try:

@@ -145,13 +145,14 @@ def test_report_json_and_paired_comparisons(tracked, report):
     assert nn1["published"] == pytest.approx(0.1861) and nn1["reproduction"]["seeds"] == 2
     paired = nn1["paired_with_our_best"]
     assert paired["verdict"] in ("better", "worse", "no measurable difference")
-    assert paired["n_images"] == 24 * 6 and paired["ci_low"] <= paired["difference"] <= paired["ci_high"]
+    # quick runs test on a capped split drawn with their seed: nn1's two seeds and our model share some images
+    assert 0 < paired["n_images"] <= 24 * 6 and paired["ci_low"] <= paired["difference"] <= paired["ci_high"]
     assert data["references"][1]["reproduction"] is None  # NN 2: not reproduced here
     md = report[0].read_text()
     line = next(line for line in md.splitlines() if line.startswith("| NN 1 "))
     assert line in md and "## Paired comparisons" in md
     row = next(line for line in md.splitlines() if line.startswith("| NN 1") and paired["verdict"] in line)
-    assert f"| {24 * 6} |" in row
+    assert f"| {paired['n_images']:,} |" in row
 
 
 def test_report_is_logged_as_a_run(tracked, report):

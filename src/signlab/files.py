@@ -38,6 +38,15 @@ def atomic_path(target: Path) -> Iterator[Path]:
         raise
 
 
+def fill(tmp: Path, target: Path, text: str) -> None:
+    """Write `text` to `atomic_path(target)`'s temp path; a failure names `target` (with
+    several atomic paths open at once, the innermost block would otherwise name its own)."""
+    try:
+        tmp.write_text(text)
+    except OSError as exc:
+        raise _cannot_write(target, exc) from None
+
+
 def write_text(target: Path, text: str) -> Path:
     """Write `text` to `target` atomically; `target`."""
     with atomic_path(target) as tmp:

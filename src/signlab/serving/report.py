@@ -44,7 +44,7 @@ from signlab.contract import (
     VAL_AUG_ACCURACY,
 )
 from signlab.errors import UserError
-from signlab.files import atomic_path, output_folder
+from signlab.files import atomic_path, fill, output_folder
 from signlab.models.evaluate import Evaluation, confusion_figure
 from signlab.models.intervals import Comparison, Interval
 from signlab.runs.references import Reference, best_clean_reference, load_references, watched_test
@@ -490,9 +490,9 @@ def write_report(client: MlflowClient, output: Path, experiments: list[str] | No
     data = report_data(ours, best, lead, found, family, stamp, redact(mlflow.get_tracking_uri()))
     # all three replaced, or none
     with atomic_path(md) as md_tmp, atomic_path(page) as page_tmp, atomic_path(machine) as json_tmp:
-        md_tmp.write_text(markdown_page(lead, intro, tables, notes))
-        page_tmp.write_text(html_page(lead, intro, tables, notes, figures))
-        json_tmp.write_text(json.dumps(_finite(data), indent=1, allow_nan=False, default=_json_default))
+        fill(md_tmp, md, markdown_page(lead, intro, tables, notes))
+        fill(page_tmp, page, html_page(lead, intro, tables, notes, figures))
+        fill(json_tmp, machine, json.dumps(_finite(data), indent=1, allow_nan=False, default=_json_default))
     return [md, page, machine]
 
 
