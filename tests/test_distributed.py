@@ -25,7 +25,7 @@ import mlflow
 import optuna
 import pytest
 import sqlalchemy
-from helpers import free_port, runs_by_role, subprocess_env, wait_for_http
+from helpers import free_port, runs_by_role, subprocess_env, wait_for_http, wait_for_running_trials
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -441,17 +441,7 @@ def test_stopping_the_workers_launcher_stops_every_worker_cleanly(postgres, trac
     path = study_file(tmp_path, "launcher", epochs=8)
     proc = signlab("study", "workers", "2", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "4",
                    cwd=tmp_path)
-    deadline = time.monotonic() + 300
-    while True:  # both workers in the middle of a trial
-        assert proc.poll() is None and time.monotonic() < deadline
-        try:
-            running = optuna.load_study(study_name="launcher", storage=storage).get_trials(
-                states=(optuna.trial.TrialState.RUNNING,))
-        except KeyError:
-            running = []
-        if len([t for t in running if "mlflow_run_id" in t.user_attrs]) == 2:
-            break
-        time.sleep(0.2)
+    wait_for_running_trials(storage, "launcher", proc, 2)  # both workers in the middle of a trial
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     output = finish(proc, timeout=120)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import runs_by_role, subprocess_env, tiny_study
+from helpers import runs_by_role, subprocess_env, tiny_study, wait_for_running_trials
 from mlflow.tracking import MlflowClient
 
 from signlab import config
@@ -63,17 +63,7 @@ def test_ctrl_c_ends_every_child_and_leaves_nothing_running(tmp_path):
     path = tiny_study(tmp_path, "stop", max_epochs=300, n_trials=4, high=512)
     proc = study_run(path, tmp_path, "--parallel", "2")
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    deadline = time.monotonic() + 300
-    while True:  # both workers mid-trial, each with its run
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-        try:
-            running = optuna.load_study(study_name="stop", storage=storage).get_trials(
-                states=(optuna.trial.TrialState.RUNNING,))
-        except KeyError:
-            running = []
-        if len([t for t in running if "mlflow_run_id" in t.user_attrs]) == 2:
-            break
-        time.sleep(0.2)
+    wait_for_running_trials(storage, "stop", proc, 2)  # both workers mid-trial, each with its run
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)

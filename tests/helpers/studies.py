@@ -1,7 +1,9 @@
-"""A study file small enough to run in seconds."""
+"""A study file small enough to run in seconds, and waiting for its workers' trials."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,3 +20,21 @@ def tiny_study(folder: Path, name: str = "tiny", *, max_epochs: int = 1, subset:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
+
+
+def wait_for_running_trials(storage: str, name: str, proc: subprocess.Popen, n: int, timeout: float = 300) -> None:
+    """Until `n` trials of study `name` are RUNNING with their MLflow runs (workers mid-trial),
+    `proc` still alive; fails the test past `timeout` seconds."""
+    import optuna
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, "the workers ended or never got there"
+        try:
+            running = optuna.load_study(study_name=name, storage=storage).get_trials(
+                states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:
+            running = []
+        if len([t for t in running if "mlflow_run_id" in t.user_attrs]) == n:
+            return
+        time.sleep(0.2)

@@ -14,7 +14,6 @@ from signlab.data.labels import LABELS, LETTERS
 from signlab.models.evaluate import Evaluation
 
 _LETTER = dict(zip(LABELS, LETTERS, strict=True))
-_LABEL = {letter: label for label, letter in _LETTER.items()}
 COLUMNS = ["row", "group", "true", "predicted", "probability"]
 
 
@@ -57,7 +56,3 @@ def correct_by_row(frames: list[pd.DataFrame]) -> pd.DataFrame:
     common = common.sort_values()
     share = np.mean([f.loc[common, "correct"].to_numpy() for f in scored], axis=0)
     return pd.DataFrame({"group": scored[0].loc[common, "group"].to_numpy(), "correct": share}, index=common)
-
-
-def label_of(letter: str) -> int:
-    return _LABEL[letter]

@@ -472,11 +472,12 @@ def write_report(client: MlflowClient, output: Path, experiments: list[str] | No
                  study: str | None = None, family: str | None = None, top: int = 1) -> list[Path]:
     """Write report.md and report.html into `output`; the paths written."""
     ours = collect(client, experiments, study, family, top)
-    attach_evidence(ours, EvidenceCache(client))
+    cache = EvidenceCache(client)  # each run's predictions downloaded once
+    attach_evidence(ours, cache)
     best = best_row(ours)
     champion = champion_row(client, family or (best.family if best else None))
     if champion is not None:
-        attach_evidence([champion[1]], EvidenceCache(client))
+        attach_evidence([champion[1]], cache)
     found = paired_comparisons(ours, best, champion)
     tables = [ours_table(ours), references_table(ours, family), paired_table(best, found)]
     figures, notes = _best_model_figures(client, best)
