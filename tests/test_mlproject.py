@@ -17,6 +17,16 @@ from signlab.mlproject import translate
     (["--storage", "", "--study-name", "", "--tracking-uri", "sqlite:///m.db"], ["--tracking-uri", "sqlite:///m.db"]),
     (["study", "run", "studies/cnn.yaml", "--n-trials", "3"], ["study", "run", "studies/cnn.yaml", "--n-trials", "3"]),
     (["train", "--preset", "cnn3", "--augment", "true"], ["train", "--preset", "cnn3", "--augment"]),
+    # The MLproject's defaults are words (the MLflow UI shows '' as `''`): each means unset.
+    (["study", "run", "s.yaml", "--n-trials", "file", "--subset", "file", "--storage", "default",
+      "--max-total-trials", "none", "--seed", "file", "--parallel", "file"], ["study", "run", "s.yaml"]),
+    (["train", "--epochs", "preset", "--data-dir", "default"], ["train"]),
+    (["report", "--study", "all", "--family", "all", "--top", "1"], ["report", "--top", "1"]),
+    # ... and only where they are defaults: a row named `all`, a train family `all` reach the CLI.
+    (["reference", "all", "--seeds", "default"], ["reference", "all"]),
+    (["train", "--family", "all"], ["train", "--family", "all"]),
+    (["study", "run", "s.yaml", "--max-total-trials", "none", "--n-trials", "none"],
+     ["study", "run", "s.yaml", "--n-trials", "none"]),
 ])
 def test_translate(given, passed):
     assert translate(given) == passed

@@ -1,5 +1,9 @@
 """MLproject entry points pass every parameter as `--name value`; this turns MLflow's
-conventions (true/false, 0 = default, '' = unset) into the `signlab` CLI's options."""
+conventions (true/false, and words that mean "unset": the MLproject's defaults `file`,
+`default`, `preset`, `none`, `all`) into the `signlab` CLI's options.
+
+The defaults are words, not '', because `mlflow run` logs every entry-point parameter as given
+and the MLflow UI shows an empty one as `''`. The older spellings ('' and 0) still mean unset."""
 
 from __future__ import annotations
 
@@ -8,12 +12,34 @@ import sys
 from signlab.cli import app
 
 FLAGS = {"--augment", "--adaptive-lr", "--force"}  # boolean options: value true/false
-UNSET_IF_ZERO = {"--epochs", "--n-trials", "--timeout", "--max-epochs", "--max-total-trials", "--parallel"}
+UNSET_WORDS = {"", "file", "default"}  # any option: the study file's value / signlab's default
+# Words that mean unset for one option only (elsewhere they may be values: `reference all`).
+UNSET_FOR = {
+    "--epochs": {"0", "0.0", "preset"},
+    "--n-trials": {"0", "0.0"},
+    "--timeout": {"0", "0.0"},
+    "--max-epochs": {"0", "0.0"},
+    "--max-total-trials": {"0", "0.0", "none"},
+    "--parallel": {"0", "0.0"},
+    "--study": {"all"},
+    "--family": {"all"},
+}
+
+
+def _unset(option: str, value: str, command: str) -> bool:
+    """Whether `option value` means "not given" (so the CLI's own default applies)."""
+    value = value.strip()
+    if value in UNSET_WORDS:
+        return True
+    if option == "--family" and command != "report":  # train's --family all is a mistake to report
+        return False
+    return value in UNSET_FOR.get(option, set())
 
 
 def translate(argv: list[str]) -> list[str]:
     """['--augment', 'true', '--epochs', '0'] -> ['--augment']."""
     out: list[str] = []
+    command = argv[0] if argv else ""
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -24,7 +50,7 @@ def translate(argv: list[str]) -> list[str]:
                 raise SystemExit(f"error: {arg} must be true or false, got {value!r}")
             out.append(arg if truth in {"true", "1", "yes"} else "--no-" + arg[2:])
             i += 2
-        elif value is not None and (value == "" or (arg in UNSET_IF_ZERO and value.strip() in {"0", "0.0"})):
+        elif value is not None and _unset(arg, value, command):
             i += 2
         else:
             out.append(arg)
