@@ -66,8 +66,10 @@ CASES = {
     "dashboard storage": (["dashboard", "--storage", "sqlite:///{missing}/optuna.db"], ["no study storage at"]),
     "server store": (["server", "--backend-store-uri", "notaurl"], ["is not a database URL"]),
     "profile data dir": (["data", "profile", "--data-dir", "{missing}"], ["sign_mnist_train.csv not found"]),
-    "split strategy": (["data", "split", "--output", "out", "--strategy", "bogus", "--data-dir", "{data}"],
+    "split strategy": (["data", "split", "--output", "out", "--val-strategy", "bogus", "--data-dir", "{data}"],
                        ["'bogus'"]),
+    "split strategy, old spelling": (["data", "split", "--output", "out", "--strategy", "bogus", "--data-dir", "{data}"],
+                                     ["'bogus'"]),
 }
 
 

@@ -94,6 +94,9 @@ def data_profile(
 
 ValStrategy = Annotated[str, typer.Option("--val-strategy", help="grouped: hold out whole groups of variants of one photo "
                                           "(default); random: single images (leaks near-copies; for comparison).")]
+# `data split` said --strategy before every command said --val-strategy: the old spelling stays.
+SplitStrategy = Annotated[str, typer.Option("--val-strategy", "--strategy", help="grouped: hold out whole groups of "
+                                            "variants of one photo (default); random: single images (for comparison).")]
 
 
 def _strategy(value: str) -> str:
@@ -120,7 +123,7 @@ def data_split(
     output: Annotated[Path, typer.Option(help="Folder for split.csv.")],
     val_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of the training file held out.")] = 0.2,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the split.")] = 0,
-    strategy: Annotated[str, typer.Option(help="grouped (the default everywhere) or random.")] = "grouped",
+    strategy: SplitStrategy = "grouped",
     data_dir: DataDir = None,
 ) -> None:
     """Write the validation split runs use (split.csv: row, label, group, split) and how
