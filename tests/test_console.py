@@ -87,7 +87,7 @@ def test_sigterm_during_training_is_one_line_and_a_killed_run(tmp_path, train):
 
 HELD = """
 import os, signal, time
-from signlab.errors import Terminated, hold_interrupts, release_interrupts, signals_as_interrupts
+from signlab.signals import Terminated, hold_interrupts, release_interrupts, signals_as_interrupts
 try:
     with signals_as_interrupts():
         hold_interrupts()
@@ -112,14 +112,14 @@ def test_signals_held_while_a_run_is_created_are_raised_on_release():
 
 INTERRUPTED_FITS = """
 import json, os, signal, sys, threading, time, traceback
-import signlab.errors
+import signlab.signals
 from signlab.data.dataset import load_split
 from signlab.data.splits import stratified_subset
-from signlab.errors import signals_as_interrupts
+from signlab.signals import signals_as_interrupts
 from signlab.models.cnn import CNNSpec
 from signlab.models.train import fit
 
-signlab.errors.CLEANUP_SECONDS = 600  # this process goes on after each signal
+signlab.signals.CLEANUP_SECONDS = 600  # this process goes on after each signal
 unraisable = []
 sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
 split = load_split("train")

@@ -13,13 +13,13 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "signlab"
 # the layers, lowest first; a module may import its own layer and those below it
 LAYERS = [
-    {"config", "errors", "contract", "files", "stores", "plots", "console"},
+    {"config", "errors", "signals", "contract", "files", "stores", "plots", "console"},
     {"data"},
     {"models"},
     {"runs"},
     {"search"},
     {"serving"},
-    {"cli", "mlproject", "__main__", "__init__", "pyfunc"},
+    {"cli", "cli_errors", "mlproject", "__main__", "__init__", "pyfunc"},
 ]
 
 
@@ -133,3 +133,19 @@ def test_modules_that_check_input_import_no_framework_at_their_top(module):
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.add(node.module.split(".")[0])
     assert not top & FRAMEWORKS, f"signlab.{module} imports {sorted(top & FRAMEWORKS)} at its top"
+
+
+def test_the_served_model_loads_no_cli_and_no_framework_and_import_changes_nothing():
+    """Importing the served model's module pulls in neither Typer, rich nor TensorFlow/Keras
+    (they load when a Keras model does), and `import signlab...` leaves os.environ as it was:
+    the quiet defaults are set at the edges (the CLI, the model's loader)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; before = dict(os.environ); import signlab.models.pyfunc; "
+            "print(sorted(m for m in ('typer', 'rich', 'tensorflow', 'keras') if m in sys.modules)); "
+            "print(sorted(k for k, v in os.environ.items() if before.get(k) != v and not k.startswith('_MLFLOW')))")
+    quieted = ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in quieted}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout + out.stderr

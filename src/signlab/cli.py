@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from signlab import config
+from signlab.cli_errors import friendly
 from signlab.contract import (
     CI_HIGH,
     CI_LOW,
@@ -20,7 +21,8 @@ from signlab.contract import (
     TEST_F1,
     VAL_ACCURACY,
 )
-from signlab.errors import friendly
+
+config.quiet_defaults()  # the CLI's edge: before any command imports TensorFlow or MLflow
 
 app = typer.Typer(help="MLflow-tracked hyperparameter studies for Sign Language MNIST.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)

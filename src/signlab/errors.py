@@ -1,151 +1,19 @@
-"""Errors a user can act on, and interrupts: the CLI prints one line for each, without a
-traceback."""
+"""Errors a user can act on (the CLI prints each as one line, without a traceback), and how
+an error message shows a bad value: bounded, on one line."""
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 import reprlib
-import signal
-import sys
-import threading
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Collection
+from typing import Any
 
-import typer
-
-P = ParamSpec("P")
-R = TypeVar("R")
-CLEANUP_SECONDS = 20  # after Ctrl-C or SIGTERM, the process exits within this, cleaned up or not
 PREVIEW_CHARS = 80  # a bad value is shown cut to this, never whole (a 50 MB list would be)
 
 
 class UserError(Exception):
     """Bad input or configuration, with a message saying what and where (every error a user
     can act on is one, so the CLI prints its message alone)."""
-
-
-class Terminated(KeyboardInterrupt):
-    """The process got SIGTERM; a KeyboardInterrupt, so runs end KILLED and Optuna fails the trial."""
-
-
-class _Held:
-    """Holds on interrupts (nested) and the signal that arrived meanwhile."""
-
-    depth = 0
-    pending: int | None = None
-
-
-def _in_main_thread() -> bool:
-    """Python runs signal handlers in the main thread only: holds and handlers live there."""
-    return threading.current_thread() is threading.main_thread()
-
-
-def hold_interrupts() -> None:
-    """From now until the matching `release_interrupts`, a SIGINT/SIGTERM that
-    `signals_as_interrupts` would raise waits (a run being created, say, must not be left
-    half made). Signals reach Python's handler in the main thread whatever thread the OS
-    gave them to, so this is done there rather than with the thread's signal mask; in other
-    threads (a server's) holds do nothing."""
-    if _in_main_thread():
-        _Held.depth += 1
-
-
-def release_interrupts() -> None:
-    """End a hold; the last one raises the interrupt that arrived while held, if any."""
-    if not _in_main_thread():
-        return
-    _Held.depth = max(0, _Held.depth - 1)
-    if _Held.depth == 0:
-        raise_held_interrupt()
-
-
-def raise_held_interrupt() -> None:
-    """Raise now, inside a hold, the interrupt that arrived while held, if any: a safe point
-    in held work (between two training batches, say)."""
-    if _Held.pending is not None and _in_main_thread():
-        signum, _Held.pending = _Held.pending, None
-        raise _interrupt(signum)
-
-
-@contextmanager
-def held_interrupts() -> Iterator[None]:
-    """`hold_interrupts` for the block; the interrupt held meanwhile is raised at its end."""
-    hold_interrupts()
-    try:
-        yield
-    finally:
-        release_interrupts()
-
-
-def _interrupt(signum: int) -> KeyboardInterrupt:
-    return Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-@contextmanager
-def signals_as_interrupts() -> Iterator[None]:
-    """While a command runs, SIGTERM raises `Terminated` and Ctrl-C `KeyboardInterrupt` in the
-    main thread, so `finally` blocks end runs KILLED. Later signals are ignored, so they cannot
-    cut that clean-up short (`mlflow run` sends SIGTERM right after the terminal's Ctrl-C);
-    a clean-up that takes more than CLEANUP_SECONDS is abandoned and the process exits."""
-    received: list[int] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if received:
-            return
-        received.append(signum)
-        watchdog = threading.Timer(CLEANUP_SECONDS, _give_up, args=(signum,))
-        watchdog.daemon = True  # a process that cleaned up in time exits without waiting for it
-        watchdog.start()
-        if _Held.depth:
-            _Held.pending = signum
-            return
-        raise _interrupt(signum)
-
-    if not _in_main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        if not received:  # after a signal, later ones stay ignored until the process exits
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-
-def _give_up(signum: int) -> None:
-    print(f"error: clean-up after {signal.Signals(signum).name} took over {CLEANUP_SECONDS} s; exiting "
-          "without it (runs not yet ended stay RUNNING)", file=sys.stderr, flush=True)
-    os._exit(128 + signum)
-
-
-def interrupted_line(exc: KeyboardInterrupt) -> str:
-    """What was interrupted and the state it was left in, from the notes the clean-up added."""
-    what = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT (Ctrl-C)"
-    notes = getattr(exc, "__notes__", [])
-    return f"interrupted by {what}" + (": " + "; ".join(notes) if notes else "")
-
-
-def friendly(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn user errors into one line on stderr and exit code 2, and Ctrl-C or SIGTERM into
-    one line and exit code 130 or 143 (128 + the signal's number, as shells report it)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            with signals_as_interrupts():
-                return func(*args, **kwargs)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt as exc:
-            print(interrupted_line(exc), file=sys.stderr, flush=True)
-            raise typer.Exit(128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)) from None
-
-    return wrapper
 
 
 def describe_error(err: dict[str, Any], option: bool = False, fields: Collection[str] = ()) -> str:

@@ -11,7 +11,8 @@ import numpy as np
 
 from signlab.data.labels import LABELS, LETTERS, N_CLASSES
 from signlab.data.splits import scale
-from signlab.errors import UserError, held_interrupts
+from signlab.errors import UserError
+from signlab.signals import held_interrupts
 
 # Types skops must trust to load a scikit-learn MLPClassifier.
 SKOPS_TRUSTED_TYPES = [

@@ -29,6 +29,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
+from signlab import config
 from signlab.data.dataset import HEADER
 from signlab.data.labels import LETTERS
 from signlab.models.classifier import LetterModel, PayloadError
@@ -138,6 +139,7 @@ class LetterPredictor:
 
 def _load_pyfunc(data_path: str) -> LetterPredictor:
     """MLflow's entry point for `loader_module` models: the folder `data_path` is data only."""
+    config.quiet_defaults()  # the served model's edge: before a Keras model imports TensorFlow
     return LetterPredictor(LetterModel.load(Path(data_path)))
 
 
@@ -146,6 +148,7 @@ class LetterPyfunc(mlflow.pyfunc.PythonModel):
     with artifact `letter_model`). Kept so that they load; new models do not use it."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        config.quiet_defaults()
         self.model = LetterModel.load(context.artifacts["letter_model"])
 
     # A DataFrame hint is one MLflow takes as is: no schema inferred from it, no coercion, and

@@ -24,12 +24,12 @@ import numpy as np
 
 from signlab.data.labels import N_CLASSES, encode
 from signlab.data.splits import scale
-from signlab.errors import held_interrupts, raise_held_interrupt
 from signlab.models.augment import augment_dataset, augmented_copies
 from signlab.models.classifier import LetterModel
 from signlab.models.cnn import CNNSpec, build_cnn
 from signlab.models.knn import KNNSpec, build_knn
 from signlab.models.mlp import MLPSpec, build_mlp, train_one_epoch
+from signlab.signals import held_interrupts, raise_held_interrupt
 
 EpochHook = Callable[[int, dict[str, float]], None]
 Arrays = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 28, 28), labels 0-24

@@ -17,8 +17,8 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from signlab.contract import REPAIRED_TAG, ROLE_TAG, ROLE_TRIAL, WORKER_TAG
-from signlab.errors import hold_interrupts, release_interrupts
 from signlab.runs.store import mark_classic_ml, setup
+from signlab.signals import hold_interrupts, release_interrupts
 
 
 def log_system_metrics(enabled: bool) -> None:

@@ -12,8 +12,9 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
-from signlab.errors import UserError, hold_interrupts, release_interrupts
+from signlab.errors import UserError
 from signlab.search.study_config import RESERVED_PREFIX
+from signlab.signals import hold_interrupts, release_interrupts
 from signlab.stores import no_driver, parse, reason, setup_lock, where
 
 HEARTBEAT_SECONDS = 15  # a live trial beats this often...
