@@ -570,3 +570,11 @@ def test_a_bad_worker_number(tiny, tmp_path):
     assert result.exit_code == 2
     assert "Invalid value for '--worker' (env var: 'SIGNLAB_WORKER'): Input should be a valid integer" in \
         re.sub(r"[\s│]+", " ", result.output)
+
+
+@pytest.mark.slow
+def test_a_duplicate_key_is_known_by_postgresqls_sqlstate(postgres):
+    from test_stores import check_duplicate_keys_by_code
+
+    check_duplicate_keys_by_code(postgres)
+

@@ -97,3 +97,50 @@ def test_a_damaged_sqlite_file_is_refused_unchanged(tmp_path):
     db.write_bytes(b"not a database at all" * 100)
     with pytest.raises(UserError, match="file is not a database"):
         check_sqlite_file(f"sqlite:///{db}", "MLflow tracking store")
+
+
+def _refused(url: str, statement: str) -> sqlalchemy.exc.DBAPIError:
+    """The error a real database gives for `statement` after one row (k=1, v='a')."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("DROP TABLE IF EXISTS dup_check"))
+        conn.execute(sqlalchemy.text("CREATE TABLE dup_check (k INTEGER PRIMARY KEY, v VARCHAR(8) NOT NULL UNIQUE)"))
+        conn.execute(sqlalchemy.text("INSERT INTO dup_check VALUES (1, 'a')"))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(statement))
+    except sqlalchemy.exc.DBAPIError as exc:
+        return exc
+    finally:
+        engine.dispose()
+    raise AssertionError(f"{statement} was accepted")
+
+
+def check_duplicate_keys_by_code(url: str) -> None:
+    """A duplicate key is recognised by the driver's code, also wrapped as MLflow's SQL store
+    wraps it (`raise MlflowException(message=e, ...) from e`); a NOT NULL refusal is not one."""
+    from mlflow.exceptions import MlflowException
+
+    from signlab.stores import duplicate_key
+
+    for statement in ("INSERT INTO dup_check VALUES (1, 'b')", "INSERT INTO dup_check VALUES (2, 'a')"):
+        exc = _refused(url, statement)
+        assert duplicate_key(exc)
+        try:
+            raise MlflowException(message=str(exc), error_code="BAD_REQUEST") from exc
+        except MlflowException as wrapped:
+            assert duplicate_key(wrapped)
+    assert not duplicate_key(_refused(url, "INSERT INTO dup_check VALUES (3, NULL)"))
+
+
+def test_a_duplicate_key_is_known_by_sqlites_code(tmp_path):
+    check_duplicate_keys_by_code(f"sqlite:///{tmp_path / 'dup.db'}")
+
+
+def test_a_rest_error_without_its_cause_goes_by_the_drivers_name_in_the_message():
+    from mlflow.exceptions import MlflowException
+
+    from signlab.stores import duplicate_key
+
+    assert duplicate_key(MlflowException("(psycopg.errors.UniqueViolation) duplicate key value", error_code="BAD_REQUEST"))
+    assert not duplicate_key(MlflowException("Run 'x' not found", error_code="RESOURCE_DOES_NOT_EXIST"))

@@ -73,11 +73,25 @@ def test_only_config_touches_the_environment():
     assert users == []
 
 
+# Where a contract name's word is something else too: a spec field named in an error message,
+# a study-file key (the study-file vocabulary is study_config's).
+NOT_THE_CONTRACT = {("signlab.models.train", "lr_schedule"), ("signlab.search.study_config", "val_fraction")}
+
+
+def _strings(tree: ast.AST) -> list[ast.Constant]:
+    """Every string constant of a module, f-string pieces included, docstrings left out."""
+    docs = {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs]
+
+
 def test_each_contract_name_is_written_in_one_place():
-    """Every tag, attribute and metric name of signlab.contract (those with a '.' or '_': the
-    plain words such as "study" or "refit" are also English and CLI verbs) is a string literal
-    in contract.py only. An objective's name in a study file may equal its metric's
-    (`n_params`): the study-file vocabulary is study_config's."""
+    """Every tag, attribute, param, metric, prefix and suffix name of signlab.contract (those
+    with a '.' or '_': plain words such as "study" or "seed" are also English and CLI verbs)
+    appears in contract.py only: not as a literal, not inside an f-string or an MLflow filter
+    string (`f"metrics.test_accuracy > {x}"`, `f"importance.{name}"`)."""
     from signlab import contract
 
     values = {v for k, v in vars(contract).items() if k.isupper() and isinstance(v, str) and re.search(r"[._]", v)}
@@ -86,11 +100,41 @@ def test_each_contract_name_is_written_in_one_place():
     for name, path in modules():
         if name == "signlab.contract":
             continue
-        text = path.read_text()
-        hits = [v for v in values if re.search(rf"[\"']{re.escape(v)}[\"']", text)]
+        texts = [node.value for node in _strings(ast.parse(path.read_text()))]
+        hits = {v for v in values for text in texts
+                if re.search(rf"(?<![\w.]){re.escape(v)}" + ("" if v[-1] in "._" else r"(?![\w])"), text)}
+        hits -= {v for module, v in NOT_THE_CONTRACT if module == name}
         if hits:
             elsewhere[name] = sorted(hits)
     assert elsewhere == {}
+
+
+RUN_DATA = {"params", "tags", "metrics", "user_attrs", "system_attrs"}
+NAMING_CALLS = {"set_tag", "log_param", "log_metric", "set_user_attr", "set_system_attr", "set_experiment_tag",
+                "delete_tag", "metric"}
+
+
+def test_run_data_is_read_and_written_through_contract_names():
+    """A run's params, tags and metrics and a trial's attributes are read (`run.data.tags["x"]`,
+    `.get("x")`) and written one name at a time (`set_tag("x", ...)`) by a contract name, never
+    a literal: so that plain words (`seed`, `family`) are in one place too."""
+    found = []
+    for name, path in modules():
+        if name == "signlab.contract":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            key = None
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr in RUN_DATA:
+                key = node.slice
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+                holder = node.func.value
+                if node.func.attr == "get" and isinstance(holder, ast.Attribute) and holder.attr in RUN_DATA:
+                    key = node.args[0]
+                elif node.func.attr in NAMING_CALLS:
+                    key = node.args[0]
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                found.append(f"{name}:{node.lineno} {key.value!r}")
+    assert found == []
 
 
 def test_every_module_says_its_job_in_its_first_line():
@@ -118,7 +162,7 @@ def test_models_pickled_with_the_old_module_path_still_load():
 # What the CLI imports to check a command's options, presets, study file, paths and URIs: a
 # framework imported at the top of one of these would make every such mistake wait seconds for
 # it (issue 25; tests/test_fast_errors.py runs the commands). Inside functions is where they go.
-CHECKING = ["__init__", "cli", "config", "console", "contract", "errors", "stores", "data/dataset", "data/labels",
+CHECKING = ["__init__", "cli", "config", "console", "contract", "errors", "signals", "stores", "data/dataset", "data/labels",
             "data/splits", "models/cnn", "models/knn", "models/mlp", "models/presets", "runs/references",
             "search/setup", "search/space", "search/storage", "search/study_config"]
 FRAMEWORKS = {"tensorflow", "keras", "sklearn", "mlflow", "scipy", "plotly", "matplotlib", "optuna_dashboard"}

@@ -19,6 +19,7 @@ from signlab.contract import (
     TEST_ACCURACY,
     TEST_AUG_ACCURACY,
     TEST_F1,
+    TRAIN_SECONDS,
     VAL_ACCURACY,
 )
 
@@ -208,10 +209,10 @@ def _print_outcome(outcome) -> None:  # noqa: ANN001
     low, high = TEST_ACCURACY + CI_LOW, TEST_ACCURACY + CI_HIGH
     ci = f" (95% interval over photos {m[low]:.4f}-{m[high]:.4f})" if low in m else ""
     typer.echo(
-        f"run {outcome.run_id}: {val}test_accuracy "
+        f"run {outcome.run_id}: {val}{TEST_ACCURACY} "
         f"{m[TEST_ACCURACY]:.4f}{ci} (macro F1 {m[TEST_F1]:.4f}), perturbed test "
         f"{m[TEST_AUG_ACCURACY]:.4f}, {int(m[N_PARAMS]):,} params, {outcome.fit.epochs_run} epochs "
-        f"in {m['train_seconds']:.1f} s, {m[LATENCY_MS]:.2f} ms per image"
+        f"in {m[TRAIN_SECONDS]:.1f} s, {m[LATENCY_MS]:.2f} ms per image"
     )
     worst = outcome.test.worst_confusions(3)
     if worst:

@@ -35,7 +35,18 @@ REFERENCE_SETTINGS_TAG = "reference.settings"  # row, seed, epochs, data and spe
 QUICK_TAG = "signlab.quick"  # "true" on a run trained on a subset or tested on a capped test split
 ROLE_CONFIRM = "confirm"  # a top trial retrained with a new seed on the same split (study file `confirm:`)
 CONFIRM_SEED = "confirm_seed"  # a confirm run's seed (tag and param)
+SOURCE_RUN_TAG = "source_run"  # on a registered model version: the run it was registered from
+NOTE_TAG = "mlflow.note.content"  # MLflow's run description: the parent's note on how to read the study
+IMPORTANCE_CAUTION_TAG = "importance.caution"  # on the parent: why its importances are not yet reliable, or "none"
 SESSION_EXPERIMENT_TAG = "signlab.last_session"  # an experiment tag: the write that proves the store takes writes
+
+# --- MLflow run params (read back by the report and the registry) ------------------------
+SEED_PARAM = "seed"
+SUBSET_PARAM = "subset"  # images per class (0: all)
+N_TEST_PARAM = "n_test"  # test images the run was scored on
+VAL_STRATEGY_PARAM = "val_strategy"  # grouped, random, or none (the whole file)
+VAL_FRACTION_PARAM = "val_fraction"
+OBJECTIVES_PARAM = "objectives"  # on the parent: the study's objectives, comma-separated
 
 # --- Optuna user attributes ---------------------------------------------------------------
 RUN_ATTR = "mlflow_run_id"  # on a trial: its MLflow run
@@ -47,6 +58,7 @@ BEST_EPOCH_ATTR = "best_epoch"  # on a trial: the epoch whose weights it kept (a
 LR_SCHEDULE_ATTR = "lr_schedule"  # on a trial: the learning rate of each epoch, for its refit
 SAME_AS_ATTR = "same_params_as"  # on a trial not trained again: the earlier trial with its params
 PRUNED_ATTR = "pruned_before_training"  # on a trial pruned before it trained: why (over max_params)
+DATA_ATTR = "data"  # on a study: its data settings (subset, validation, seed), which a resume must match
 
 # --- MLflow metrics ---------------------------------------------------------------------
 VAL_ACCURACY = "final_val_accuracy"  # the validation accuracy of the epoch whose weights are kept
@@ -58,6 +70,8 @@ TEST_F1 = "test_f1_macro"
 TEST_AUG_ACCURACY = "test_aug_accuracy"
 N_PARAMS = "n_params"
 LATENCY_MS = "latency_ms"
+TRAIN_SECONDS = "train_seconds"
+EPOCHS_RUN = "epochs_run"
 SOURCE_VAL_ACCURACY = "source_val_accuracy"  # on a refit: the validation accuracy of the trial it retrains
 REFIT_PREFIX = "refit_test_accuracy_"  # on the parent: _mean, _std, _min, _max over the refits
 REFIT_COUNT = "refit_n"

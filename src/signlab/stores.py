@@ -155,3 +155,42 @@ def reason(exc: BaseException) -> str:
     text = re.sub(r"\s*\(Background on this error at: \S+\)", "", text)
     text = text.replace("connection failed: ", "").replace("FATAL: ", "")
     return redact(text)
+
+
+# What each database calls "another client inserted this key (or created this table) first".
+UNIQUE_SQLSTATES = {"23505", "42P07", "42710"}  # PostgreSQL: unique_violation, duplicate_table, duplicate_object
+SQLITE_UNIQUE = {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
+MYSQL_DUPLICATE_ENTRY = 1062
+
+
+def _driver_errors(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes, and the database driver's error each SQLAlchemy one wraps."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            yield orig
+        current = current.__cause__ or current.__context__
+
+
+def duplicate_key(exc: BaseException) -> bool:
+    """Whether a store refused a write because the row (or table) already exists, by the
+    driver's code: PostgreSQL's SQLSTATE, SQLite's extended error name, MySQL's error number.
+
+    Through an MLflow server the cause is gone (the client gets the message, with the code of
+    any bad request), so there, and only there, the driver's exception name in the message
+    is what is left to go by."""
+    for err in _driver_errors(exc):
+        if getattr(err, "sqlstate", None) in UNIQUE_SQLSTATES:
+            return True
+        if getattr(err, "sqlite_errorname", None) in SQLITE_UNIQUE:
+            return True
+        if type(err).__module__.startswith(("MySQLdb", "pymysql")) and err.args and err.args[0] == MYSQL_DUPLICATE_ENTRY:
+            return True
+    causes = [e for e in _driver_errors(exc) if e is not exc]
+    if not causes:  # a REST response: MLflow's server put the driver's error in the message
+        return any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry"))
+    return False

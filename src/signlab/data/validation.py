@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from signlab.contract import VAL_FRACTION_PARAM, VAL_STRATEGY_PARAM
 from signlab.data.dataset import Split
 from signlab.data.groups import DEFAULT_THRESHOLD, Leakage, cached_groups, leakage
 from signlab.data.splits import Strategy, split_indices, subset_indices
@@ -43,7 +44,7 @@ class ValidationRows:
 
     def params(self) -> dict[str, object]:
         """What a run logs about its split."""
-        params: dict[str, object] = {"val_strategy": self.strategy, "val_fraction": self.fraction}
+        params: dict[str, object] = {VAL_STRATEGY_PARAM: self.strategy, VAL_FRACTION_PARAM: self.fraction}
         if self.strategy != NO_VALIDATION:
             params["group_threshold"] = DEFAULT_THRESHOLD
         return params

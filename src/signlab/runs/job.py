@@ -12,7 +12,19 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from signlab.contract import CI_HIGH, CI_LOW, FAMILY_TAG, N_PARAMS, QUICK_TAG, TEST_AUG_ACCURACY, VAL_LOSS, WORKER_TAG
+from signlab.contract import (
+    CI_HIGH,
+    CI_LOW,
+    EPOCHS_RUN,
+    FAMILY_TAG,
+    N_PARAMS,
+    N_TEST_PARAM,
+    QUICK_TAG,
+    TEST_AUG_ACCURACY,
+    TRAIN_SECONDS,
+    VAL_LOSS,
+    WORKER_TAG,
+)
 from signlab.data.dataset import Split, load_split
 from signlab.data.groups import Leakage, cached_groups
 from signlab.data.labels import LETTERS
@@ -66,7 +78,7 @@ class Data:
         return self.subset > 0
 
     def sizes(self) -> dict[str, int]:
-        return {"n_train": len(self.train[1]), "n_val": len(self.val[1]), "n_test": len(self.test[1])}
+        return {"n_train": len(self.train[1]), "n_val": len(self.val[1]), N_TEST_PARAM: len(self.test[1])}
 
     def params(self) -> dict[str, object]:
         """What a run logs about its data: sizes, seed, subset and the validation split."""
@@ -198,8 +210,8 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
     metrics = {
         **test.metrics("test"), **interval_metrics("test", test, data.test_groups),
         TEST_AUG_ACCURACY: test_aug.accuracy, "test_aug_f1_macro": test_aug.f1_macro,
-        N_PARAMS: model.n_params, "train_seconds": result.train_seconds,
-        "epochs_run": result.epochs_run, **latency(model, data.test[0]),
+        N_PARAMS: model.n_params, TRAIN_SECONDS: result.train_seconds,
+        EPOCHS_RUN: result.epochs_run, **latency(model, data.test[0]),
     }
     if val is not None:
         metrics.update(val.metrics("final_val"), **interval_metrics("final_val", val, data.val_groups),

@@ -17,7 +17,16 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from signlab.contract import PRESET_TAG, REFERENCE_ROW_TAG, REFERENCE_SETTINGS_TAG, ROLE_REFERENCES, ROLE_TAG, SEED_TAG
+from signlab.contract import (
+    PRESET_TAG,
+    REFERENCE_ROW_TAG,
+    REFERENCE_SETTINGS_TAG,
+    ROLE_REFERENCES,
+    ROLE_TAG,
+    SEED_TAG,
+    VAL_FRACTION_PARAM,
+    VAL_STRATEGY_PARAM,
+)
 from signlab.errors import UserError
 from signlab.models.presets import PRESETS, Spec, make_spec, spec_digest
 
@@ -130,8 +139,8 @@ def plan(rows: list[str], seeds: list[int], epochs: int | None, subset: int, val
         for row in rows:
             spec = reference_spec(row, epochs)
             digest = spec_digest(spec)
-            settings = (f"row={row} seed={seed} epochs={spec.epochs} subset={subset} val_strategy={val_strategy} "
-                        f"val_fraction={val_fraction:g} spec={digest} data={data}")
+            settings = (f"row={row} seed={seed} epochs={spec.epochs} subset={subset} {VAL_STRATEGY_PARAM}={val_strategy} "
+                        f"{VAL_FRACTION_PARAM}={val_fraction:g} spec={digest} data={data}")
             planned.append(PlannedRun(row, seed, spec, settings))
     return planned
 

@@ -14,6 +14,7 @@ import mlflow
 
 from signlab import config
 from signlab.contract import SESSION_EXPERIMENT_TAG
+from signlab.stores import duplicate_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -173,8 +174,7 @@ def retry_on_duplicate(call: Callable[[], T], attempts: int = 5) -> T:
         try:
             return call()
         except mlflow.exceptions.MlflowException as exc:
-            duplicate = any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry"))
-            if not duplicate or attempt == attempts - 1:
+            if not duplicate_key(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -19,10 +19,13 @@ from signlab.contract import (
     BEST_TAG_PREFIX,
     BEST_TRIAL_TAG,
     CHOSEN_ATTR,
+    IMPORTANCE_CAUTION_TAG,
     IMPORTANCE_PREFIX,
     N_PARAMS,
+    NOTE_TAG,
     RUN_ATTR,
     TEST_ACCURACY,
+    TRIAL_STATE_TAG,
     VAL_ACCURACY,
     VAL_LOSS,
 )
@@ -167,9 +170,9 @@ def log_study_outputs(study: optuna.Study, cfg: StudyConfig) -> None:
     mattered = importances(study, cfg)
     metrics.update({f"{IMPORTANCE_PREFIX}{name}": value for name, value in mattered.items()})
     if best is not None:
-        mlflow.set_tag("mlflow.note.content", _description(study, cfg, best))
+        mlflow.set_tag(NOTE_TAG, _description(study, cfg, best))
     if mattered:
-        mlflow.set_tag("importance.caution", importance_caution(counts(study)["n_complete"]).strip(" ()") or "none")
+        mlflow.set_tag(IMPORTANCE_CAUTION_TAG, importance_caution(counts(study)["n_complete"]).strip(" ()") or "none")
     mlflow.log_metrics(metrics, step=step)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -208,8 +211,8 @@ def _description(study: optuna.Study, cfg: StudyConfig, best: optuna.trial.Froze
     chosen = f"trial {best.number}" + (f" (validation accuracy {value:.4f})" if isinstance(value, float) else "")
     return (f"Optuna study **{cfg.study_name}** ({cfg.family}): {c['n_trials']} trials, {c['n_complete']} complete, "
             f"{c['n_pruned']} pruned, objective {', '.join(cfg.objectives)} on a {cfg.validation.strategy} validation "
-            f"split. Chosen: {chosen}; its params are the tags `best.*`.\n\n"
-            "Children: `trial N` is one Optuna trial (its state in the tag `trial_state`); `refit N sS` retrains the "
+            f"split. Chosen: {chosen}; its params are the tags `{BEST_TAG_PREFIX}*`.\n\n"
+            f"Children: `trial N` is one Optuna trial (its state in the tag `{TRIAL_STATE_TAG}`); `refit N sS` retrains the "
             "chosen trial on the whole training file with seed S (the model `signlab promote` registers); "
             "`confirm N sS` retrains a top trial with a new seed on the same split. Test figures are reported, "
             "never used to choose.")
@@ -227,7 +230,7 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
     else:
         a = best.user_attrs
         lines.append(f"best trial {best.number}: val_accuracy {a.get(VAL_ACCURACY, float('nan')):.4f}, "
-                     f"test_accuracy {a.get(TEST_ACCURACY, float('nan')):.4f} (reported, not used to choose)"
+                     f"{TEST_ACCURACY} {a.get(TEST_ACCURACY, float('nan')):.4f} (reported, not used to choose)"
                      + (f", {int(a[N_PARAMS]):,} params" if N_PARAMS in a else ", simulated: no model"))
         lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
         if cfg.confirm is not None and not cfg.multi_objective:

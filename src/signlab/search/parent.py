@@ -17,11 +17,16 @@ from optuna.storages import RDBStorage
 from signlab import config
 from signlab.contract import (
     FAMILY_TAG,
+    OBJECTIVES_PARAM,
     PARENT_ATTR,
     ROLE_SESSION,
     ROLE_STUDY,
     ROLE_TAG,
+    SEED_PARAM,
     STUDY_TAG,
+    SUBSET_PARAM,
+    VAL_FRACTION_PARAM,
+    VAL_STRATEGY_PARAM,
 )
 from signlab.errors import UserError
 from signlab.runs import lifecycle, store
@@ -147,10 +152,11 @@ def study_params(cfg: StudyConfig, storage_url: str) -> dict[str, Any]:
     import json
 
     return {
-        "study_name": cfg.study_name, "family": cfg.family, "objectives": ",".join(cfg.objectives),
+        "study_name": cfg.study_name, "family": cfg.family, OBJECTIVES_PARAM: ",".join(cfg.objectives),
         "directions": ",".join(cfg.directions or []), "sampler": cfg.sampler.type,
         "sampler_seed": cfg.sampler.seed, "pruner": cfg.pruner.type, "max_epochs": cfg.max_epochs,
-        "val_strategy": cfg.validation.strategy, "val_fraction": cfg.validation.fraction, "subset": cfg.subset, "seed": cfg.seed,
+        VAL_STRATEGY_PARAM: cfg.validation.strategy, VAL_FRACTION_PARAM: cfg.validation.fraction, SUBSET_PARAM: cfg.subset,
+        SEED_PARAM: cfg.seed,
         "storage": redact(normalise(storage_url)), "space": json.dumps({k: v.model_dump() for k, v in cfg.space.items()})[:6000],
         "fixed": json.dumps(cfg.fixed)[:6000],
     }

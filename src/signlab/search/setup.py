@@ -15,6 +15,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from signlab.contract import DATA_ATTR, SEED_PARAM, SUBSET_PARAM, VAL_FRACTION_PARAM, VAL_STRATEGY_PARAM
 from signlab.errors import UserError, describe_error
 from signlab.search.space import check_buildable
 from signlab.search.storage import open_storage
@@ -176,14 +177,14 @@ def load_or_create(cfg: StudyConfig, storage: RDBStorage, storage_url: str) -> o
 
 def check_same_data(study: optuna.Study, cfg: StudyConfig, storage_url: str) -> None:
     """A resumed study must see the same validation data, or its trials don't compare."""
-    settings = {"subset": cfg.subset, "val_fraction": cfg.validation.fraction, "seed": cfg.seed,
-                "val_strategy": cfg.validation.strategy}
-    stored = study.user_attrs.get("data")
+    settings = {SUBSET_PARAM: cfg.subset, VAL_FRACTION_PARAM: cfg.validation.fraction, SEED_PARAM: cfg.seed,
+                VAL_STRATEGY_PARAM: cfg.validation.strategy}
+    stored = study.user_attrs.get(DATA_ATTR)
     if stored is None:
-        study.set_user_attr("data", settings)
+        study.set_user_attr(DATA_ATTR, settings)
     elif stored != settings:
         # a study stored before validation strategies existed used the random split
-        diff = ", ".join(f"{k} {stored.get(k, 'random' if k == 'val_strategy' else None)} (now {settings[k]})"
+        diff = ", ".join(f"{k} {stored.get(k, 'random' if k == VAL_STRATEGY_PARAM else None)} (now {settings[k]})"
                          for k in settings if stored.get(k) != settings[k])
         raise UserError(f"study {cfg.study_name!r} in {redact(storage_url)} was run with {diff}: its trials "
                         "would not compare; resume with the same settings or use another study_name")

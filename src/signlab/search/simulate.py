@@ -21,7 +21,15 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from signlab.contract import BEST_EPOCH_ATTR, SIMULATED_TAG, TEST_AUG_ACCURACY, VAL_AUG_ACCURACY, VAL_LOSS
+from signlab.contract import (
+    BEST_EPOCH_ATTR,
+    EPOCHS_RUN,
+    SIMULATED_TAG,
+    TEST_AUG_ACCURACY,
+    TRAIN_SECONDS,
+    VAL_AUG_ACCURACY,
+    VAL_LOSS,
+)
 from signlab.models.presets import Spec, spec_digest
 from signlab.models.train import EpochHook, FitResult
 from signlab.runs import records
@@ -69,7 +77,7 @@ def simulate_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook],
         **_scores("test", test), TEST_AUG_ACCURACY: test - 0.05, "test_aug_f1_macro": test - 0.05,
         **_scores("final_val", val), VAL_AUG_ACCURACY: val - 0.05, BEST_EPOCH_ATTR: best + 1,
         VAL_LOSS: history[best]["val_loss"],
-        "train_seconds": time.perf_counter() - started, "epochs_run": len(history),
+        TRAIN_SECONDS: time.perf_counter() - started, EPOCHS_RUN: len(history),
         "report_seconds": report_seconds,
     }
     records.log_metrics(metrics)

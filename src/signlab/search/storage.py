@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial
 from signlab.errors import UserError
 from signlab.search.study_config import RESERVED_PREFIX
 from signlab.signals import hold_interrupts, release_interrupts
-from signlab.stores import no_driver, parse, reason, setup_lock, where
+from signlab.stores import duplicate_key, no_driver, parse, reason, setup_lock, where
 
 HEARTBEAT_SECONDS = 15  # a live trial beats this often...
 GRACE_SECONDS = 60  # ...and is marked FAIL when silent this long (its worker died)
@@ -149,8 +149,7 @@ def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
                 return CappedStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                   heartbeat_stale_trial_callback=on_failed_trial)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
-            racing = "already exists" in str(exc) or "duplicate key" in str(exc)
-            if not racing or attempt == attempts - 1:
+            if not duplicate_key(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -15,7 +15,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from signlab.contract import CI_HIGH, CI_LOW, QUICK_TAG, TEST_ACCURACY
+from signlab.contract import CI_HIGH, CI_LOW, QUICK_TAG, SUBSET_PARAM, TEST_ACCURACY
 from signlab.models.intervals import Comparison, Interval, group_interval, paired_comparison
 from signlab.runs.predictions import correct_by_row, read_predictions
 
@@ -85,6 +85,6 @@ def is_quick(run: Run) -> bool:
     if run.data.tags.get(QUICK_TAG) == "true":
         return True
     try:
-        return int(run.data.params.get("subset", "0") or 0) > 0
+        return int(run.data.params.get(SUBSET_PARAM, "0") or 0) > 0
     except ValueError:
         return False

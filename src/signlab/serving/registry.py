@@ -26,10 +26,12 @@ from signlab.contract import (
     CHALLENGER,
     CHAMPION,
     CLASSIFIER_URI_TAG,
+    FAMILY_TAG,
     MODEL_NAMES,
     N_PARAMS,
     PRESET_TAG,
     REFERENCE_ROW_TAG,
+    SOURCE_RUN_TAG,
     STUDY_TAG,
     TEST_ACCURACY,
     TEST_AUG_ACCURACY,
@@ -94,18 +96,22 @@ def _version_metrics(version: ModelVersion) -> dict[str, float]:
 
 
 def _missing(exc: MlflowException) -> bool:
-    """Whether MLflow said "no such model, version or alias" (anything else, a server
-    hiccup say, is raised: read as "none", it could register a duplicate version)."""
-    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in exc.message.lower()
+    """Whether MLflow said "no such run, model or version", by its error code (anything else,
+    a server hiccup say, is raised: read as "none", it could register a duplicate version)."""
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
 
 def _alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version `alias` points to, or None. Read from the model's aliases: MLflow reports a
+    missing alias with the code of any bad parameter (INVALID_PARAMETER_VALUE), so catching
+    that could hide a real error."""
     try:
-        return client.get_model_version_by_alias(name, alias)
+        versions = client.get_registered_model(name).aliases
     except MlflowException as exc:
         if _missing(exc):
             return None
         raise
+    return client.get_model_version(name, str(versions[alias])) if alias in versions else None
 
 
 def promote(run_id: str, force: bool = False, client: MlflowClient | None = None,
@@ -120,7 +126,7 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
         if not _missing(exc):
             raise
         raise UserError(f"no run {run_id!r} at {redact(mlflow.get_tracking_uri())}") from None
-    family = run.data.tags.get("family")
+    family = run.data.tags.get(FAMILY_TAG)
     uri = run.data.tags.get(CLASSIFIER_URI_TAG)
     if family not in MODEL_NAMES or not uri or run.info.status != "FINISHED":
         raise UserError(f"run {run_id} is not a finished signlab training run with a logged classifier")
@@ -165,7 +171,7 @@ def _paired(client: MlflowClient, run: Run, champion: ModelVersion) -> str:
     (a difference it cannot measure still decides); this line says how much that means."""
     from signlab.serving.evidence import EvidenceCache, compare
 
-    source = champion.run_id or champion.tags.get("source_run")
+    source = champion.run_id or champion.tags.get(SOURCE_RUN_TAG)
     try:
         champion_run = client.get_run(source) if source else None
     except MlflowException:
@@ -186,7 +192,7 @@ def _existing_version(client: MlflowClient, name: str, run_id: str) -> ModelVers
             return None
         raise
     for version in versions:
-        if version.tags.get("source_run") == run_id:
+        if version.tags.get(SOURCE_RUN_TAG) == run_id:
             return version
     return None
 
@@ -195,7 +201,7 @@ def _register(client: MlflowClient, name: str, uri: str, run: Run) -> ModelVersi
     metrics = run.data.metrics
     tags = {k: str(metrics[k]) for k in EVIDENCE if k in metrics}
     tags.update({
-        "source_run": run.info.run_id, "experiment_id": run.info.experiment_id,
+        SOURCE_RUN_TAG: run.info.run_id, "experiment_id": run.info.experiment_id,
         STUDY_TAG: run.data.tags.get(STUDY_TAG, ""), TRIAL_NUMBER_TAG: run.data.tags.get(TRIAL_NUMBER_TAG, ""),
         PRESET_TAG: run.data.tags.get(PRESET_TAG, ""), REFERENCE_ROW_TAG: run.data.tags.get(REFERENCE_ROW_TAG, ""),
         "registered_by": getpass.getuser(), "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),

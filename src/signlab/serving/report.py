@@ -25,23 +25,33 @@ from mlflow.tracking import MlflowClient
 
 from signlab.contract import (
     BEST_RUN_TAG,
+    FAMILY_TAG,
     IMPORTANCE_PREFIX,
     LATENCY_MS,
     N_PARAMS,
+    N_TEST_PARAM,
     OBJECTIVE_METRIC,
+    OBJECTIVES_PARAM,
+    REFERENCE_ROW_TAG,
     REFIT_RUNS_TAG,
     REFIT_SEED,
     REFIT_TRIAL_TAG,
     ROLE_REPORT,
     ROLE_STUDY,
     ROLE_TAG,
+    SEED_PARAM,
+    SOURCE_RUN_TAG,
     STUDY_TAG,
+    SUBSET_PARAM,
     TEST_ACCURACY,
     TEST_AUG_ACCURACY,
     TEST_F1,
+    TRAIN_SECONDS,
     TRIAL_NUMBER_TAG,
     VAL_ACCURACY,
     VAL_AUG_ACCURACY,
+    VAL_FRACTION_PARAM,
+    VAL_STRATEGY_PARAM,
 )
 from signlab.errors import UserError
 from signlab.files import atomic_path, fill, output_folder
@@ -86,7 +96,7 @@ class Row:
 
     @property
     def n_test(self) -> int | None:
-        values = [int(r.data.params["n_test"]) for r in self.runs if r.data.params.get("n_test", "").isdigit()]
+        values = [int(r.data.params[N_TEST_PARAM]) for r in self.runs if r.data.params.get(N_TEST_PARAM, "").isdigit()]
         return max(values) if values else None
 
     def values(self, key: str) -> list[float]:
@@ -102,7 +112,7 @@ class Row:
 
     @property
     def seeds(self) -> int:
-        return len({r.data.params.get(REFIT_SEED, r.data.params.get("seed")) for r in self.runs})
+        return len({r.data.params.get(REFIT_SEED, r.data.params.get(SEED_PARAM)) for r in self.runs})
 
     @property
     def params(self) -> int | None:
@@ -160,7 +170,7 @@ def collect(client: MlflowClient, experiments: list[str] | None = None, study: s
                                    max_results=1000)
         grouped: dict[str, list[Run]] = {}
         for run in found:
-            key = run.data.tags["reference"]
+            key = run.data.tags[REFERENCE_ROW_TAG]
             if key in refs and TEST_ACCURACY in run.data.metrics:
                 grouped.setdefault(key, []).append(run)
         for key, runs in grouped.items():
@@ -175,7 +185,7 @@ def _study_rows(client: MlflowClient, parent: Run, name: str, top: int) -> list[
     for rank, run in enumerate(_ranked_trials(client, parent, top), start=1):
         number = int(run.data.tags.get(TRIAL_NUMBER_TAG, -1))
         label = f"{name} trial {number}" + (" (best)" if rank == 1 else f" (#{rank})")
-        row = Row(label, run.data.tags.get("family", "?"), "study", [run], study=name, trial=number, chosen=rank == 1)
+        row = Row(label, run.data.tags.get(FAMILY_TAG, "?"), "study", [run], study=name, trial=number, chosen=rank == 1)
         if rank == 1:
             row.importances = _importances(parent)
         refits = _refit_runs(client, parent) if refit_trial == str(number) else []
@@ -209,7 +219,7 @@ def _ranked_trials(client: MlflowClient, parent: Run, top: int) -> list[Run]:
     """The study's best trial (as the study itself chose it: the parent's `best.mlflow_run_id`),
     then the next best by the study's first objective, all validation metrics."""
 
-    objective = parent.data.params.get("objectives", "val_accuracy").split(",")[0]
+    objective = parent.data.params.get(OBJECTIVES_PARAM, "val_accuracy").split(",")[0]
     metric = OBJECTIVE_METRIC.get(objective, VAL_ACCURACY)
     order = "ASC" if metric == N_PARAMS else "DESC"
     trials = client.search_runs(
@@ -261,7 +271,7 @@ def headline(best: Row | None, family: str | None = None) -> str:
 
 
 def _subset(row: Row) -> str:
-    values = {r.data.params.get("subset", "?") for r in row.runs}
+    values = {r.data.params.get(SUBSET_PARAM, "?") for r in row.runs}
     return "/".join(sorted(values))
 
 
@@ -344,7 +354,7 @@ def references_table(ours: list[Row], family: str | None = None) -> Table:
                      _acc(test, row.spread(TEST_ACCURACY), row.interval() if row.runs else None),
                      "" if test is None else f"{100 * (test - ref.accuracy):+.2f}",
                      _fixed(row.metric(TEST_F1), 4), _acc(row.metric(TEST_AUG_ACCURACY)),
-                     _fixed(row.metric("train_seconds"), 0), ref.source, row.run_id])
+                     _fixed(row.metric(TRAIN_SECONDS), 0), ref.source, row.run_id])
     caption = ("Published: the test accuracy each source reports. Watched test: \"yes\" where the setup watched "
                "the test split during training, \"maybe\" where the source plots test accuracy per epoch; "
                "those figures are not comparable with ours. Reproduced: our retraining with the published "
@@ -408,7 +418,7 @@ def champion_row(client: MlflowClient, family: str | None) -> tuple[str, Row] | 
         return None
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
-        run = client.get_run(version.run_id or version.tags.get("source_run", ""))
+        run = client.get_run(version.run_id or version.tags.get(SOURCE_RUN_TAG, ""))
     except Exception:  # noqa: BLE001 - no registry, no model, no alias, or its run is gone: nothing to compare
         return None
     return f"{name}@{CHAMPION} (v{version.version})", Row(f"{name} v{version.version}", family or "cnn", "champion", [run])
@@ -424,7 +434,7 @@ def report_data(ours: list[Row], best: Row | None, lead: str, found: list[Paired
                 "run_ids": [r.info.run_id for r in row.runs], "seeds": row.seeds,
                 TEST_ACCURACY: row.metric(TEST_ACCURACY), "test_std": row.spread(TEST_ACCURACY),
                 "test_ci_low": interval.low if interval else None, "test_ci_high": interval.high if interval else None,
-                "val_accuracy": row.metric(VAL_ACCURACY), "n_test": row.n_test, "quick": row.quick}
+                "val_accuracy": row.metric(VAL_ACCURACY), N_TEST_PARAM: row.n_test, "quick": row.quick}
 
     def paired(c: Comparison | None) -> dict | None:
         if c is None:
@@ -535,8 +545,8 @@ def _best_model_figures(client: MlflowClient, best: Row | None) -> tuple[list[go
 
 
 def _intro(ours: list[Row], stamp: str, uri: str) -> str:
-    splits = sorted({f"{r.data.params['val_strategy']} {100 * float(r.data.params.get('val_fraction', 0)):.0f}%"
-                     for row in ours for r in row.runs if "val_strategy" in r.data.params})
+    splits = sorted({f"{r.data.params[VAL_STRATEGY_PARAM]} {100 * float(r.data.params.get(VAL_FRACTION_PARAM, 0)):.0f}%"
+                     for row in ours for r in row.runs if VAL_STRATEGY_PARAM in r.data.params})
     held = f" ({', '.join(splits)})" if splits else ""
     return (f"Generated {stamp} from `{uri}`. Models are chosen on a validation split held out from the "
             f"training file{held}; test figures are reported, never used to choose. Published figures come "
