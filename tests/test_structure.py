@@ -102,11 +102,28 @@ def test_each_contract_name_is_written_in_one_place():
             continue
         texts = [node.value for node in _strings(ast.parse(path.read_text()))]
         hits = {v for v in values for text in texts
-                if re.search(rf"(?<![\w.]){re.escape(v)}" + ("" if v[-1] in "._" else r"(?![\w])"), text)}
+                if re.search(rf"(?<![\w]){re.escape(v)}" + ("" if v[-1] in "._" else r"(?![\w])"), text)}
         hits -= {v for module, v in NOT_THE_CONTRACT if module == name}
         if hits:
             elsewhere[name] = sorted(hits)
     assert elsewhere == {}
+
+
+def test_search_strings_name_runs_data_through_the_contract():
+    """MLflow filter and order_by strings name tags and metrics with `tag_key`/`metric_key`
+    of a contract name: no `tags.family` or `metrics.n_params` written out, plain words included."""
+    from signlab import contract
+
+    names = {v for k, v in vars(contract).items() if k.isupper() and isinstance(v, str)}
+    found = []
+    for name, path in modules():
+        if name == "signlab.contract":
+            continue
+        for node in _strings(ast.parse(path.read_text())):
+            for kind, key in re.findall(r"\b(tags|params|metrics)\.`?([A-Za-z_][\w.]*)", node.value):
+                if key in names:
+                    found.append(f"{name}:{node.lineno} {kind}.{key}")
+    assert found == []
 
 
 RUN_DATA = {"params", "tags", "metrics", "user_attrs", "system_attrs"}

@@ -87,3 +87,14 @@ PREDICTIONS_ARTIFACT = "test_predictions.csv"  # per test image: row, group, tru
 MODEL_NAMES = {"cnn": "sign-mnist-cnn", "mlp": "sign-mnist-mlp"}  # registered model per family
 CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases
 DEFAULT_MODEL_URI = f"models:/{MODEL_NAMES['cnn']}@{CHAMPION}"
+
+
+# --- Names inside MLflow search strings -------------------------------------------------
+def tag_key(name: str) -> str:
+    """A tag in an MLflow filter or order_by string: tags.`name` (quoted: names hold dots)."""
+    return f"tags.`{name}`"
+
+
+def metric_key(name: str) -> str:
+    """A metric in an MLflow filter or order_by string: metrics.`name`."""
+    return f"metrics.`{name}`"

@@ -31,13 +31,18 @@ from signlab.contract import (
     N_PARAMS,
     PRESET_TAG,
     REFERENCE_ROW_TAG,
+    REFIT_PRIMARY_TAG,
     SOURCE_RUN_TAG,
+    SOURCE_VAL_ACCURACY,
     STUDY_TAG,
     TEST_ACCURACY,
     TEST_AUG_ACCURACY,
     TEST_F1,
     TRIAL_NUMBER_TAG,
     VAL_ACCURACY,
+    VAL_AUG_ACCURACY,
+    metric_key,
+    tag_key,
 )
 from signlab.errors import UserError
 from signlab.stores import redact
@@ -69,17 +74,17 @@ def best_run(client: MlflowClient, family: str, experiment: str | None = None) -
     else:
         ids = [e.experiment_id for e in client.search_experiments()]
     refits = client.search_runs(
-        ids, filter_string=f"tags.family = '{family}' and attributes.status = 'FINISHED' "
-                           "and tags.refit_primary = 'true' and metrics.source_val_accuracy >= 0",
-        order_by=["metrics.source_val_accuracy DESC", "metrics.n_params ASC"], max_results=50)
+        ids, filter_string=f"{tag_key(FAMILY_TAG)} = '{family}' and attributes.status = 'FINISHED' "
+                           f"and {tag_key(REFIT_PRIMARY_TAG)} = 'true' and {metric_key(SOURCE_VAL_ACCURACY)} >= 0",
+        order_by=[f"{metric_key(SOURCE_VAL_ACCURACY)} DESC", f"{metric_key(N_PARAMS)} ASC"], max_results=50)
     refits = [r for r in refits if CLASSIFIER_URI_TAG in r.data.tags]
     if refits:
         return refits[0]
     runs = client.search_runs(
-        ids, filter_string=f"tags.family = '{family}' and attributes.status = 'FINISHED' "
-                           "and metrics.final_val_accuracy >= 0",
-        order_by=["metrics.final_val_accuracy DESC", "metrics.final_val_aug_accuracy DESC",
-                  "metrics.n_params ASC"], max_results=50)
+        ids, filter_string=f"{tag_key(FAMILY_TAG)} = '{family}' and attributes.status = 'FINISHED' "
+                           f"and {metric_key(VAL_ACCURACY)} >= 0",
+        order_by=[f"{metric_key(VAL_ACCURACY)} DESC", f"{metric_key(VAL_AUG_ACCURACY)} DESC",
+                  f"{metric_key(N_PARAMS)} ASC"], max_results=50)
     runs = [r for r in runs if CLASSIFIER_URI_TAG in r.data.tags]
     if not runs:
         raise UserError(f"no finished {family} run with a logged classifier at {redact(mlflow.get_tracking_uri())}")

@@ -48,10 +48,13 @@ from signlab.contract import (
     TEST_F1,
     TRAIN_SECONDS,
     TRIAL_NUMBER_TAG,
+    TRIAL_STATE_TAG,
     VAL_ACCURACY,
     VAL_AUG_ACCURACY,
     VAL_FRACTION_PARAM,
     VAL_STRATEGY_PARAM,
+    metric_key,
+    tag_key,
 )
 from signlab.errors import UserError
 from signlab.files import atomic_path, fill, output_folder
@@ -155,7 +158,7 @@ def collect(client: MlflowClient, experiments: list[str] | None = None, study: s
     its refit and the study's importances), studies best first, then the reference
     reproductions grouped by row (seeds averaged)."""
     ids = _experiment_ids(client, experiments)
-    fam = f" and tags.family = '{family}'" if family else ""
+    fam = f" and {tag_key(FAMILY_TAG)} = '{family}'" if family else ""
     studies: list[list[Row]] = []
     parents = client.search_runs(ids, f"tags.`{ROLE_TAG}` = '{ROLE_STUDY}'{fam}", max_results=1000)
     for parent in parents:
@@ -166,7 +169,7 @@ def collect(client: MlflowClient, experiments: list[str] | None = None, study: s
             for row in group]
     if study is None:
         refs = {r.reproduce: r for r in load_references() if r.reproduce}
-        found = client.search_runs(ids, f"tags.reference != '' and attributes.status = 'FINISHED'{fam}",
+        found = client.search_runs(ids, f"{tag_key(REFERENCE_ROW_TAG)} != '' and attributes.status = 'FINISHED'{fam}",
                                    max_results=1000)
         grouped: dict[str, list[Run]] = {}
         for run in found:
@@ -224,9 +227,9 @@ def _ranked_trials(client: MlflowClient, parent: Run, top: int) -> list[Run]:
     order = "ASC" if metric == N_PARAMS else "DESC"
     trials = client.search_runs(
         [parent.info.experiment_id],
-        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.trial_state = 'COMPLETE' "
-        f"and metrics.{metric} >= 0",
-        order_by=[f"metrics.{metric} {order}", "metrics.n_params ASC"], max_results=top + 1)
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and {tag_key(TRIAL_STATE_TAG)} = 'COMPLETE' "
+        f"and {metric_key(metric)} >= 0",
+        order_by=[f"{metric_key(metric)} {order}", f"{metric_key(N_PARAMS)} ASC"], max_results=top + 1)
     best_id = parent.data.tags.get(BEST_RUN_TAG)
     best = [client.get_run(best_id)] if best_id and best_id != "None" else []
     return (best + [r for r in trials if r.info.run_id != best_id])[:top]
