@@ -75,7 +75,7 @@ def test_only_config_touches_the_environment():
 
 # Where a contract name's word is something else too: a spec field named in an error message,
 # a study-file key (the study-file vocabulary is study_config's).
-NOT_THE_CONTRACT = {("signlab.models.train", "lr_schedule"), ("signlab.search.study_config", "val_fraction")}
+NOT_THE_CONTRACT = {("signlab.models.family", "lr_schedule"), ("signlab.search.study_config", "val_fraction")}
 
 
 def _strings(tree: ast.AST) -> list[ast.Constant]:
@@ -180,7 +180,7 @@ def test_models_pickled_with_the_old_module_path_still_load():
 # framework imported at the top of one of these would make every such mistake wait seconds for
 # it (issue 25; tests/test_fast_errors.py runs the commands). Inside functions is where they go.
 CHECKING = ["__init__", "cli", "config", "console", "contract", "errors", "signals", "stores", "data/dataset", "data/labels",
-            "data/splits", "models/cnn", "models/knn", "models/mlp", "models/presets", "runs/references",
+            "data/splits", "models/cnn", "models/family", "models/knn", "models/mlp", "models/presets", "runs/references",
             "search/setup", "search/space", "search/storage", "search/study_config"]
 FRAMEWORKS = {"tensorflow", "keras", "sklearn", "mlflow", "scipy", "plotly", "matplotlib", "optuna_dashboard"}
 
@@ -210,3 +210,22 @@ def test_the_served_model_loads_no_cli_and_no_framework_and_import_changes_nothi
     env = {k: v for k, v in __import__("os").environ.items() if k not in quieted}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout + out.stderr
+
+
+def test_families_are_objects_not_strings():
+    """What differs between model families is asked of `models.family`: no module compares a
+    family's name with a literal or tests a spec's class (one class there per family)."""
+    branch = re.compile(r"""family\s*[!=]=\s*["']|isinstance\([^)]*(CNNSpec|MLPSpec|KNNSpec)""")
+    found = [f"{name}:{i}" for name, path in modules() if name != "signlab.models.family"
+             for i, line in enumerate(path.read_text().splitlines(), start=1) if branch.search(line)]
+    assert found == []
+
+
+def test_the_family_registry_imports_no_framework_until_a_family_is_used():
+    import subprocess
+    import sys
+
+    code = ("import sys; from signlab.models.family import FAMILIES; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -242,11 +242,11 @@ def train(
     data_dir: DataDir = None,
 ) -> None:
     """Train one model (a preset or the defaults, any field overridden) as an MLflow run."""
-    from signlab.models.presets import make_spec
+    from signlab.models.presets import SPECS, make_spec
 
     _check_seed(seed)
     fields = {"augment": augment, "adaptive_lr": adaptive_lr, "epochs": epochs, **_overrides(set_ or [])}
-    if family == "mlp":
+    if family in SPECS and "adaptive_lr" not in SPECS[family].model_fields:  # a CNN option
         fields.pop("adaptive_lr")
     spec = make_spec(preset, family=family, **fields)
     _strategy(val_strategy)

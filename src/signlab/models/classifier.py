@@ -12,19 +12,7 @@ import numpy as np
 from signlab.data.labels import LABELS, LETTERS, N_CLASSES
 from signlab.data.splits import scale
 from signlab.errors import UserError
-from signlab.signals import held_interrupts
-
-# Types skops must trust to load a scikit-learn MLPClassifier.
-SKOPS_TRUSTED_TYPES = [
-    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
-    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
-]
-
-
-# Up to this many images go through the compiled call (one batch); more through Keras `predict`
-# in batches of this size. `predict` costs tens of ms per call (data adapter, iterator) however
-# few the images: 256 images took 3-4x longer through it than through the call.
-PREDICT_BATCH = 1024
+from signlab.models.family import FAMILIES, family
 
 
 class PayloadError(UserError, ValueError):
@@ -62,36 +50,20 @@ def as_images(data: Any) -> np.ndarray:
 
 
 class LetterModel:
-    """A Keras CNN or a scikit-learn MLP or KNN, with its input scaling and output mapping."""
+    """A trained model of any family (`models.family`), with its input scaling and output mapping."""
 
-    def __init__(self, family: str, estimator: Any, normalise: bool = True, n_outputs: int = N_CLASSES):
-        self.family, self.estimator, self.normalise, self.n_outputs = family, estimator, normalise, n_outputs
-        self._fast_call = None
+    def __init__(self, family_name: str, estimator: Any, normalise: bool = True, n_outputs: int = N_CLASSES):
+        self.family, self.estimator, self.normalise, self.n_outputs = family_name, estimator, normalise, n_outputs
+        self.kind = family(family_name)
 
     # -- prediction -------------------------------------------------------------------
     def predict_proba(self, images: Any) -> np.ndarray:
         """Probabilities (N, 24) over LETTERS for images as accepted by `as_images`."""
-        x = scale(as_images(images), self.normalise)
-        if self.family == "cnn":
-            x = x[..., None]
-            with held_interrupts():  # raised after TensorFlow's native code, not inside it (see models.train)
-                if len(x) <= PREDICT_BATCH:
-                    probs = np.asarray(self._call(x))
-                else:
-                    probs = self.estimator.predict(x, batch_size=PREDICT_BATCH, verbose=0)
-        else:
-            probs = self.estimator.predict_proba(x.reshape(len(x), -1))
+        probs = self.kind.predict_proba(self.estimator, scale(as_images(images), self.normalise))
         if self.n_outputs == 25:  # the tutorial's 25-way output: keep the 24 letters' units
             probs = probs[:, list(LABELS)]
             probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
         return probs
-
-    def _call(self, x: np.ndarray) -> Any:
-        if self._fast_call is None:
-            import tensorflow as tf
-
-            self._fast_call = tf.function(lambda t: self.estimator(t, training=False), reduce_retracing=True)
-        return self._fast_call(x)
 
     def predict_labels(self, images: Any) -> np.ndarray:
         """Data-set labels (0-24) of the most probable letters."""
@@ -99,15 +71,7 @@ class LetterModel:
 
     @property
     def n_params(self) -> int:
-        if self.family == "cnn":
-            return int(self.estimator.count_params())
-        if self.family == "knn":
-            from signlab.models.knn import count_params as count_stored
-
-            return count_stored(self.estimator)
-        from signlab.models.mlp import count_params
-
-        return count_params(self.estimator)
+        return self.kind.n_params(self.estimator)
 
     # -- persistence ------------------------------------------------------------------
     def save(self, folder: Path) -> Path:
@@ -116,30 +80,18 @@ class LetterModel:
         meta = {"family": self.family, "normalise": self.normalise, "n_outputs": self.n_outputs,
                 "letters": list(LETTERS)}
         (folder / "signlab.json").write_text(json.dumps(meta, indent=2))
-        if self.family == "cnn":
-            self.estimator.save(folder / "model.keras")
-        else:
-            import skops.io as sio
-
-            sio.dump(self.estimator, folder / "model.skops")
+        self.kind.save(self.estimator, folder / self.kind.file)
         return folder
 
     @classmethod
     def load(cls, folder: Path) -> LetterModel:
-        """Read a model written by `save`, as data: settings from JSON, a Keras file in safe
-        mode (no lambdas or other code in its config), a skops file trusting only the types
-        scikit-learn's MLP needs beyond skops' defaults (never pickle)."""
+        """Read a model written by `save`, as data: settings from JSON, the model by its family
+        (a Keras file in safe mode: no lambdas or other code in its config; a skops file
+        trusting only the types scikit-learn's MLP needs beyond skops' defaults; never pickle)."""
         folder = Path(folder)
         meta = json.loads((folder / "signlab.json").read_text())
-        family, normalise, n_outputs = meta["family"], meta["normalise"], meta["n_outputs"]
-        if family not in ("cnn", "mlp", "knn") or not isinstance(normalise, bool) or n_outputs not in (24, 25):
+        name, normalise, n_outputs = meta["family"], meta["normalise"], meta["n_outputs"]
+        if name not in FAMILIES or not isinstance(normalise, bool) or n_outputs not in (24, 25):
             raise UserError(f"{folder}: not a signlab model ({str(meta)[:100]})")
-        if family == "cnn":
-            import keras
-
-            estimator = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)
-        else:
-            import skops.io as sio
-
-            estimator = sio.load(folder / "model.skops", trusted=SKOPS_TRUSTED_TYPES)
-        return cls(family, estimator, normalise, n_outputs)
+        kind = family(name)
+        return cls(name, kind.load(folder / kind.file), normalise, n_outputs)

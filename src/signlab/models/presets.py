@@ -10,11 +10,12 @@ from pydantic import ValidationError
 
 from signlab.errors import UserError, describe_error
 from signlab.models.cnn import CNNSpec
+from signlab.models.family import FAMILIES
 from signlab.models.knn import KNNSpec
 from signlab.models.mlp import MLPSpec
 
 Spec = CNNSpec | MLPSpec | KNNSpec
-SPECS: dict[str, type[Spec]] = {"cnn": CNNSpec, "mlp": MLPSpec, "knn": KNNSpec}
+SPECS: dict[str, type[Spec]] = {name: f.spec_type for name, f in FAMILIES.items()}  # type: ignore[misc]
 
 
 def spec_digest(spec: Spec) -> str:

@@ -17,22 +17,26 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from signlab.data.labels import N_CLASSES, encode
 from signlab.data.splits import scale
-from signlab.models.augment import augment_dataset, augmented_copies
+from signlab.models.augment import augmented_copies
 from signlab.models.classifier import LetterModel
-from signlab.models.cnn import CNNSpec, build_cnn
+from signlab.models.family import Arrays, EpochHook, family_of
 from signlab.models.knn import KNNSpec, build_knn
 from signlab.models.mlp import MLPSpec, build_mlp, train_one_epoch
-from signlab.signals import held_interrupts, raise_held_interrupt
+from signlab.signals import held_interrupts
 
-EpochHook = Callable[[int, dict[str, float]], None]
-Arrays = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 28, 28), labels 0-24
+if TYPE_CHECKING:
+    from signlab.models.presets import Spec
+
+__all__ = ["Arrays", "EpochHook", "FitResult", "NonFiniteLoss", "epoch_key", "fit", "free_graph", "set_seeds",
+           "size_thread_pools", "whole_file_problem"]
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -71,18 +75,10 @@ def epoch_key(metrics: dict[str, float]) -> tuple[float, float]:
     return (metrics.get("val_accuracy", float("-inf")), -metrics.get("val_loss", float("inf")))
 
 
-def whole_file_problem(spec: CNNSpec | MLPSpec | KNNSpec) -> str | None:
+def whole_file_problem(spec: Spec) -> str | None:
     """Why `spec` cannot train without validation rows (its schedule reads validation loss),
     or None. A whole-file training runs exactly `spec.epochs` epochs at rates fixed in advance."""
-    if isinstance(spec, KNNSpec):
-        return None
-    if isinstance(spec, CNNSpec) and spec.adaptive_lr and not spec.lr_schedule:
-        return ("its learning rate adapts to validation loss (adaptive_lr); fix it in advance with "
-                "--set 'lr_schedule=[...]' (one rate per epoch) or train with --no-adaptive-lr")
-    if spec.early_stopping:
-        return ("it stops early on validation (early_stopping); set the epochs it should run with "
-                "--set early_stopping=false --epochs N")
-    return None
+    return family_of(spec).whole_file_problem(spec)
 
 
 def size_thread_pools() -> None:
@@ -123,118 +119,30 @@ def free_graph() -> None:
         pass
 
 
-def fit(
-    spec: CNNSpec | MLPSpec | KNNSpec, train: Arrays, val: Arrays | None, seed: int = 0, hooks: Sequence[EpochHook] = ()
-) -> FitResult:
+def fit(spec: Spec, train: Arrays, val: Arrays | None, seed: int = 0, hooks: Sequence[EpochHook] = ()) -> FitResult:
     """Train `spec` on `train`, validating on `val` after every epoch. Without `val` (a
     refit on the whole training file) it trains exactly `spec.epochs` epochs and keeps the
-    last; nothing then depends on validation (a CNN needs `lr_schedule` for a varying rate)."""
-    hooks = [_check_finite, *hooks]
-    if isinstance(spec, CNNSpec):
-        return _fit_cnn(spec, train, val, seed, hooks)
-    if isinstance(spec, KNNSpec):
-        return _fit_knn(spec, train, val, hooks)
-    return _fit_mlp(spec, train, val, seed, hooks)
+    last; nothing then depends on validation (a CNN needs `lr_schedule` for a varying rate).
+
+    Args:
+        spec: a CNN, MLP or KNN spec; its family (`models.family`) trains it.
+        train: training images (uint8, N x 28 x 28) and labels 0-24.
+        val: validation images and labels, or None for the whole file.
+        seed: seeds initialisation, shuffling and augmentation.
+        hooks: called as hook(epoch, metrics) after each epoch; one may raise to stop.
+
+    Returns:
+        The model with the kept epoch's weights, the per-epoch history and the training time.
+    """
+    return family_of(spec).fit(spec, train, val, seed, [check_finite, *hooks])
 
 
-def _check_finite(epoch: int, metrics: dict[str, float]) -> None:
+def check_finite(epoch: int, metrics: dict[str, float]) -> None:
     if not math.isfinite(metrics.get("loss", 0.0)):
         raise NonFiniteLoss(f"loss is {metrics['loss']} at epoch {epoch}: training diverged")
 
 
-def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
-             shuffle_seed: int | None = None, augment_seed: int | None = None):
-    """A cached tf.data pipeline: scale, [shuffle], batch, [augment], prefetch."""
-    import tensorflow as tf
-
-    x = scale(images, normalised=True)[..., None]
-    ds = tf.data.Dataset.from_tensor_slices((x, encode(labels, n_outputs))).cache()
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch)
-    if augment_seed is not None:
-        ds = augment_dataset(ds, augment_seed)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[EpochHook]) -> FitResult:
-    # An exception raised by the signal handler inside TensorFlow's native code can come out
-    # as a SystemError ("bad argument to internal function": a trial failed, the study went
-    # on, Ctrl-C lost): Ctrl-C and SIGTERM wait for the next batch's end and are raised there.
-    with held_interrupts():
-        return _fit_cnn_held(spec, train, val, seed, hooks)
-
-
-def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays, seed: int, hooks: list[EpochHook]) -> FitResult:
-    import keras
-    import tensorflow as tf
-
-    size_thread_pools()
-    keras.config.disable_interactive_logging()  # no progress bars from predict() calls
-    tf.get_logger().setLevel("ERROR")  # retracing notes when many models train in one process
-    set_seeds(seed)
-    model = build_cnn(spec)
-    model.compile(
-        optimizer=keras.optimizers.Adam(spec.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    train_ds = _dataset(*train, spec.n_classes, spec.batch_size, shuffle_seed=seed,
-                        augment_seed=seed if spec.augment else None)
-    val_ds = None if val is None else _dataset(*val, spec.n_classes, 1024)
-    result = FitResult(LetterModel("cnn", model, True, spec.n_classes))
-    callbacks: list[keras.callbacks.Callback] = [_KerasHooks(result, hooks)]
-    if spec.lr_schedule:
-        schedule = spec.lr_schedule
-        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: schedule[min(epoch, len(schedule) - 1)]))
-    elif spec.adaptive_lr and val is not None:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
-    if spec.early_stopping and val is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience))
-    start = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,
-              shuffle=False)  # the pipeline shuffles
-    result.train_seconds = time.perf_counter() - start
-    return result
-
-
-class _KerasHooks:
-    """Adapter: a Keras callback that hands each epoch's logs to signlab hooks, keeps the
-    weights of the best epoch by validation accuracy, restored when training ends, and
-    raises a held Ctrl-C or SIGTERM at the end of a batch."""
-
-    def __new__(cls, result: FitResult, hooks: list[EpochHook]):
-        import keras
-
-        class Hooks(keras.callbacks.Callback):
-            best: tuple[float, float] = (float("-inf"), float("-inf"))
-            weights: list | None = None
-
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                logs = dict(logs or {})
-                metrics = {k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs}
-                metrics["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
-                result.history.append(metrics)
-                if "val_accuracy" in metrics and epoch_key(metrics) >= self.best:
-                    self.best, self.weights = epoch_key(metrics), self.model.get_weights()
-                for hook in hooks:
-                    hook(epoch, metrics)
-
-            def on_train_end(self, logs: dict | None = None) -> None:
-                if self.weights is not None:
-                    self.model.set_weights(self.weights)
-
-            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-                raise_held_interrupt()
-
-            def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
-                raise_held_interrupt()
-
-        return Hooks()
-
-
-def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks: list[EpochHook]) -> FitResult:
+def fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks: list[EpochHook]) -> FitResult:
     from sklearn.metrics import log_loss
 
     set_seeds(seed)
@@ -289,7 +197,7 @@ def _fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks:
     return result
 
 
-def _fit_knn(spec: KNNSpec, train: Arrays, val: Arrays | None, hooks: list[EpochHook]) -> FitResult:
+def fit_knn(spec: KNNSpec, train: Arrays, val: Arrays | None, hooks: list[EpochHook]) -> FitResult:
     """One "epoch": store the training images, then score the validation split (no training
     loss or learning rate: a KNN has neither)."""
     from sklearn.metrics import log_loss

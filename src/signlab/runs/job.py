@@ -253,25 +253,8 @@ def _write_artifacts(folder: Path, spec: Spec, result: FitResult,
         {"test": test.report, "test_aug": test_aug.report, "val": None if val is None else val.report,
          "worst_confusions": worst, "letters": list(LETTERS),
          "confusion": test.confusion.tolist()}, indent=1))
-    (folder / "model_summary.txt").write_text(_summary(result))
+    (folder / "model_summary.txt").write_text(result.model.kind.summary(result.model))
     (folder / "history.json").write_text(json.dumps(result.history))
-
-
-def _summary(result: FitResult) -> str:
-    model = result.model
-    if model.family == "cnn":
-        lines: list[str] = []
-        model.estimator.summary(print_fn=lambda line, *a, **k: lines.append(line))
-        return f"params: {model.n_params} (weights; Keras' totals below also count optimizer state)\n" + "\n".join(lines)
-    clf = model.estimator
-    if model.family == "knn":
-        return (f"KNeighborsClassifier(n_neighbors={clf.n_neighbors}, weights={clf.weights!r}, algorithm={clf.algorithm!r})\n"
-                f"stored: {clf.n_samples_fit_} training images of {clf.n_features_in_} pixels\n"
-                f"params: {model.n_params} (the stored pixels and labels; nothing is learned)\n")
-    shapes = [w.shape for w in clf.coefs_]
-    return (f"MLPClassifier(hidden_layer_sizes={clf.hidden_layer_sizes}, alpha={clf.alpha})\n"
-            f"layers: {' -> '.join(str(s[0]) for s in shapes)} -> {shapes[-1][1]}\n"
-            f"params: {model.n_params}\n")
 
 
 def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],

@@ -5,6 +5,7 @@ installed `signlab.models.pyfunc` as loader and its data is a `LetterModel.save`
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 import warnings
 from importlib import metadata
@@ -45,25 +46,16 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
     from mlflow.models import ModelSignature, infer_signature
 
     from signlab.data.splits import scale
-    from signlab.models.classifier import SKOPS_TRUSTED_TYPES
     from signlab.models.pyfunc import INPUT_DOC, LOADER_MODULE, PIXEL_COLUMNS, predictions_frame
 
     reqs = requirements()
-    pixels = example_images[:2].reshape(2, -1).astype(np.float64)
     probs = model.predict_proba(example_images[:2])
-    if model.family == "cnn":
-        x = scale(example_images[:2], normalised=True)[..., None]  # as the model was trained
-        mlflow.tensorflow.log_model(
-            model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs, input_example=x,
-            signature=infer_signature(x, model.estimator.predict(x, verbose=0)),
-        )
-    else:
-        x = pixels / 255.0 if model.normalise else pixels
-        mlflow.sklearn.log_model(
-            model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs, input_example=x,
-            signature=infer_signature(x, model.estimator.predict_proba(x)),
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        )
+    # The native model, in its family's MLflow flavour, on input as it was trained on
+    x = model.kind.native_input(scale(example_images[:2], model.normalise))
+    flavour = importlib.import_module(f"mlflow.{model.kind.flavour}")
+    native = model.kind.predict_proba(model.estimator, scale(example_images[:2], model.normalise))
+    flavour.log_model(model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs, input_example=x,
+                      signature=infer_signature(x, native), **model.kind.flavour_options)
     # The example is what users have: data-set rows as pandas reads them (int64 pixel columns).
     frame = pd.DataFrame(example_images[:2].reshape(2, -1).astype(np.int64), columns=PIXEL_COLUMNS)
     # No input schema: MLflow 3.17 has none that takes int frames, arrays of rows and 28x28

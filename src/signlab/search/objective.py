@@ -33,7 +33,7 @@ from signlab.contract import (
     VAL_LOSS,
     WORKER_TAG,
 )
-from signlab.models.cnn import cnn_params
+from signlab.models.family import family_of
 from signlab.models.presets import Spec
 from signlab.models.train import EpochHook, free_graph
 from signlab.runs import lifecycle, store
@@ -121,8 +121,10 @@ def _over_max_params(spec: Spec, cfg: StudyConfig) -> str | None:
     """Why `spec` is over the study's `max_params` (built, not trained, to count), or None."""
     if cfg.max_params is None:
         return None
-    size = cnn_params(spec)
+    size = family_of(spec).count_before_training(spec)
     free_graph()
+    if size is None:
+        return None
     return f"{size:,} parameters, over max_params {cfg.max_params:,}" if size > cfg.max_params else None
 
 

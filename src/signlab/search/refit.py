@@ -55,7 +55,7 @@ def refit_spec(trial: optuna.trial.FrozenTrial, cfg: StudyConfig) -> Spec:
     epochs = int(trial.user_attrs.get(BEST_EPOCH_ATTR) or cfg.max_epochs)
     update: dict[str, object] = {"epochs": epochs}
     schedule = trial.user_attrs.get(LR_SCHEDULE_ATTR)
-    if spec.family == "cnn" and schedule:
+    if schedule and LR_SCHEDULE_ATTR in type(spec).model_fields:
         update[LR_SCHEDULE_ATTR] = [float(v) for v in schedule[:epochs]]  # the CNN spec's field of the same name
     return type(spec).model_validate({**spec.model_dump(), **update})
 

@@ -6,11 +6,9 @@ from typing import Any
 
 import optuna
 
+from signlab.models.family import family
 from signlab.models.presets import Spec, make_spec
 from signlab.search.study_config import CategoricalParam, FloatParam, IntParam, Param, StudyConfig
-
-PER_BLOCK = {"cnn": ("n_blocks", "filters"), "mlp": ("n_layers", "units")}
-DEFAULT_DEPTH = {"cnn": 3, "mlp": 2}
 
 
 def suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
@@ -25,11 +23,12 @@ def suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
 
 def trial_spec(trial: optuna.Trial, cfg: StudyConfig) -> Spec:
     """The spec a trial trains: searched values, then `fixed` ones, epochs = max_epochs."""
-    depth_key, width_key = PER_BLOCK[cfg.family]
+    kind = family(cfg.family)
+    depth_key, width_key = kind.depth_key, kind.width_key
     values: dict[str, Any] = dict(cfg.fixed)
     if depth_key in cfg.space:
         values[depth_key] = suggest(trial, depth_key, cfg.space[depth_key])
-    depth = int(values.get(depth_key, DEFAULT_DEPTH[cfg.family]))
+    depth = int(values.get(depth_key, kind.default_depth))
     if width_key in cfg.space:
         values[width_key] = [suggest(trial, f"{width_key}_{i}", cfg.space[width_key])
                              for i in range(1, depth + 1)]
@@ -39,36 +38,10 @@ def trial_spec(trial: optuna.Trial, cfg: StudyConfig) -> Spec:
     return spec_from_values(cfg.family, values, cfg.max_epochs)
 
 
-def spec_from_values(family: str, values: dict[str, Any], epochs: int) -> Spec:
+def spec_from_values(family_name: str, values: dict[str, Any], epochs: int) -> Spec:
     """Build a spec from space-level values (n_blocks, filters, conv_dropout... or n_layers,
     units...) and any spec fields given directly."""
-    values = dict(values)
-    if family == "cnn":
-        depth = int(values.pop("n_blocks", DEFAULT_DEPTH["cnn"]))
-        filters = _per_layer(values.pop("filters", 32), depth)
-        batch_norm = bool(values.pop("batch_norm", False))
-        dropout = float(values.pop("conv_dropout", 0.0))
-        # Pool after each block, except the last when there are 3 or more (28 -> 14 -> 7 -> 4),
-        # as in the paper's CNN 2 and CNN 3; dropout after every block but the first.
-        values["blocks"] = [
-            {"filters": f, "batch_norm": batch_norm, "dropout": dropout if i > 0 else 0.0,
-             "pool": not (depth >= 3 and i == depth - 1)}
-            for i, f in enumerate(filters)
-        ]
-        if "dense_units" in values and not isinstance(values["dense_units"], list):
-            values["dense_units"] = [int(values["dense_units"])]
-    else:
-        depth = int(values.pop("n_layers", DEFAULT_DEPTH["mlp"]))
-        values["hidden_layers"] = _per_layer(values.pop("units", 128), depth)
-    return make_spec(None, family=family, epochs=epochs, **values)
-
-
-def _per_layer(value: Any, depth: int) -> list[int]:
-    if isinstance(value, list):
-        if len(value) < depth:
-            raise ValueError(f"{len(value)} widths given for {depth} layers")
-        return [int(v) for v in value[:depth]]
-    return [int(value)] * depth
+    return make_spec(None, family=family_name, epochs=epochs, **family(family_name).spec_fields(values))
 
 
 def build_problem(family: str, fixed: dict[str, Any], space: dict[str, Param], epochs: int) -> str | None:

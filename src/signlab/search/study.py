@@ -28,6 +28,7 @@ from signlab.contract import (
     SAME_AS_ATTR,
 )
 from signlab.errors import UserError
+from signlab.models.family import family
 from signlab.models.train import EpochHook, size_thread_pools
 from signlab.runs import lifecycle, records, store
 from signlab.runs.job import prepare_data
@@ -110,11 +111,11 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     label = f"worker {worker}: " if worker else ""
     bar = Progress(n_trials, progress, label, cfg.objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if cfg.family == "cnn" and cfg.simulate is None:
+    if cfg.simulate is None:
         # imported now, not inside the first trial: TensorFlow's import takes seconds and holds
         # the GIL in long stretches, starving the trial's heartbeat thread, so that on a busy
         # machine another worker could take the trial for dead and fail it
-        import keras  # noqa: F401
+        family(cfg.family).preload()
 
         size_thread_pools()  # before any model is built: a parallel trial's share of the cores
     stopped: KeyboardInterrupt | None = None

@@ -31,6 +31,7 @@ from pydantic import (
 
 from signlab.contract import N_PARAMS
 from signlab.errors import UserError, describe_error, shorten
+from signlab.models.family import FAMILIES
 
 Direction = Literal["maximize", "minimize"]
 OBJECTIVES = {"val_accuracy": "maximize", "val_aug_accuracy": "maximize", N_PARAMS: "minimize"}
@@ -236,7 +237,7 @@ class StudyConfig(_Strict):
     @classmethod
     def _max_params_for_cnns(cls, max_params: int | None, info: ValidationInfo) -> int | None:
         family = info.data.get("family")
-        if max_params is not None and family is not None and family != "cnn":
+        if max_params is not None and family is not None and not FAMILIES[family].counts_before_training:
             raise ValueError(f"only CNN studies count parameters before training; a {family} study has none to cap")
         return max_params
 

@@ -1,0 +1,124 @@
+"""Training and prediction of Keras CNNs: the tf.data pipeline, the fit with its callbacks, and
+the compiled call for small batches. Imported when a CNN is first trained or used (it imports
+TensorFlow), never by commands that only check their input."""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from signlab.data.labels import encode
+from signlab.data.splits import scale
+from signlab.models.augment import augment_dataset
+from signlab.models.classifier import LetterModel
+from signlab.models.cnn import CNNSpec, build_cnn
+from signlab.models.family import Arrays, EpochHook
+from signlab.models.train import FitResult, epoch_key, set_seeds, size_thread_pools
+from signlab.signals import held_interrupts, raise_held_interrupt
+
+# Up to this many images go through the compiled call (one batch); more through Keras `predict`
+# in batches of this size. `predict` costs tens of ms per call (data adapter, iterator) however
+# few the images: 256 images took 3-4x longer through it than through the call.
+PREDICT_BATCH = 1024
+_COMPILED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # model -> its compiled call
+
+
+def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Probabilities for scaled images `x` (N, 28, 28, 1)."""
+    with held_interrupts():  # raised after TensorFlow's native code, not inside it (see models.train)
+        if len(x) > PREDICT_BATCH:
+            return model.predict(x, batch_size=PREDICT_BATCH, verbose=0)
+        call = _COMPILED.get(model)
+        if call is None:
+            call = _COMPILED[model] = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+        return np.asarray(call(x))
+
+
+def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
+             shuffle_seed: int | None = None, augment_seed: int | None = None):
+    """A cached tf.data pipeline: scale, [shuffle], batch, [augment], prefetch."""
+    x = scale(images, normalised=True)[..., None]
+    ds = tf.data.Dataset.from_tensor_slices((x, encode(labels, n_outputs))).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch)
+    if augment_seed is not None:
+        ds = augment_dataset(ds, augment_seed)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, hooks: list[EpochHook]) -> FitResult:
+    """Train a CNN (see `models.train.fit`)."""
+    # An exception raised by the signal handler inside TensorFlow's native code can come out
+    # as a SystemError ("bad argument to internal function": a trial failed, the study went
+    # on, Ctrl-C lost): Ctrl-C and SIGTERM wait for the next batch's end and are raised there.
+    with held_interrupts():
+        return _fit_cnn_held(spec, train, val, seed, hooks)
+
+
+def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, hooks: list[EpochHook]) -> FitResult:
+    size_thread_pools()
+    keras.config.disable_interactive_logging()  # no progress bars from predict() calls
+    tf.get_logger().setLevel("ERROR")  # retracing notes when many models train in one process
+    set_seeds(seed)
+    model = build_cnn(spec)
+    model.compile(
+        optimizer=keras.optimizers.Adam(spec.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    train_ds = _dataset(*train, spec.n_classes, spec.batch_size, shuffle_seed=seed,
+                        augment_seed=seed if spec.augment else None)
+    val_ds = None if val is None else _dataset(*val, spec.n_classes, 1024)
+    result = FitResult(LetterModel("cnn", model, True, spec.n_classes))
+    callbacks: list[keras.callbacks.Callback] = [EpochCallback(result, hooks)]
+    if spec.lr_schedule:
+        schedule = spec.lr_schedule
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: schedule[min(epoch, len(schedule) - 1)]))
+    elif spec.adaptive_lr and val is not None:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
+    if spec.early_stopping and val is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience))
+    start = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,
+              shuffle=False)  # the pipeline shuffles
+    result.train_seconds = time.perf_counter() - start
+    return result
+
+
+class EpochCallback(keras.callbacks.Callback):
+    """Hands each epoch's logs to signlab hooks, keeps the weights of the best epoch by
+    `epoch_key` (restored when training ends), and raises a held Ctrl-C or SIGTERM at the end
+    of a batch."""
+
+    def __init__(self, result: FitResult, hooks: list[EpochHook]) -> None:
+        super().__init__()
+        self.result, self.hooks = result, hooks
+        self.best: tuple[float, float] = (float("-inf"), float("-inf"))
+        self.weights: list | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        metrics = {k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs}
+        metrics["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
+        self.result.history.append(metrics)
+        if "val_accuracy" in metrics and epoch_key(metrics) >= self.best:
+            self.best, self.weights = epoch_key(metrics), self.model.get_weights()
+        for hook in self.hooks:
+            hook(epoch, metrics)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        raise_held_interrupt()
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        raise_held_interrupt()
