@@ -44,6 +44,7 @@ class Family(Protocol):
     file: str  # the model's file name inside a `LetterModel.save` folder
     flavour: str  # the MLflow flavour module that logs the native model ("tensorflow", "sklearn")
     flavour_options: dict[str, Any]  # what that flavour's log_model needs besides the model
+    signature_dtype: str  # the input dtype the logged native model declares (float32 tensors; float64 rows)
 
     # A study's search space names a depth and a width per layer (`n_blocks` and `filters_1`,
     # `filters_2`... for a CNN); None where the family has no layers to search.
@@ -118,6 +119,7 @@ class KerasCNN:
     file: ClassVar[str] = "model.keras"
     flavour: ClassVar[str] = "tensorflow"
     flavour_options: ClassVar[dict[str, Any]] = {}
+    signature_dtype: ClassVar[str] = "float32"
     depth_key: ClassVar[str | None] = "n_blocks"
     width_key: ClassVar[str | None] = "filters"
     default_depth: ClassVar[int] = 3
@@ -196,6 +198,7 @@ class _ScikitLearn:
         return None
     flavour: ClassVar[str] = "sklearn"
     flavour_options: ClassVar[dict[str, Any]] = {"skops_trusted_types": SKOPS_TRUSTED_TYPES}
+    signature_dtype: ClassVar[str] = "float64"  # NumPy's and pandas' default, as rows come
 
     def predict_proba(self, estimator: Any, x: np.ndarray) -> np.ndarray:
         return estimator.predict_proba(self.native_input(x))

@@ -51,9 +51,10 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
     reqs = requirements()
     probs = model.predict_proba(example_images[:2])
     # The native model, in its family's MLflow flavour, on input as it was trained on
-    x = model.kind.native_input(scale(example_images[:2], model.normalise))
+    scaled = scale(example_images[:2], model.normalise)
+    x = model.kind.native_input(scaled).astype(model.kind.signature_dtype)
     flavour = importlib.import_module(f"mlflow.{model.kind.flavour}")
-    native = model.kind.predict_proba(model.estimator, scale(example_images[:2], model.normalise))
+    native = model.kind.predict_proba(model.estimator, scaled)
     flavour.log_model(model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs, input_example=x,
                       signature=infer_signature(x, native), **model.kind.flavour_options)
     # The example is what users have: data-set rows as pandas reads them (int64 pixel columns).
