@@ -77,9 +77,9 @@ def best_trial(study: optuna.Study, cfg: StudyConfig) -> optuna.trial.FrozenTria
     return max(front, key=lambda t: t.values[acc])
 
 
-# Below this many complete trials fANOVA's ranking of hyperparameters is noise: the quick
-# start's 5 and 10 trials ranked them three different ways. 20 is a chosen floor, not yet a
-# measured one (measuring where the ranking settles needs a full default study's trials).
+# Below this many complete trials fANOVA's ranking of hyperparameters is noise: on 60 trials of
+# the default space, the first n named the final top three from n = 20 on (docs/benchmarks.md,
+# "Importances: where fANOVA's ranking settles").
 MIN_TRIALS_FOR_IMPORTANCES = 20
 
 
@@ -87,7 +87,8 @@ def importance_caution(n_complete: int) -> str:
     """A warning to append to importances from too few complete trials ('' from enough)."""
     if n_complete >= MIN_TRIALS_FOR_IMPORTANCES:
         return ""
-    return (f" (from {n_complete} complete trials: not yet reliable, the ranking settles from about "
+    trials = "trial" if n_complete == 1 else "trials"
+    return (f" (from {n_complete} complete {trials}: not yet reliable, the ranking settles from about "
             f"{MIN_TRIALS_FOR_IMPORTANCES})")
 
 
