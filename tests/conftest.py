@@ -48,6 +48,14 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def data_files(data_dir):
+    """Both real files, loaded once per test process (trainings and studies take them as data)."""
+    from signlab.data.dataset import load_files
+
+    return load_files(data_dir)
+
+
+@pytest.fixture(scope="session")
 def train_split(data_dir):
     from signlab.data.dataset import load_split
 

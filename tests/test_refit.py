@@ -8,6 +8,7 @@ import pytest
 from helpers import run_cli, runs_by_role
 from mlflow.tracking import MlflowClient
 
+from signlab.data.dataset import load_files
 from signlab.errors import UserError
 from signlab.models.presets import make_spec
 from signlab.models.train import fit
@@ -38,7 +39,7 @@ def chosen(study):
 
 @pytest.fixture(scope="module")
 def small_data(data_dir):
-    return prepare_data(str(data_dir), subset=100, seed=0)
+    return prepare_data(load_files(data_dir), subset=100, seed=0)
 
 
 @pytest.mark.slow

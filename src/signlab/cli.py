@@ -251,12 +251,15 @@ def train(
     spec = make_spec(preset, family=family, **fields)
     _strategy(val_strategy)
     _check_data(data_dir)
+    from signlab.data.dataset import load_files
+
+    files = load_files(data_dir or None)  # a bad file: one line, before MLflow and TensorFlow
     from signlab.runs.job import print_epoch, run_job  # MLflow and TensorFlow: after every check above
     from signlab.runs.lifecycle import log_system_metrics
 
     log_system_metrics(system_metrics)
     name = run_name or f"{preset or spec.family}{'-aug' if spec.augment else ''}"
-    outcome = run_job(spec, run_name=name, tags={PRESET_TAG: preset or "custom"}, data_dir=data_dir,
+    outcome = run_job(spec, files, run_name=name, tags={PRESET_TAG: preset or "custom"},
                       subset=subset, val_fraction=val_fraction, seed=seed, val_strategy=_strategy(val_strategy),
                       experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)],
                       launched=config.take_launched_run())
@@ -290,6 +293,9 @@ def reference(
 
     planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, subset,
                    _strategy(val_strategy), val_fraction, data_dir)  # rows, seeds and data files checked
+    from signlab.data.dataset import load_files
+
+    files = load_files(data_dir or None)  # once, for every row and seed
     from signlab.runs.job import print_epoch, run_job  # MLflow and TensorFlow: after the checks
     from signlab.runs.lifecycle import log_system_metrics
 
@@ -301,7 +307,7 @@ def reference(
                 typer.echo(f"reference {item.row} seed {item.seed}: skipped, run {done} already FINISHED with these settings")
                 continue
             typer.echo(f"reference {item.row} seed {item.seed}: {item.spec.family}, {item.spec.epochs} epochs")
-            outcome = run_job(item.spec, run_name=item.run_name, tags=item.tags, data_dir=data_dir, subset=subset,
+            outcome = run_job(item.spec, files, run_name=item.run_name, tags=item.tags, subset=subset,
                               val_fraction=val_fraction, seed=item.seed, val_strategy=_strategy(val_strategy),
                               experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(item.spec.epochs)],
                               launched=entry)
@@ -380,7 +386,9 @@ def study_run(
     from signlab.search.study import run_study
 
     log_system_metrics(system_metrics)
-    run_study(study_file, overrides, storage=storage, tracking_uri=tracking_uri, data_dir=data_dir,
+    from signlab.data.dataset import load_files
+
+    run_study(study_file, overrides, storage=storage, tracking_uri=tracking_uri, files=load_files(data_dir or None),
               progress=progress, echo=typer.echo, worker=worker, launched=config.take_launched_run())
 
 
@@ -444,7 +452,10 @@ def study_refit(
     from signlab.search.study import refit_study
 
     log_system_metrics(system_metrics)
-    refit_study(study_file, overrides, storage, tracking_uri, data_dir, echo=typer.echo)
+    from signlab.data.dataset import load_files
+
+    files = load_files(data_dir or None) if resolved_config(study_file, overrides).refit.seeds else None
+    refit_study(study_file, overrides, storage, tracking_uri, files=files, echo=typer.echo)
 
 
 @study_app.command("check")

@@ -67,6 +67,30 @@ class Split:
         return len(self.labels)
 
 
+@dataclass(frozen=True)
+class DataFiles:
+    """Both files of the data set, loaded: what trainings, studies and refits take from their
+    caller (the CLI reads them from the data dir; a test or a notebook may build them)."""
+
+    train: Split
+    test: Split
+
+
+def load_files(data_dir: str | os.PathLike[str] | None = None) -> DataFiles:
+    """The training and test files from the data dir (`load_split`, checked)."""
+    return DataFiles(load_split("train", data_dir), load_split("test", data_dir))
+
+
+def in_memory_split(name: str, images: np.ndarray, labels: np.ndarray) -> Split:
+    """A split from arrays already in memory (uint8 images N x 28 x 28, labels 0-24): its
+    SHA-256 is that of its bytes, so cached groups of variants stay per content."""
+    images, labels = np.ascontiguousarray(images, dtype=np.uint8), np.ascontiguousarray(labels, dtype=np.int64)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise ValueError(f"{name}: expected images (N, 28, 28) and N labels, got {images.shape} and {labels.shape}")
+    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+    return Split(name, images, labels, Path(f"memory/{name}"), digest, False)
+
+
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

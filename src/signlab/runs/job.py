@@ -25,7 +25,7 @@ from signlab.contract import (
     VAL_LOSS,
     WORKER_TAG,
 )
-from signlab.data.dataset import Split, load_split
+from signlab.data.dataset import DataFiles, Split
 from signlab.data.groups import Leakage, cached_groups
 from signlab.data.labels import LETTERS
 from signlab.data.splits import Strategy, subset_indices
@@ -101,16 +101,16 @@ def _empty() -> Arrays:
     return np.zeros((0, 28, 28), dtype=np.uint8), np.zeros(0, dtype=np.int64)
 
 
-def prepare_data(data_dir: str | None = None, subset: int = 0, val_fraction: float = DEFAULT_FRACTION,
+def prepare_data(files: DataFiles, subset: int = 0, val_fraction: float = DEFAULT_FRACTION,
                  seed: int = 0, val_strategy: Strategy = DEFAULT_STRATEGY) -> Data:
-    """Load both files; hold out the validation split (`signlab.data.validation`; none for
+    """Hold out the validation split of the loaded files (`signlab.data.validation`; none for
     `val_fraction` 0); optionally subset per class.
 
     `subset` (images per class, 0 = all) applies to the training file and to the test file,
     so quick runs stay quick; the validation split is taken from the training file only.
     Groups of variants are computed for both files by the same rule (cached by SHA-256).
     """
-    train_file, test_file = load_split("train", data_dir), load_split("test", data_dir)
+    train_file, test_file = files.train, files.test
     rows = validation_rows(train_file, val_strategy, val_fraction, seed, subset)
     train_groups = cached_groups(train_file.images, train_file.labels, train_file.sha256)
     test_rows = subset_indices(test_file.labels, subset, seed)
@@ -257,8 +257,8 @@ def _write_artifacts(folder: Path, spec: Spec, result: FitResult,
     (folder / "history.json").write_text(json.dumps(result.history))
 
 
-def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
-            data_dir: str | None = None, subset: int = 0, val_fraction: float = DEFAULT_FRACTION, seed: int = 0,
+def run_job(spec: Spec, files: DataFiles, *, run_name: str, tags: dict[str, str],
+            subset: int = 0, val_fraction: float = DEFAULT_FRACTION, seed: int = 0,
             val_strategy: Strategy = DEFAULT_STRATEGY, experiment: str = "signlab", tracking_uri: str | None = None,
             hooks: Sequence[EpochHook] = (), launched: str | None = None) -> Outcome:
     """Train and evaluate `spec` as one MLflow run, or in `launched` (the run `mlflow run`
@@ -268,7 +268,7 @@ def run_job(spec: Spec, *, run_name: str, tags: dict[str, str],
         problem = whole_file_problem(spec)
         if problem:
             raise UserError(f"--val-fraction 0 trains without validation, but this {spec.family} cannot: {problem}")
-    data = prepare_data(data_dir, subset, val_fraction, seed, val_strategy)  # bad data fails before MLflow
+    data = prepare_data(files, subset, val_fraction, seed, val_strategy)  # bad settings fail before MLflow
     parent = mlflow.active_run()
     under_mlflow_run = parent is None and launched is not None
     if parent is None:

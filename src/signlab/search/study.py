@@ -27,6 +27,7 @@ from signlab.contract import (
     PARENT_ATTR,
     SAME_AS_ATTR,
 )
+from signlab.data.dataset import DataFiles, load_files
 from signlab.errors import UserError
 from signlab.models.family import family
 from signlab.models.train import EpochHook, size_thread_pools
@@ -79,12 +80,24 @@ class Progress:
 
 
 def run_study(config: str | Path, overrides: Overrides | None = None, storage: str | None = None,
-              tracking_uri: str | None = None, data_dir: str | None = None, progress: bool = True,
+              tracking_uri: str | None = None, files: DataFiles | None = None, progress: bool = True,
               echo: Callable[[str], None] = print, worker: int | None = None,
               launched: str | None = None) -> optuna.Study:
-    """Run (or resume) the study described by a study file; returns the Optuna study.
-    `worker`: this worker's number among several, shown on its output lines; `launched`: the
-    run `mlflow run` started this session in, if any.
+    """Run (or resume) the study described by a study file.
+
+    Args:
+        config: the study file.
+        overrides: command-line values that replace the file's.
+        storage: Optuna's storage URL (default: $SIGNLAB_STORAGE, else sqlite:///optuna.db).
+        tracking_uri: MLflow's (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
+        files: the data set, loaded by the caller (default: read from $SIGNLAB_DATA_DIR or ./data).
+        progress: draw a progress bar on a terminal.
+        echo: where the trial and summary lines go.
+        worker: this worker's number among several, shown on its output lines.
+        launched: the run `mlflow run` started this session in, if any.
+
+    Returns:
+        The Optuna study.
 
     Any number of such workers may run one study at once (same storage and tracking URI):
     each trial is claimed by one worker, all share one parent run, and `max_total_trials`
@@ -97,7 +110,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
         raise UserError(f"{config}: confirm: needs a single objective and real trainings "
                         "(drop it, or the second objective and simulate:)")
     storage_url = storage or paths.DEFAULT_STORAGE
-    data = prepare_data(data_dir, cfg.subset, cfg.validation.fraction, cfg.seed,
+    data = prepare_data(files or load_files(), cfg.subset, cfg.validation.fraction, cfg.seed,
                         cfg.validation.strategy)  # bad data: nothing created
     started = start_session(cfg, storage_url, tracking_uri, launched)
     study, rdb, uri, experiment_id = started.study, started.storage, started.tracking_uri, started.experiment_id
@@ -163,7 +176,7 @@ def _running(study: optuna.Study) -> bool:
 
 
 def refit_study(config: str | Path, overrides: Overrides | None = None,
-                storage: str | None = None, tracking_uri: str | None = None, data_dir: str | None = None,
+                storage: str | None = None, tracking_uri: str | None = None, files: DataFiles | None = None,
                 echo: Callable[[str], None] = print) -> None:
     """Refit a stored study's chosen trial again (`signlab study refit`), the file's
     `refit.seeds` times (or `overrides.refit_seeds`)."""
@@ -174,7 +187,7 @@ def refit_study(config: str | Path, overrides: Overrides | None = None,
         raise UserError(f"{config}: refit.seeds is 0; set it in the study file or pass --seeds N")
     storage_url = storage or paths.DEFAULT_STORAGE
     store.setup(tracking_uri)
-    data = prepare_data(data_dir, cfg.subset, cfg.validation.fraction, cfg.seed, cfg.validation.strategy)
+    data = prepare_data(files or load_files(), cfg.subset, cfg.validation.fraction, cfg.seed, cfg.validation.strategy)
     try:
         study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(storage_url))
     except KeyError:
