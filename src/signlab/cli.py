@@ -124,9 +124,10 @@ def _check_data(data_dir: str | None) -> None:
 @friendly
 def data_split(
     output: Annotated[Path, typer.Option(help="Folder for split.csv.")],
-    val_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of the training file held out.")] = 0.2,
+    val_fraction: Annotated[float, typer.Option(
+        min=0.01, max=0.9, help="Share of the training file held out.")] = config.DEFAULT_VAL_FRACTION,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the split.")] = 0,
-    strategy: SplitStrategy = "grouped",
+    strategy: SplitStrategy = config.DEFAULT_VAL_STRATEGY,
     data_dir: DataDir = None,
 ) -> None:
     """Write the validation split runs use (split.csv: row, label, group, split) and how
@@ -232,8 +233,8 @@ def train(
     set_: Annotated[list[str] | None, typer.Option(
             "--set", help="Override any spec field: key=value (YAML value). Repeatable.")] = None,
     subset: Subset = 0,
-    val_fraction: ValFraction = 0.2,
-    val_strategy: ValStrategy = "grouped",
+    val_fraction: ValFraction = config.DEFAULT_VAL_FRACTION,
+    val_strategy: ValStrategy = config.DEFAULT_VAL_STRATEGY,
     seed: Seed = 0,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "signlab",
     run_name: Annotated[str | None, typer.Option(help="MLflow run name.")] = None,
@@ -277,8 +278,8 @@ def reference(
             "--augment/--no-augment", help="CNN rows: the paper's augmentation + adaptive LR row.")] = False,
     epochs: Epochs = None,
     subset: Subset = 0,
-    val_fraction: ValFraction = 0.2,
-    val_strategy: ValStrategy = "grouped",
+    val_fraction: ValFraction = config.DEFAULT_VAL_FRACTION,
+    val_strategy: ValStrategy = config.DEFAULT_VAL_STRATEGY,
     seeds: Annotated[str | None, typer.Option(help="Seeds, comma-separated (0,1,2): one run per row and seed.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="One seed: the same as --seeds N (default 0).")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "references",
@@ -412,20 +413,11 @@ def study_workers(
     data_dir: DataDir = None,
 ) -> None:
     """Run N worker processes on one study (here; on other machines run `signlab study run`
-    with the same --storage, --tracking-uri and --max-total-trials)."""
-    from signlab import config
-    from signlab.search.setup import Overrides, checked_inputs
-
-    overrides = Overrides(n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
+    with the same --storage, --tracking-uri and --max-total-trials): `study run --parallel N`."""
+    study_run.__wrapped__(study_file, n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, subset=subset,
+                          storage=storage, tracking_uri=tracking_uri, system_metrics=system_metrics,
                           study_name=study_name, seed=seed, max_total_trials=max_total_trials,
-                          refit_seeds=refit_seeds)
-    checked_inputs(study_file, overrides, storage or config.DEFAULT_STORAGE, data_dir)
-    from signlab.search.workers import run_workers  # MLflow: after the checks
-
-    code = run_workers(n, study_file, overrides, storage or config.DEFAULT_STORAGE, tracking_uri, data_dir,
-                       echo=typer.echo, system_metrics=system_metrics)
-    if code:
-        raise typer.Exit(code)
+                          refit_seeds=refit_seeds, data_dir=data_dir, parallel=str(n))
 
 
 @study_app.command("refit")
@@ -560,8 +552,9 @@ ServerUri = Annotated[str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKIN
 @friendly
 def server(
     ctx: typer.Context,
-    backend_store_uri: Annotated[str, typer.Option(envvar="MLFLOW_BACKEND_STORE_URI", show_envvar=True,
-                                                   help="Database for runs and models (SQLAlchemy URL).")] = "sqlite:///mlflow.db",
+    backend_store_uri: Annotated[str, typer.Option(
+        envvar="MLFLOW_BACKEND_STORE_URI", show_envvar=True,
+        help="Database for runs and models (SQLAlchemy URL).")] = config.DEFAULT_TRACKING_URI,
     artifacts_destination: Annotated[str, typer.Option(
             help="Where the server keeps artifacts (a folder or s3://...).")] = "./mlartifacts",
     host: Annotated[str, typer.Option(help="Interface to listen on; 127.0.0.1 keeps it to this machine "

@@ -14,6 +14,10 @@ CACHE_DIR_ENV = "SIGNLAB_CACHE_DIR"
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_STORAGE = "sqlite:///optuna.db"
+DEFAULT_VAL_FRACTION = 0.2  # share of the training file held out for validation
+DEFAULT_VAL_STRATEGY = "grouped"  # whole groups of variants of one photo held out
+HEARTBEAT_SECONDS = 15  # a live trial beats this often...
+GRACE_SECONDS = 60  # ...and is marked FAIL when silent this long (its worker died)
 
 VERBOSE_ENV = "SIGNLAB_VERBOSE"
 PNG_TIMEOUT_ENV = "SIGNLAB_PNG_TIMEOUT"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from signlab import config
 from signlab.errors import UserError
 
 SETUP_WAIT_SECONDS = 120.0  # longest wait for another process setting up a SQLite database
@@ -121,7 +122,7 @@ def check_database(url: str, what: str) -> str:
     where it is and why not, without the password."""
     import sqlalchemy
 
-    url, parsed = parse(url, what, "sqlite:///mlflow.db")
+    url, parsed = parse(url, what, config.DEFAULT_TRACKING_URI)
     try:
         engine = sqlalchemy.create_engine(url)
     except ImportError:

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from signlab import config
 from signlab.contract import VAL_FRACTION_PARAM, VAL_STRATEGY_PARAM
 from signlab.data.dataset import Split
 from signlab.data.groups import DEFAULT_THRESHOLD, Leakage, cached_groups, leakage
 from signlab.data.splits import Strategy, split_indices, subset_indices
 
-DEFAULT_STRATEGY: Strategy = "grouped"
-DEFAULT_FRACTION = 0.2
+DEFAULT_STRATEGY: Strategy = config.DEFAULT_VAL_STRATEGY  # type: ignore[assignment]
+DEFAULT_FRACTION = config.DEFAULT_VAL_FRACTION
 NO_VALIDATION = "none"  # the strategy a run logs when it trains on the whole file (fraction 0)
 
 

@@ -15,6 +15,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from signlab.config import DEFAULT_STORAGE
 from signlab.contract import DATA_ATTR, SEED_PARAM, SUBSET_PARAM, VAL_FRACTION_PARAM, VAL_STRATEGY_PARAM
 from signlab.errors import UserError, describe_error
 from signlab.search.space import check_buildable
@@ -143,7 +144,7 @@ def checked_inputs(config: str | Path, overrides: Overrides, storage_url: str, d
 
     for split in ("train", "test"):
         find_split_file(split, data_dir or None)
-    parse(storage_url, "storage", "sqlite:///optuna.db")  # open_storage's first step, same words
+    parse(storage_url, "storage", DEFAULT_STORAGE)  # open_storage's first step, same words
     return cfg
 
 

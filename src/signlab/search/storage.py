@@ -12,13 +12,13 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
+from signlab import config
 from signlab.errors import UserError
 from signlab.search.study_config import RESERVED_PREFIX
 from signlab.signals import hold_interrupts, release_interrupts
 from signlab.stores import duplicate_key, no_driver, parse, reason, setup_lock, where
 
-HEARTBEAT_SECONDS = 15  # a live trial beats this often...
-GRACE_SECONDS = 60  # ...and is marked FAIL when silent this long (its worker died)
+HEARTBEAT_SECONDS, GRACE_SECONDS = config.HEARTBEAT_SECONDS, config.GRACE_SECONDS
 LOCK_WAIT_SECONDS = 120.0  # longest wait for another worker's lock study
 
 FailedTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
@@ -29,7 +29,7 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_pe
     """An RDBStorage with heartbeats: a trial whose worker died is failed (and handed to
     `on_failed_trial`). Errors say where the database is, without the password, and that
     nothing was changed."""
-    url, parsed = parse(url, "storage", "sqlite:///optuna.db")
+    url, parsed = parse(url, "storage", config.DEFAULT_STORAGE)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own summary says what happened
     try:
         rdb = _rdb_storage(url, heartbeat_interval, grace_period, on_failed_trial)
@@ -62,7 +62,7 @@ def _check_sqlite(rdb: RDBStorage, url: str) -> None:
 def unusable_storage(url: str, exc: BaseException) -> UserError:
     """The error for a storage that opened but fails when its studies are read (a corrupt
     SQLite file, say): where it is and the database's own words."""
-    _, parsed = parse(url, "storage", "sqlite:///optuna.db")
+    _, parsed = parse(url, "storage", config.DEFAULT_STORAGE)
     cause = exc.__cause__ if exc.__cause__ is not None else exc
     return UserError(f"study storage {where(parsed)} is not a usable Optuna database: {reason(cause)} "
                      "(nothing was changed)")

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from signlab import config
 from signlab.contract import N_PARAMS
 from signlab.errors import UserError, describe_error, shorten
 from signlab.models.family import FAMILIES
@@ -123,7 +124,7 @@ class PrunerConfig(_Strict):
 class ValidationConfig(_Strict):
     """The validation split held out from the training file (`signlab.data.validation`)."""
 
-    strategy: Literal["grouped", "random"] = "grouped"
+    strategy: Literal["grouped", "random"] = config.DEFAULT_VAL_STRATEGY  # type: ignore[assignment]
     fraction: float = Field(0.2, gt=0.0, lt=1.0)
 
 
@@ -169,8 +170,9 @@ class StudyConfig(_Strict):
     seed: int = Field(0, ge=0, description="NumPy and Keras take seeds of 0 or more")
     experiment: str | None = None
     retry_failed_trials: int = Field(0, ge=0, le=100, description="re-queue a trial whose worker died, this often")
-    heartbeat_interval: int = Field(15, ge=1, le=600, description="seconds between a running trial's heartbeats")
-    grace_period: int = Field(60, ge=2, le=3600, validate_default=True,
+    heartbeat_interval: int = Field(config.HEARTBEAT_SECONDS, ge=1, le=600,
+                                    description="seconds between a running trial's heartbeats")
+    grace_period: int = Field(config.GRACE_SECONDS, ge=2, le=3600, validate_default=True,
                               description="a trial silent this long is failed (its worker died)")
     target_val_accuracy: float | None = Field(
         None, gt=0.0, le=1.0, description="multi-objective: report the smallest model reaching this")
