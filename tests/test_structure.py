@@ -229,3 +229,17 @@ def test_the_family_registry_imports_no_framework_until_a_family_is_used():
             "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_each_default_is_declared_once():
+    """The defaults users meet in several commands (the SQLite stores, the validation split,
+    heartbeats) are written in config.py and read from there."""
+    from signlab import config
+
+    literals = {repr(config.DEFAULT_STORAGE), repr(config.DEFAULT_TRACKING_URI)}
+    found = [f"{name}: {node.value!r}" for name, path in modules() if name != "signlab.config"
+             for node in _strings(ast.parse(path.read_text())) if repr(node.value) in literals]
+    numbers = re.compile(r"(val_fraction|fraction)[^=\n]*=\s*0\.2\b|Field\((15|60),")
+    found += [f"{name}:{i}" for name, path in modules() if name != "signlab.config"
+              for i, line in enumerate(path.read_text().splitlines(), start=1) if numbers.search(line)]
+    assert found == []

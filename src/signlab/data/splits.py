@@ -7,12 +7,14 @@ from typing import Literal
 
 import numpy as np
 
+from signlab import config
+
 Strategy = Literal["grouped", "random"]
 STRATEGIES: tuple[Strategy, ...] = ("grouped", "random")
 
 
 def validation_split(
-    images: np.ndarray, labels: np.ndarray, fraction: float = 0.2, seed: int = 0,
+    images: np.ndarray, labels: np.ndarray, fraction: float = config.DEFAULT_VAL_FRACTION, seed: int = 0,
     groups: np.ndarray | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Hold out about `fraction` of (images, labels) per letter (whole `groups` if given):
@@ -21,7 +23,7 @@ def validation_split(
     return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
 
 
-def split_indices(labels: np.ndarray, groups: np.ndarray | None, fraction: float = 0.2,
+def split_indices(labels: np.ndarray, groups: np.ndarray | None, fraction: float = config.DEFAULT_VAL_FRACTION,
                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, validation) row indices: per letter, about `fraction` of its images
     held out, as whole groups when `groups` is given (None: single images, at random).
