@@ -243,3 +243,25 @@ def test_each_default_is_declared_once():
     found += [f"{name}:{i}" for name, path in modules() if name != "signlab.config"
               for i, line in enumerate(path.read_text().splitlines(), start=1) if numbers.search(line)]
     assert found == []
+
+
+PACKAGES = ("data", "models", "runs", "search", "serving")
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_other_layers_use_only_a_packages_public_names(package):
+    """`__all__` of each subpackage names what other layers may use; a name imported from one
+    of its modules by another layer must be there (and `from signlab.<package> import X` gives it)."""
+    import importlib
+
+    public = importlib.import_module(f"signlab.{package}")
+    outside = []
+    for name, path in modules():
+        if name.startswith(f"signlab.{package}."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"signlab.{package}."):
+                outside += [f"{name}: {a.name}" for a in node.names if a.name not in public.__all__]
+    assert outside == []
+    for exported in public.__all__:
+        assert getattr(public, exported) is not None

@@ -579,11 +579,11 @@ def server(
     workers on several machines and a team's MLflow UI."""
     if ctx.invoked_subcommand is not None:
         return
-    from signlab.serving.server import serve
+    from signlab.serving.server import serve_tracking
 
-    serve(backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, echo=typer.echo,
-          auth=auth, auth_db=auth_db, default_permission=default_permission, insecure=insecure,
-          admin_password=admin_password)
+    serve_tracking(backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, echo=typer.echo,
+                   auth=auth, auth_db=auth_db, default_permission=default_permission, insecure=insecure,
+                   admin_password=admin_password)
 
 
 @users_app.command("add")
@@ -637,11 +637,11 @@ def dashboard(
     if database is not None and not database.is_file():  # as `serve` checks, before its imports (seconds)
         raise UserError(f"no study storage at {database} (SQLite file not found): run a study first, "
                         "or pass --storage (or $SIGNLAB_STORAGE) naming the one it used")
-    from signlab.serving.dashboard import serve
+    from signlab.serving.dashboard import serve_dashboard
 
     names = [n.strip() for item in allowed_hosts or [] for n in item.split(",") if n.strip()]
-    serve(storage or config.DEFAULT_STORAGE, host, port, echo=typer.echo, allow_writes=allow_writes,
-          allowed_hosts=names)
+    serve_dashboard(storage or config.DEFAULT_STORAGE, host, port, echo=typer.echo, allow_writes=allow_writes,
+                    allowed_hosts=names)
 
 
 # ---- report ---------------------------------------------------------------------------------

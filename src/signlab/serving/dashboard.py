@@ -60,7 +60,7 @@ class _QuietHandler(WSGIRequestHandler):
         """No line per request."""
 
 
-def serve(storage_url: str, host: str, port: int, echo: Callable[[str], None] = print, *,
+def serve_dashboard(storage_url: str, host: str, port: int, echo: Callable[[str], None] = print, *,
           allow_writes: bool = False, allowed_hosts: Iterable[str] = ()) -> None:
     """Serve optuna-dashboard for the studies in `storage_url` on http://host:port/ until
     Ctrl-C or SIGTERM, read-only unless `allow_writes`, to requests addressed to a loopback

@@ -141,7 +141,7 @@ def auth_environment(backend_store_uri: str, auth_db: str | None, default_permis
             "MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_FLASK_SERVER_SECRET_KEY": key}
 
 
-def serve(backend_store_uri: str, artifacts_destination: str, host: str, port: int, workers: int,
+def serve_tracking(backend_store_uri: str, artifacts_destination: str, host: str, port: int, workers: int,
           allowed_hosts: str | None = None, echo: Callable[[str], None] = print, *, auth: bool = False,
           auth_db: str | None = None, default_permission: str = "EDIT", insecure: bool = False,
           admin_password: str | None = None) -> None:
