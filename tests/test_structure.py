@@ -215,7 +215,8 @@ def test_the_served_model_loads_no_cli_and_no_framework_and_import_changes_nothi
 def test_families_are_objects_not_strings():
     """What differs between model families is asked of `models.family`: no module compares a
     family's name with a literal or tests a spec's class (one class there per family)."""
-    branch = re.compile(r"""family\s*[!=]=\s*["']|isinstance\([^)]*(CNNSpec|MLPSpec|KNNSpec)""")
+    branch = re.compile(r"""family["'\]]*\s*[!=]=\s*["']|[!=]=\s*["'](cnn|mlp|knn)["']|"""
+                        r"""in \(["'](cnn|mlp|knn)|isinstance\([^)]*(CNNSpec|MLPSpec|KNNSpec)""")
     found = [f"{name}:{i}" for name, path in modules() if name != "signlab.models.family"
              for i, line in enumerate(path.read_text().splitlines(), start=1) if branch.search(line)]
     assert found == []

@@ -14,6 +14,7 @@ from signlab.contract import (
     CI_LOW,
     DEFAULT_MODEL_URI,
     LATENCY_MS,
+    MODEL_NAMES,
     N_PARAMS,
     PRESET_TAG,
     TEST_ACCURACY,
@@ -481,7 +482,7 @@ def promote(
 
     if (family is None) == (run_id is None):
         raise UserError("give --family cnn|mlp or --run-id RUN")
-    if family is not None and family not in ("cnn", "mlp"):
+    if family is not None and family not in MODEL_NAMES:  # the families with a registered model
         raise UserError(f"--family must be cnn or mlp, not {family!r}")
     from mlflow.tracking import MlflowClient  # after the checks: MLflow takes seconds to import
 

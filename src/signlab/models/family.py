@@ -52,6 +52,9 @@ class Family(Protocol):
     width_key: str | None
     default_depth: int
     counts_before_training: bool  # whether `count_before_training` can size a spec (a study's max_params)
+    searchable: frozenset[str]  # what a study's space may search (depth and width keys drawn per layer)
+    default_preset: str | None  # the preset a spec of this family starts from when no preset is named
+    epochs_matter: bool  # whether --epochs means anything (a KNN stores the images once)
 
     def count_before_training(self, spec: Any) -> int | None:
         """The parameters a spec's model will have, without training it (None: not known)."""
@@ -124,6 +127,11 @@ class KerasCNN:
     width_key: ClassVar[str | None] = "filters"
     default_depth: ClassVar[int] = 3
     counts_before_training: ClassVar[bool] = True
+    searchable: ClassVar[frozenset[str]] = frozenset({
+        "n_blocks", "filters", "batch_norm", "conv_dropout", "dense_units", "dense_dropout", "l2_dense", "l2_conv",
+        "learning_rate", "batch_size", "augment", "adaptive_lr"})
+    default_preset: ClassVar[str | None] = "cnn3"  # the paper's best CNN
+    epochs_matter: ClassVar[bool] = True
 
     def count_before_training(self, spec: CNNSpec) -> int | None:
         from signlab.models.cnn import cnn_params
@@ -228,6 +236,10 @@ class ScikitMLP(_ScikitLearn):
     depth_key: ClassVar[str | None] = "n_layers"
     width_key: ClassVar[str | None] = "units"
     default_depth: ClassVar[int] = 2
+    searchable: ClassVar[frozenset[str]] = frozenset({
+        "n_layers", "units", "alpha", "learning_rate", "batch_size", "augment", "augment_copies"})
+    default_preset: ClassVar[str | None] = None  # MLPSpec's own defaults
+    epochs_matter: ClassVar[bool] = True
 
     def spec_fields(self, values: dict[str, Any]) -> dict[str, Any]:
         values = dict(values)
@@ -264,6 +276,9 @@ class ScikitKNN(_ScikitLearn):
     depth_key: ClassVar[str | None] = None
     width_key: ClassVar[str | None] = None
     default_depth: ClassVar[int] = 0
+    searchable: ClassVar[frozenset[str]] = frozenset()  # not searched by studies
+    default_preset: ClassVar[str | None] = None
+    epochs_matter: ClassVar[bool] = False
 
     def spec_fields(self, values: dict[str, Any]) -> dict[str, Any]:
         return dict(values)

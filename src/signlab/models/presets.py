@@ -114,8 +114,9 @@ def make_spec(preset: str | None = None, family: str | None = None, **overrides:
     if family is not None and fields.get("family", family) != family:
         raise UserError(f"preset {preset!r} is a {fields['family']}, not a {family}")
     fields.setdefault("family", family or "cnn")
-    if fields["family"] == "cnn" and "blocks" not in fields:
-        fields = {**PRESETS["cnn3"], **fields}
+    start = FAMILIES[fields["family"]].default_preset if fields["family"] in FAMILIES else None
+    if start and preset is None:
+        fields = {**PRESETS[start], **fields}
     fields.update({k: v for k, v in overrides.items() if v is not None})
     if fields["family"] not in SPECS:
         raise UserError(f"unknown family {fields['family']!r}; choose one of {', '.join(SPECS)}")

@@ -28,6 +28,7 @@ from signlab.contract import (
     VAL_STRATEGY_PARAM,
 )
 from signlab.errors import UserError
+from signlab.models.family import FAMILIES
 from signlab.models.presets import PRESETS, Spec, make_spec, spec_digest
 
 REFERENCES_FILE = Path(__file__).with_name("references.yaml")  # package data: found when installed too
@@ -69,7 +70,7 @@ def reference_spec(name: str, epochs: int | None = None) -> Spec:
         raise UserError(f"unknown reference {name!r}; choose one of {', '.join(reproducible())}")
     preset, _, aug = name.partition("_")
     extra = {"augment": True, "adaptive_lr": True} if aug == "aug" else {}
-    if PRESETS[preset]["family"] == "knn":
+    if not FAMILIES[PRESETS[preset]["family"]].epochs_matter:
         epochs = None  # a KNN has no epochs; --epochs is for the rows that train
     return make_spec(preset, epochs=epochs, **extra)
 

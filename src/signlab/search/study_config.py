@@ -37,13 +37,9 @@ from signlab.models.family import FAMILIES
 Direction = Literal["maximize", "minimize"]
 OBJECTIVES = {"val_accuracy": "maximize", "val_aug_accuracy": "maximize", N_PARAMS: "minimize"}
 
-# What a space may search, per family. `filters` and `units` are drawn once per block/layer
-# (as filters_1, filters_2, ...); the rest once per trial.
-SPACE_KEYS = {
-    "cnn": {"n_blocks", "filters", "batch_norm", "conv_dropout", "dense_units", "dense_dropout",
-            "l2_dense", "l2_conv", "learning_rate", "batch_size", "augment", "adaptive_lr"},
-    "mlp": {"n_layers", "units", "alpha", "learning_rate", "batch_size", "augment", "augment_copies"},
-}
+# What a space may search, per family (its `searchable` keys). `filters` and `units` are drawn
+# once per block/layer (as filters_1, filters_2, ...); the rest once per trial.
+SPACE_KEYS = {name: set(f.searchable) for name, f in FAMILIES.items() if f.searchable}
 
 # A study file is a page of settings: anything far larger is a mistake or an attack, refused
 # before it costs anything (a 695-byte file of nested aliases once expanded to 1.7 GB).
