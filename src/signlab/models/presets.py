@@ -107,7 +107,16 @@ EXPECTED_PARAMS = {"cnn1": 264_049, "cnn2": 30_539, "cnn3": 39_824, "tutorial": 
 
 
 def make_spec(preset: str | None = None, family: str | None = None, **overrides: Any) -> Spec:
-    """A validated spec: a preset (or the family's defaults) with fields overridden."""
+    """A validated spec: a preset (or the family's defaults) with fields overridden.
+
+    Args:
+        preset: a published model's name (`PRESETS`), or None.
+        family: cnn, mlp or knn; must match the preset's if both are given.
+        **overrides: spec fields to replace (None values are ignored).
+
+    Returns:
+        The family's spec, validated.
+    """
     if preset is not None and preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     fields = dict(PRESETS[preset]) if preset else {}

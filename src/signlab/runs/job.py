@@ -262,8 +262,26 @@ def run_job(spec: Spec, files: DataFiles, *, run_name: str, tags: dict[str, str]
             val_strategy: Strategy = DEFAULT_STRATEGY, experiment: str = "signlab", tracking_uri: str | None = None,
             hooks: Sequence[EpochHook] = (), launched: str | None = None) -> Outcome:
     """Train and evaluate `spec` as one MLflow run, or in `launched` (the run `mlflow run`
-    started); with a run active, as a run nested under it, in its experiment. `val_fraction`
-    0 trains on the whole training file (`whole_file_problem` must find nothing in `spec`)."""
+    started); with a run active, as a run nested under it, in its experiment.
+
+    Args:
+        spec: what to train (`models.presets.make_spec`).
+        files: the data set, loaded by the caller (`data.dataset.load_files`).
+        run_name: the run's name in the MLflow UI.
+        tags: extra run tags.
+        subset: images per letter from each file (0: all; a quick run, tagged so).
+        val_fraction: share of the training file held out; 0 trains on the whole file
+            (`whole_file_problem` must find nothing in `spec`).
+        seed: seeds the split, initialisation, shuffling and augmentation.
+        val_strategy: grouped (whole photos held out) or random.
+        experiment: the MLflow experiment, when no run is active.
+        tracking_uri: MLflow's (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
+        hooks: called as hook(epoch, metrics) after each epoch.
+        launched: the run `mlflow run` started, to log into.
+
+    Returns:
+        The run's id, the fit, the evaluations and every metric logged.
+    """
     if val_fraction == 0:
         problem = whole_file_problem(spec)
         if problem:

@@ -179,7 +179,16 @@ def refit_study(config: str | Path, overrides: Overrides | None = None,
                 storage: str | None = None, tracking_uri: str | None = None, files: DataFiles | None = None,
                 echo: Callable[[str], None] = print) -> None:
     """Refit a stored study's chosen trial again (`signlab study refit`), the file's
-    `refit.seeds` times (or `overrides.refit_seeds`)."""
+    `refit.seeds` times (or `overrides.refit_seeds`); seeds already refit are skipped.
+
+    Args:
+        config: the study file.
+        overrides: command-line values that replace the file's (`refit_seeds`, `study_name`).
+        storage: Optuna's storage URL holding the study.
+        tracking_uri: MLflow's, holding its parent run.
+        files: the data set, loaded by the caller (default: read from $SIGNLAB_DATA_DIR or ./data).
+        echo: where the refit lines go.
+    """
     from signlab import config as paths
 
     cfg = resolved_config(config, overrides or Overrides())

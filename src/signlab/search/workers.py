@@ -53,9 +53,25 @@ def worker_command(config: str | Path, cap: int, options: dict[str, Any]) -> lis
 def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
                 data_dir: str | None, echo: Callable[[str], None] = print, system_metrics: bool = True,
                 launched: str | None = None) -> int:
-    """Start `n` workers on one study, wait for all; the worst exit code. Ctrl-C or SIGTERM
-    is passed on to every worker, whose running trials then end FAIL and their runs KILLED.
-    Each worker's thread pools get its share of the cores (`config.thread_environment`)."""
+    """Start `n` workers on one study and wait for all. Ctrl-C or SIGTERM is passed on to
+    every worker, whose running trials then end FAIL and their runs KILLED. Each worker's
+    thread pools get its share of the cores (`config.thread_environment`).
+
+    Args:
+        n: worker processes (each `signlab study run --parallel 1`).
+        config: the study file.
+        overrides: command-line values that replace the file's; the workers together add
+            its `n_trials`.
+        storage_url: Optuna's storage, shared by the workers.
+        tracking_uri: MLflow's, shared too.
+        data_dir: where each worker reads the data set.
+        echo: where the launcher's lines go (the workers' own go to their output).
+        system_metrics: record CPU and memory on each run.
+        launched: the run `mlflow run` started this session in, if any.
+
+    Returns:
+        The worst exit code of the workers (0 when all succeeded).
+    """
     existing, cap, uri = prepare(config, overrides, storage_url, tracking_uri, data_dir, launched)
     if existing >= cap:
         echo(f"the study already has {existing} trials (cap {cap}): nothing to do")

@@ -191,10 +191,19 @@ def load_classifier(model_uri: str, trust_model: bool = False) -> Any:
 
 
 def predict(model_uri: str, inputs: list[Path], top: int = 3, trust_model: bool = False) -> Iterator[dict]:
-    """One result per image, as they are ready: name, letter, probability and the `top` letters.
+    """Predict the letter of each image, as results are ready. Inputs are checked, and the
+    first chunk read, before the model is loaded; errors in later rows of a CSV come when the
+    stream reaches them.
 
-    Inputs are checked, and the first chunk read, before the model is loaded; errors in
-    later rows of a CSV come when the stream reaches them."""
+    Args:
+        model_uri: a `models:/` or `runs:/` URI of a letters classifier.
+        inputs: image files (PNG, JPEG...) and CSV files of 784-pixel rows (plain or .gz).
+        top: how many of the most probable letters each result lists.
+        trust_model: load a model whose loading could run code from the store.
+
+    Yields:
+        Per image: its name, letter, probability and the `top` letters with theirs.
+    """
     check_inputs(inputs)
     chunks = batches(inputs)
     first = next(chunks, None)

@@ -121,9 +121,18 @@ def _alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
 
 def promote(run_id: str, force: bool = False, client: MlflowClient | None = None,
             trust_model: bool = False) -> Verdict:
-    """Register `run_id`'s classifier (once) and move the aliases by the gate. A classifier
-    whose loading could run code from the store (`predict.check_classifier`) is refused before
-    anything is registered, unless `trust_model`."""
+    """Register `run_id`'s classifier (once) and move the aliases by the gate.
+
+    Args:
+        run_id: a FINISHED run with a letters classifier (a refit, trial or reference run).
+        force: move `champion` to it whatever the gate says.
+        client: the MLflow client (default: the tracking URI's).
+        trust_model: register a classifier whose loading could run code from the store
+            (`predict.check_classifier` refuses it otherwise, before anything is registered).
+
+    Returns:
+        The registered version, whether it became champion, and why.
+    """
     client = client or MlflowClient()
     try:
         run = client.get_run(run_id)

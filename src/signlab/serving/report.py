@@ -566,8 +566,20 @@ def _notes(family: str | None) -> list[str]:
 def run_report(output: Path, experiments: list[str] | None = None, study: str | None = None,
                family: str | None = None, top: int = 1, log_experiment: str = "reports",
                launched: str | None = None) -> list[Path]:
-    """Write the report and log both files as artifacts of a `report` run (`launched`: the
-    run `mlflow run . -e report` started, logged to instead)."""
+    """Write the report and log its files as artifacts of a `report` run.
+
+    Args:
+        output: the folder for report.md, report.html and report.json.
+        experiments: only these MLflow experiments (default: all).
+        study: only this study.
+        family: only cnn or mlp.
+        top: trials per study, best first by validation accuracy.
+        log_experiment: the experiment of the `report` run.
+        launched: the run `mlflow run . -e report` started, logged to instead.
+
+    Returns:
+        The files written.
+    """
     client = MlflowClient()
     paths = write_report(client, output, experiments, study, family, top)
     if launched:
