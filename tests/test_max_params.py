@@ -30,11 +30,11 @@ space:
 
 
 @pytest.mark.slow
-def test_networks_over_max_params_are_pruned_before_training(tmp_path, data_dir):
+def test_networks_over_max_params_are_pruned_before_training(tmp_path, data_files):
     path = tmp_path / "capped.yaml"
     path.write_text(STUDY.format(max_params=12000))
     study = run_study(path, storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-                      tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", data_dir=str(data_dir), progress=False)
+                      tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", files=data_files, progress=False)
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert pruned and complete, "the seeded draws hold networks on both sides of the cap"

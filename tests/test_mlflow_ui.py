@@ -49,7 +49,8 @@ def test_mlflow_run_builds_the_mlprojects_own_environment_with_uv(tmp_path, data
     args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "cnn_study", "--env-manager", "uv",
             "--experiment-name", "uv_env", "-P", "study_name=uv_env", "-P", "n_trials=1", "-P", "max_epochs=1",
             "-P", "subset=10", "-P", "refit_seeds=0", "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"]
-    env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))  # uv: the dev extra's, on PATH
+    # uv: the dev extra's, on PATH; MLflow's INFO lines on (they name the environment it built)
+    env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_LOGGING_LEVEL="INFO")
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1200, cwd=tmp_path)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]

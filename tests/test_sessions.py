@@ -166,9 +166,9 @@ def test_processes_start_at_once_in_an_empty_folder(tmp_path):
 
 CLAIM = """\
 import sys, optuna
-from signlab.search.storage import TrialCapReached, open_storage
-rdb = open_storage(sys.argv[1])
-rdb.cap = 40
+from signlab.search.optuna_internals import TrialCapReached
+from signlab.search.storage import open_storage
+rdb = open_storage(sys.argv[1], cap=40)
 study = optuna.load_study(study_name="capped", storage=rdb)
 made = 0
 try:

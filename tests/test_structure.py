@@ -266,3 +266,19 @@ def test_other_layers_use_only_a_packages_public_names(package):
     assert outside == []
     for exported in public.__all__:
         assert getattr(public, exported) is not None
+
+
+def test_optuna_internals_that_signlab_relies_on_still_exist():
+    """The private names `search/optuna_internals.py` uses, in the Optuna installed; no other
+    module reaches into Optuna's private API (`optuna.<x>._<y>`, `._create_new_trial`)."""
+    import optuna
+    from optuna.storages import RDBStorage
+
+    from signlab.search import optuna_internals
+
+    assert callable(getattr(RDBStorage, "_create_new_trial", None)), f"checked with {optuna_internals.CHECKED_WITH}"
+    assert optuna_internals.OPTIMIZE_LOGGER == "optuna.study._optimize"
+    private = re.compile(r"optuna(\.\w+)*\._\w+|\._create_new_trial")
+    users = [name for name, path in modules() if name != "signlab.search.optuna_internals"
+             and private.search(path.read_text())]
+    assert users == [], f"Optuna {optuna.__version__}: private API used outside optuna_internals"

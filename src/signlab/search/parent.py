@@ -30,8 +30,9 @@ from signlab.contract import (
 )
 from signlab.errors import UserError
 from signlab.runs import lifecycle, store
+from signlab.search.optuna_internals import CappedStorage
 from signlab.search.setup import check_same_data, load_or_create, study_storage
-from signlab.search.storage import CappedStorage, lock_name, study_lock, unusable_storage
+from signlab.search.storage import lock_name, study_lock, unusable_storage
 from signlab.search.study_config import StudyConfig
 from signlab.stores import normalise, redact, sqlite_file
 
@@ -175,12 +176,14 @@ class Session:
     session: str | None
 
 
-def start_session(cfg: StudyConfig, storage_url: str, tracking_uri: str | None, launched: str | None) -> Session:
-    """Open both stores and the study, and find or make its parent run. Nothing is created
-    anywhere unless both stores can work: a tracking server that does not answer stops us
-    before the storage is opened, a damaged storage before the tracking store is set up."""
+def start_session(cfg: StudyConfig, storage_url: str, tracking_uri: str | None, launched: str | None,
+                  cap: int | None = None) -> Session:
+    """Open both stores and the study, and find or make its parent run (`cap`: the most trials
+    the study may hold, all workers together). Nothing is created anywhere unless both stores
+    can work: a tracking server that does not answer stops us before the storage is opened, a
+    damaged storage before the tracking store is set up."""
     store.check_server(config.tracking_uri(tracking_uri))
-    rdb = study_storage(cfg, storage_url)
+    rdb = study_storage(cfg, storage_url, cap)
     if not cfg.new_parent:
         _check_tracking_file(rdb, cfg.study_name, config.tracking_uri(tracking_uri))
     uri = store.setup(tracking_uri, check=False)  # probed just above

@@ -148,12 +148,13 @@ def checked_inputs(config: str | Path, overrides: Overrides, storage_url: str, d
     return cfg
 
 
-def study_storage(cfg: StudyConfig, storage_url: str) -> RDBStorage:
-    """The study's storage, checked usable, with heartbeats and the failed-trial handler."""
+def study_storage(cfg: StudyConfig, storage_url: str, cap: int | None = None) -> RDBStorage:
+    """The study's storage, checked usable, with heartbeats, the failed-trial handler and
+    the trial cap (`max_total_trials`)."""
     from signlab.search import recovery  # MLflow: imported once the study file has been checked
 
     return open_storage(storage_url, cfg.heartbeat_interval, cfg.grace_period,
-                        recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period))
+                        recovery.FailedTrialHandler(cfg.retry_failed_trials, cfg.grace_period), cap=cap)
 
 
 def load_or_create(cfg: StudyConfig, storage: RDBStorage, storage_url: str) -> optuna.Study:

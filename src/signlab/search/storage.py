@@ -6,7 +6,8 @@ import shlex
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
@@ -14,25 +15,31 @@ from optuna.trial import FrozenTrial
 
 from signlab import config
 from signlab.errors import UserError
+from signlab.search.optuna_internals import CappedStorage
 from signlab.search.study_config import RESERVED_PREFIX
 from signlab.signals import hold_interrupts, release_interrupts
 from signlab.stores import duplicate_key, no_driver, parse, reason, setup_lock, where
 
 HEARTBEAT_SECONDS, GRACE_SECONDS = config.HEARTBEAT_SECONDS, config.GRACE_SECONDS
 LOCK_WAIT_SECONDS = 120.0  # longest wait for another worker's lock study
+# How long an SQLite writer waits for another's lock. sqlite3's default, 5 s, was exceeded when
+# two parallel workers both failed their trials at one Ctrl-C on a loaded machine.
+SQLITE_BUSY_SECONDS = 60
 
 FailedTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_period: int = GRACE_SECONDS,
-                 on_failed_trial: FailedTrialCallback | None = None) -> CappedStorage:
+                 on_failed_trial: FailedTrialCallback | None = None, cap: int | None = None) -> CappedStorage:
     """An RDBStorage with heartbeats: a trial whose worker died is failed (and handed to
-    `on_failed_trial`). Errors say where the database is, without the password, and that
-    nothing was changed."""
+    `on_failed_trial`); with `cap`, no trial is made past that many in the study, all workers
+    together. Errors say where the database is, without the password, and that nothing was
+    changed."""
     url, parsed = parse(url, "storage", config.DEFAULT_STORAGE)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own summary says what happened
+    engine = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}} if parsed.get_backend_name() == "sqlite" else {}
     try:
-        rdb = _rdb_storage(url, heartbeat_interval, grace_period, on_failed_trial)
+        rdb = _rdb_storage(url, heartbeat_interval, grace_period, on_failed_trial, cap, engine)
     except ImportError:
         raise no_driver("storage", url, parsed) from None
     except UserError:
@@ -68,29 +75,9 @@ def unusable_storage(url: str, exc: BaseException) -> UserError:
                      "(nothing was changed)")
 
 
-class TrialCapReached(Exception):
-    """No trial was made: the study already holds as many trials as its cap."""
-
-
-class CappedStorage(RDBStorage):
-    """RDBStorage that makes no trial past `cap` (trials of every state, all workers together).
-
-    Optuna's MaxTrialsCallback counts when a trial ends, so two workers ending trials at the
-    same moment both start one more and the study overshoots its cap. Here the count and the
-    new trial are made under one lock per study instead, so the last slot goes to one worker;
-    the others get TrialCapReached out of `study.optimize`. Optuna has no hook between its
-    count and its insert, so this overrides RDBStorage's private `_create_new_trial`, the one
-    method both RDBStorage and Optuna's cache in front of it call to make a trial."""
-
-    cap: int | None = None
-
-    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
-        if self.cap is None or template_trial is not None:  # a template: an enqueued or retried trial
-            return super()._create_new_trial(study_id, template_trial)
-        with study_lock(self, lock_name(self.get_study_name_from_id(study_id), "trials")):
-            if self.get_n_trials(study_id) >= self.cap:
-                raise TrialCapReached(f"the study holds its {self.cap} trials")
-            return super()._create_new_trial(study_id)
+def _trial_lock(storage: RDBStorage, study_name: str) -> AbstractContextManager[None]:
+    """The lock under which a capped study's trials are counted and made."""
+    return study_lock(storage, lock_name(study_name, "trials"))
 
 
 def lock_name(study_name: str, what: str) -> str:
@@ -134,8 +121,8 @@ def study_lock(storage: RDBStorage, name: str, timeout: float = LOCK_WAIT_SECOND
             release_interrupts()
 
 
-def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
-                 on_failed_trial: FailedTrialCallback | None, attempts: int = 5) -> CappedStorage:
+def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int, on_failed_trial: FailedTrialCallback | None,
+                 cap: int | None, engine: dict[str, Any], attempts: int = 5) -> CappedStorage:
     """RDBStorage, made under `setup_lock` for a SQLite file, and tried again when another
     worker is creating Optuna's tables in the same empty PostgreSQL database at this moment
     (it refuses the second CREATE with a duplicate key; once the first has finished, the
@@ -146,8 +133,9 @@ def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int,
         try:
             with warnings.catch_warnings(), setup_lock(url):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return CappedStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                                  heartbeat_stale_trial_callback=on_failed_trial)
+                return CappedStorage(url, cap=cap, trial_lock=_trial_lock, engine_kwargs=engine or None,
+                                     heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                     heartbeat_stale_trial_callback=on_failed_trial)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             if not duplicate_key(exc) or attempt == attempts - 1:
                 raise

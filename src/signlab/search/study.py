@@ -36,11 +36,12 @@ from signlab.runs.job import prepare_data
 from signlab.search import recovery
 from signlab.search.confirm import run_confirmations
 from signlab.search.objective import make_objective
+from signlab.search.optuna_internals import OPTIMIZE_LOGGER, TrialCapReached
 from signlab.search.outputs import best_trial, counts, log_study_outputs, ranked_trials, summary_lines
 from signlab.search.parent import start_session, study_params
 from signlab.search.refit import needs_refit, run_refits
 from signlab.search.setup import Overrides, check_same_data, resolved_config, trial_budget
-from signlab.search.storage import TrialCapReached, open_storage
+from signlab.search.storage import open_storage
 from signlab.stores import redact
 
 
@@ -112,15 +113,14 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     storage_url = storage or paths.DEFAULT_STORAGE
     data = prepare_data(files or load_files(), cfg.subset, cfg.validation.fraction, cfg.seed,
                         cfg.validation.strategy)  # bad data: nothing created
-    started = start_session(cfg, storage_url, tracking_uri, launched)
-    study, rdb, uri, experiment_id = started.study, started.storage, started.tracking_uri, started.experiment_id
+    started = start_session(cfg, storage_url, tracking_uri, launched, cap=overrides.max_total_trials)
+    study, uri, experiment_id = started.study, started.tracking_uri, started.experiment_id
     parent, session = started.parent, started.session
     repaired = recovery.repair_runs(study, experiment_id)
     if repaired:
         echo(f"ended {len(repaired)} run(s) left RUNNING by a dead worker: {', '.join(repaired)}")
     before = len(study.trials)
     n_trials, callbacks = trial_budget(cfg, overrides.max_total_trials, before)
-    rdb.cap = overrides.max_total_trials
     label = f"worker {worker}: " if worker else ""
     bar = Progress(n_trials, progress, label, cfg.objectives)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -229,7 +229,7 @@ class _InterruptFilter(logging.Filter):
 @contextmanager
 def _no_interrupt_tracebacks() -> Iterator[None]:
     """Optuna's own failure warnings, except those about an interrupted trial."""
-    logger = logging.getLogger(optuna.study._optimize.__name__)  # where Optuna logs failed trials
+    logger = logging.getLogger(OPTIMIZE_LOGGER)  # where Optuna logs failed trials
     quiet = _InterruptFilter()
     logger.addFilter(quiet)
     try:
