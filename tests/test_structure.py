@@ -13,7 +13,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "signlab"
 # the layers, lowest first; a module may import its own layer and those below it
 LAYERS = [
-    {"config", "errors", "signals", "contract", "files", "stores", "plots", "console"},
+    {"config", "errors", "signals", "contract", "exports", "files", "stores", "plots", "console"},
     {"data"},
     {"models"},
     {"runs"},

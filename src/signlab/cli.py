@@ -439,15 +439,15 @@ def study_refit(
     from signlab.search.setup import Overrides, resolved_config
 
     overrides = Overrides(study_name=study_name, refit_seeds=seeds)
-    if resolved_config(study_file, overrides).refit.seeds:  # with none, refit_study says so first
+    refits = resolved_config(study_file, overrides).refit.seeds  # with none, refit_study says so first
+    if refits:
         _check_data(data_dir)
+    from signlab.data.dataset import load_files
     from signlab.runs.lifecycle import log_system_metrics  # MLflow and TensorFlow: after the checks
     from signlab.search.study import refit_study
 
     log_system_metrics(system_metrics)
-    from signlab.data.dataset import load_files
-
-    files = load_files(data_dir or None) if resolved_config(study_file, overrides).refit.seeds else None
+    files = load_files(data_dir or None) if refits else None
     refit_study(study_file, overrides, storage, tracking_uri, files=files, echo=typer.echo)
 
 

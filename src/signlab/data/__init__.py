@@ -5,13 +5,10 @@ first asked for (`from signlab.data import X` imports no more than X's module ne
 `tests/test_structure.py` checks that other layers import nothing else from here.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from signlab.exports import lazy_exports
 
 # name -> the module that defines it
-_HOME = {
+__all__, __getattr__ = lazy_exports(__name__, {
     "cached_groups": "signlab.data.groups",
     "class_counts": "signlab.data.profile",
     "DataFiles": "signlab.data.dataset",
@@ -38,12 +35,4 @@ _HOME = {
     "validation_rows": "signlab.data.validation",
     "ValidationRows": "signlab.data.validation",
     "write_profile": "signlab.data.profile",
-}
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    """PEP 562: the public names, imported on first use."""
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name]), name)
-    raise AttributeError(f"module 'signlab.data' has no attribute {name!r}")
+})

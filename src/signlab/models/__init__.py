@@ -6,13 +6,10 @@ first asked for (`from signlab.models import X` imports no more than X's module 
 `tests/test_structure.py` checks that other layers import nothing else from here.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from signlab.exports import lazy_exports
 
 # name -> the module that defines it
-_HOME = {
+__all__, __getattr__ = lazy_exports(__name__, {
     "as_images": "signlab.models.classifier",
     "classifier_problem": "signlab.models.pyfunc",
     "Comparison": "signlab.models.intervals",
@@ -49,12 +46,4 @@ _HOME = {
     "spec_digest": "signlab.models.presets",
     "SPECS": "signlab.models.presets",
     "whole_file_problem": "signlab.models.train",
-}
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    """PEP 562: the public names, imported on first use."""
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name]), name)
-    raise AttributeError(f"module 'signlab.models' has no attribute {name!r}")
+})

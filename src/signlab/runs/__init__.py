@@ -5,13 +5,10 @@ first asked for (`from signlab.runs import X` imports no more than X's module ne
 `tests/test_structure.py` checks that other layers import nothing else from here.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from signlab.exports import lazy_exports
 
 # name -> the module that defines it
-_HOME = {
+__all__, __getattr__ = lazy_exports(__name__, {
     "best_clean_reference": "signlab.runs.references",
     "correct_by_row": "signlab.runs.predictions",
     "Data": "signlab.runs.job",
@@ -34,12 +31,4 @@ _HOME = {
     "train_and_log": "signlab.runs.job",
     "use_experiment": "signlab.runs.store",
     "watched_test": "signlab.runs.references",
-}
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    """PEP 562: the public names, imported on first use."""
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name]), name)
-    raise AttributeError(f"module 'signlab.runs' has no attribute {name!r}")
+})

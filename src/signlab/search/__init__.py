@@ -5,13 +5,10 @@ first asked for (`from signlab.search import X` imports no more than X's module 
 `tests/test_structure.py` checks that other layers import nothing else from here.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from signlab.exports import lazy_exports
 
 # name -> the module that defines it
-_HOME = {
+__all__, __getattr__ = lazy_exports(__name__, {
     "checked_inputs": "signlab.search.setup",
     "load_study_config": "signlab.search.study_config",
     "open_storage": "signlab.search.storage",
@@ -20,12 +17,4 @@ _HOME = {
     "resolved_config": "signlab.search.setup",
     "run_study": "signlab.search.study",
     "run_workers": "signlab.search.workers",
-}
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    """PEP 562: the public names, imported on first use."""
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name]), name)
-    raise AttributeError(f"module 'signlab.search' has no attribute {name!r}")
+})

@@ -5,13 +5,10 @@ first asked for (`from signlab.serving import X` imports no more than X's module
 `tests/test_structure.py` checks that other layers import nothing else from here.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from signlab.exports import lazy_exports
 
 # name -> the module that defines it
-_HOME = {
+__all__, __getattr__ = lazy_exports(__name__, {
     "add_user": "signlab.serving.server",
     "best_run": "signlab.serving.registry",
     "check_inputs": "signlab.serving.predict",
@@ -21,12 +18,4 @@ _HOME = {
     "run_report": "signlab.serving.report",
     "serve_dashboard": "signlab.serving.dashboard",
     "serve_tracking": "signlab.serving.server",
-}
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    """PEP 562: the public names, imported on first use."""
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name]), name)
-    raise AttributeError(f"module 'signlab.serving' has no attribute {name!r}")
+})
