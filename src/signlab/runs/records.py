@@ -64,8 +64,12 @@ def _log_new_params(params: dict[str, Any]) -> None:
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    """Log metrics without waiting for the store (flushed when the run ends)."""
-    mlflow.log_metrics(metrics, step=step, synchronous=False)
+    """Log metrics, waiting for the store.
+
+    Synchronous on purpose: MLflow's asynchronous queue makes every run's end wait for its
+    logging thread, which polls once a second (about 2 s a run, measured: 7.9 of a
+    simulated 4-trial study's 14.5 s), far more than one write an epoch costs."""
+    mlflow.log_metrics(metrics, step=step)
 
 
 def log_datasets(sources: dict[str, tuple[np.ndarray, np.ndarray, str, str]]) -> None:
