@@ -1,10 +1,19 @@
 """What several test modules share: child processes of signlab and MLflow, a tiny study file,
 runs grouped by role, and synthetic data. Import as `from helpers import ...`."""
 
-from helpers.processes import assert_one_line_error, free_port, mlflow_server, run_cli, subprocess_env, wait_for_http
+from helpers.processes import (
+    assert_one_line_error,
+    free_port,
+    mlflow_server,
+    run_cli,
+    subprocess_env,
+    wait_for_http,
+    without_browser,
+)
 from helpers.runs import runs_by_role
 from helpers.studies import tiny_study, wait_for_running_trials
 from helpers.synthetic import synthetic_files
 
 __all__ = ["assert_one_line_error", "free_port", "mlflow_server", "run_cli", "runs_by_role", "subprocess_env",
-           "synthetic_files", "tiny_study", "wait_for_http", "wait_for_running_trials"]
+           "synthetic_files", "tiny_study", "wait_for_http", "wait_for_running_trials",
+           "without_browser"]

@@ -23,6 +23,15 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+WITHOUT_BROWSER = Path(__file__).resolve().parents[2].parent / "shared" / "tools" / "without-browser.sh"
+
+
+def without_browser(args: list[str]) -> list[str]:
+    """`args` as on a machine with no Chrome/Chromium (`../shared/tools/without-browser.sh`
+    hides them from one command), or as they are where that script is missing."""
+    return ["bash", str(WITHOUT_BROWSER), *args] if WITHOUT_BROWSER.is_file() else args
+
+
 def run_cli(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess[str]:  # noqa: ANN003
     """`python -m signlab ARGS` in a child process; `.stdout` holds stdout and stderr together."""
     popen.setdefault("env", subprocess_env())
