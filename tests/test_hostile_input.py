@@ -13,10 +13,13 @@ import optuna
 import pytest
 from helpers import assert_one_line_error, run_cli, tiny_study
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from signlab.cli import app
 from signlab.contract import PARENT_ATTR
 from signlab.errors import UserError, preview
 from signlab.search.storage import lock_name, study_lock
+from signlab.search.study import run_study
 from signlab.search.study_config import load_study_config
 
 PROCESS_SECONDS = 60  # a child's whole life, import included (generous: CI machines are shared)
@@ -151,19 +154,20 @@ def test_a_truncated_mlflow_database(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("data_dir")
-def test_a_study_whose_parent_run_is_gone_needs_new_parent(tmp_path):
+def test_a_study_whose_parent_run_is_gone_needs_new_parent(tmp_path, data_files):
     """mlflow.db deleted beside an existing optuna.db: the trials' runs are gone, so the study
     stops in one line until --new-parent says to go on under a new parent run. A user's
-    studies named like the old lock studies are there all along and block nothing."""
+    studies named like the old lock studies are there all along and block nothing. The
+    refusals come from real `signlab` processes; the studies that run, in this one."""
     storage, db = tmp_path / "optuna.db", tmp_path / "mlflow.db"
     stores = ["--storage", f"sqlite:///{storage}", "--tracking-uri", f"sqlite:///{db}", "--no-progress"]
     study = tiny_study(tmp_path, n_trials=1)
     for users in ("tiny:parent-lock", "tiny:trial-lock"):
         optuna.create_study(study_name=users, storage=f"sqlite:///{storage}")
     started = time.perf_counter()
-    first = run_cli("study", "run", str(study), *stores, cwd=tmp_path)
-    assert first.returncode == 0, first.stdout
+    first = run_study(study, storage=f"sqlite:///{storage}", tracking_uri=f"sqlite:///{db}", files=data_files,
+                      progress=False)
+    assert [t.state for t in first.trials] == [optuna.trial.TrialState.COMPLETE]
     assert time.perf_counter() - started < 100, "no wait on the user's studies (a lock waits 120 s)"
     old_parent = optuna.load_study(study_name="tiny", storage=f"sqlite:///{storage}").user_attrs[PARENT_ATTR]
 
@@ -177,8 +181,8 @@ def test_a_study_whose_parent_run_is_gone_needs_new_parent(tmp_path):
     assert_one_line_error(proc, old_parent, "does not hold", "--new-parent")
     assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{storage}").trials) == 1
 
-    proc = run_cli("study", "run", str(study), "--new-parent", *stores, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout
+    result = CliRunner().invoke(app, ["study", "run", str(study), "--new-parent", *stores])
+    assert result.exit_code == 0, result.output
     resumed = optuna.load_study(study_name="tiny", storage=f"sqlite:///{storage}")
     new_parent = resumed.user_attrs[PARENT_ATTR]
     assert new_parent != old_parent and len(resumed.trials) == 2

@@ -20,8 +20,6 @@ HEARTBEAT_SECONDS = 15  # a live trial beats this often...
 GRACE_SECONDS = 60  # ...and is marked FAIL when silent this long (its worker died)
 
 VERBOSE_ENV = "SIGNLAB_VERBOSE"
-PNG_TIMEOUT_ENV = "SIGNLAB_PNG_TIMEOUT"
-DEFAULT_PNG_TIMEOUT = 60.0  # seconds for the headless browser to start or render
 # MLflow's variables that would make a child process resume or file into this process's run.
 LAUNCHER_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
@@ -64,11 +62,6 @@ def cache_dir() -> Path:
 def tracking_uri(explicit: str | None = None) -> str:
     """The MLflow tracking URI: `explicit`, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."""
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def png_timeout() -> float:
-    """Seconds to wait for the headless browser: $SIGNLAB_PNG_TIMEOUT, else 60."""
-    return float(os.environ.get(PNG_TIMEOUT_ENV, DEFAULT_PNG_TIMEOUT))
 
 
 def take_launched_run() -> str | None:

@@ -19,7 +19,6 @@ from signlab import config
 
 # TensorFlow 2.21 logs its oneDNN notice through absl before TF_CPP_MIN_LOG_LEVEL takes
 # effect (measured: levels 1-3 all print it), so it is filtered out of TensorFlow's import.
-QUIET_LIBRARIES = ("choreographer", "kaleido", "logistro")
 TF_NOTICES = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on")
 
 
@@ -31,11 +30,6 @@ def configure(verbose: bool) -> None:
         return
     if "mlflow" in sys.modules:  # imported already (in a test, say)
         logging.getLogger("mlflow").setLevel(mlflow_level.upper())
-    # choreographer (kaleido's browser driver) logs a traceback for a browser message it could
-    # not decode and then ignores (seen under load): nothing a user can act on; a PNG that really
-    # fails is reported by signlab.plots in one line
-    for name in QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
 
