@@ -158,20 +158,21 @@ def test_a_study_whose_parent_run_is_gone_needs_new_parent(tmp_path, data_files)
     """mlflow.db deleted beside an existing optuna.db: the trials' runs are gone, so the study
     stops in one line until --new-parent says to go on under a new parent run. A user's
     studies named like the old lock studies are there all along and block nothing. The
-    refusals come from real `signlab` processes; the studies that run, in this one."""
+    refusals come from real `signlab` processes; the studies that run, in this one (whose
+    MLflow keeps its SQLite connections: so the first run is tracked in a file of its own, and
+    the mlflow.db the commands are given is, as after its deletion, absent)."""
     storage, db = tmp_path / "optuna.db", tmp_path / "mlflow.db"
     stores = ["--storage", f"sqlite:///{storage}", "--tracking-uri", f"sqlite:///{db}", "--no-progress"]
     study = tiny_study(tmp_path, n_trials=1)
     for users in ("tiny:parent-lock", "tiny:trial-lock"):
         optuna.create_study(study_name=users, storage=f"sqlite:///{storage}")
     started = time.perf_counter()
-    first = run_study(study, storage=f"sqlite:///{storage}", tracking_uri=f"sqlite:///{db}", files=data_files,
-                      progress=False)
+    first = run_study(study, storage=f"sqlite:///{storage}", tracking_uri=f"sqlite:///{tmp_path / 'deleted.db'}",
+                      files=data_files, progress=False)
     assert [t.state for t in first.trials] == [optuna.trial.TrialState.COMPLETE]
     assert time.perf_counter() - started < 100, "no wait on the user's studies (a lock waits 120 s)"
     old_parent = optuna.load_study(study_name="tiny", storage=f"sqlite:///{storage}").user_attrs[PARENT_ATTR]
 
-    db.unlink()
     proc = run_cli("study", "run", str(study), *stores, cwd=tmp_path)
     assert_one_line_error(proc, "study 'tiny' records its parent run " + old_parent, "--new-parent", "Nothing was run")
     assert not db.exists(), "refused before a new mlflow.db was made"

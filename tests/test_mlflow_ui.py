@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_mlflow_run_study_reads_as_a_study(tmp_path, data_dir):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "mlp_study", "--env-manager", "local",
-            "-P", "study_name=ui_study", "-P", "n_trials=2", "-P", "max_epochs=2", "-P", "subset=10",
-            "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"]
+            "-P", "study_name=ui_study", "-P", "n_trials=2", "-P", "max_epochs=1", "-P", "subset=6",
+            "-P", "refit_seeds=0", "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"]  # no refit: trials only
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -48,7 +48,7 @@ def test_mlflow_run_builds_the_mlprojects_own_environment_with_uv(tmp_path, data
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "cnn_study", "--env-manager", "uv",
             "--experiment-name", "uv_env", "-P", "study_name=uv_env", "-P", "n_trials=1", "-P", "max_epochs=1",
-            "-P", "subset=10", "-P", "refit_seeds=0", "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"]
+            "-P", "subset=6", "-P", "refit_seeds=0", "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"]
     # uv: the dev extra's, on PATH; MLflow's INFO lines on (they name the environment it built)
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_LOGGING_LEVEL="INFO")
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1200, cwd=tmp_path)

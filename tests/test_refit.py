@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
-from helpers import run_cli, runs_by_role
+import mlflow
+from helpers import runs_by_role
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
-from signlab.data.dataset import load_files
+from signlab.cli import app
 from signlab.errors import UserError
 from signlab.models.presets import make_spec
 from signlab.models.train import fit
@@ -21,7 +23,7 @@ STUDY = """\
 study_name: refit
 family: cnn
 max_epochs: 2
-subset: 20
+subset: 10
 refit: {{seeds: {seeds}}}
 sampler: {{type: tpe, seed: 1}}
 pruner: {{type: none}}
@@ -38,8 +40,8 @@ def chosen(study):
 
 
 @pytest.fixture(scope="module")
-def small_data(data_dir):
-    return prepare_data(load_files(data_dir), subset=100, seed=0)
+def small_data(data_files):
+    return prepare_data(data_files, subset=100, seed=0)
 
 
 @pytest.mark.slow
@@ -73,13 +75,13 @@ def test_batch_norm_statistics_follow_the_data_within_a_few_dozen_steps(small_da
 
 
 @pytest.mark.slow
-def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
+def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir, data_files):
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = tmp_path / "refit.yaml"
     path.write_text(STUDY.format(seeds=2))
     lines: list[str] = []
-    study = run_study(path, Overrides(n_trials=2), storage=storage, tracking_uri=uri, progress=False,
-                      echo=lines.append)
+    study = run_study(path, Overrides(n_trials=2), storage=storage, tracking_uri=uri, files=data_files,
+                      progress=False, echo=lines.append)
     client = MlflowClient(uri)
     roles = runs_by_role(client, "refit")
     parent = roles["study"][0]
@@ -91,7 +93,7 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     for run in refits:
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["trial_number"] == str(best.number)
-        assert run.data.params["n_val"] == "0" and int(run.data.params["n_train"]) == 20 * 24
+        assert run.data.params["n_val"] == "0" and int(run.data.params["n_train"]) == 10 * 24
         assert run.data.params["epochs"] == str(best.user_attrs["best_epoch"])
         assert "final_val_accuracy" not in run.data.metrics and "test_accuracy" in run.data.metrics
         assert "signlab.classifier_uri" in run.data.tags
@@ -103,19 +105,23 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
     assert any(line.startswith(f"refit of trial {best.number}, seed 0") for line in lines)
 
     # resumed with the same best: no new refit; `study refit` makes one on request
-    run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, progress=False, echo=lines.append)
+    run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, files=data_files, progress=False,
+              echo=lines.append)
     study = optuna.load_study(study_name="refit", storage=storage)
     expected = 2 if chosen(study).number == best.number else 4
     assert len(runs_by_role(client, "refit")["refit"]) == expected
-    # `signlab study refit` in a fresh process (no experiment chosen yet): into the study's
-    # experiment; seeds already refitted are skipped (an interrupted refit resumes), a new one runs
+    # `signlab study refit` with the Default experiment active (as in a fresh process, where no
+    # experiment is chosen yet): into the study's experiment; seeds already refitted are
+    # skipped (an interrupted refit resumes), a new one runs
     before = {r.data.tags["refit_seed"]: r.info.run_id for r in runs_by_role(client, "refit")["refit"]
               if r.data.tags["trial_number"] == str(chosen(study).number)}
-    proc = run_cli("study", "refit", str(path), "--seeds", "3", "--storage", storage, "--tracking-uri", uri,
-                   "--data-dir", str(data_dir), "--no-system-metrics", timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_id="0")
+    result = CliRunner().invoke(app, ["study", "refit", str(path), "--seeds", "3", "--storage", storage,
+                                      "--tracking-uri", uri, "--data-dir", str(data_dir), "--no-system-metrics"])
+    assert result.exit_code == 0, result.output[-3000:]
     for seed in ("0", "1"):
-        assert f"seed {seed}: skipped, run {before[seed]} already FINISHED" in proc.stdout
+        assert f"seed {seed}: skipped, run {before[seed]} already FINISHED" in result.output
     refits = runs_by_role(client, "refit")["refit"]
     assert len(refits) == expected + 1 and sorted(r.data.tags["refit_seed"] for r in refits)[-1] == "2"
     parent_metrics = client.get_run(parent.info.run_id).data.metrics
@@ -124,18 +130,19 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_refit_needs_seeds_and_a_study(tmp_path, data_dir):
+def test_refit_needs_seeds_and_a_study(tmp_path, data_files):
     path = tmp_path / "refit.yaml"
     path.write_text(STUDY.format(seeds=0))
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     with pytest.raises(UserError, match="refit.seeds is 0"):
-        refit_study(path, storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        refit_study(path, storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", files=data_files)
     with pytest.raises(UserError, match="no study 'refit'"):
-        refit_study(path, Overrides(refit_seeds=1), storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        refit_study(path, Overrides(refit_seeds=1), storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                    files=data_files)
 
 
 @pytest.mark.slow
-def test_confirm_retrains_the_top_trials_and_chooses_by_their_mean(tmp_path, data_dir):
+def test_confirm_retrains_the_top_trials_and_chooses_by_their_mean(tmp_path, data_files):
     """`confirm: {top_k: 2, seeds: 2}`: the two best trials by validation each trained twice more
     with new seeds, as runs nested under the parent; the choice, the parent's best trial and
     the refit follow the best mean validation accuracy of those new runs."""
@@ -148,8 +155,8 @@ def test_confirm_retrains_the_top_trials_and_chooses_by_their_mean(tmp_path, dat
     path = tmp_path / "refit.yaml"
     path.write_text(STUDY.format(seeds=1) + "confirm: {top_k: 2, seeds: 2}\nseed: 3\n")
     lines: list[str] = []
-    study = run_study(path, Overrides(n_trials=3), storage=storage, tracking_uri=uri, progress=False,
-                      echo=lines.append)
+    study = run_study(path, Overrides(n_trials=3), storage=storage, tracking_uri=uri, files=data_files,
+                      progress=False, echo=lines.append)
     cfg = load_study_config(path)
     client = MlflowClient(uri)
     roles = runs_by_role(client, "refit")
@@ -179,7 +186,8 @@ def test_confirm_retrains_the_top_trials_and_chooses_by_their_mean(tmp_path, dat
     assert [r.data.tags["trial_number"] for r in roles["refit"]] == [str(choice.number)]
     assert any(line.startswith(f"  confirmed trial {choice.number}: ") for line in lines)
     # resumed: nothing confirmed twice
-    run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, progress=False, echo=lines.append)
+    run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, files=data_files, progress=False,
+              echo=lines.append)
     again = runs_by_role(client, "refit")["confirm"]
     study = optuna.load_study(study_name="refit", storage=storage)
     new_top = [t for t in ranked_trials(study) if "same_params_as" not in t.user_attrs][:2]

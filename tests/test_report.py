@@ -33,17 +33,16 @@ def chosen(study):
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory, data_dir) -> tuple[str, Path, object]:
+def tracked(tmp_path_factory, data_files) -> tuple[str, Path, object]:
     """A 3-trial study refitted with two seeds, and the nn1 reference run with two seeds, in one store."""
     tmp = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    path = tiny_study(tmp, max_epochs=2, refit={"seeds": 2})
+    path = tiny_study(tmp, refit={"seeds": 2})
     study = run_study(path, Overrides(n_trials=3), storage=f"sqlite:///{tmp / 'optuna.db'}",
-                      tracking_uri=uri, progress=False)
-    for seed in ("0", "1"):
-        result = CliRunner().invoke(app, ["reference", "nn1", "--epochs", "2", "--subset", "6", "--seed", seed,
-                                          "--tracking-uri", uri])
-        assert result.exit_code == 0, result.output
+                      tracking_uri=uri, files=data_files, progress=False)
+    result = CliRunner().invoke(app, ["reference", "nn1", "--epochs", "1", "--subset", "6", "--seeds", "0,1",
+                                      "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
     return uri, tmp, study
 
 
@@ -201,7 +200,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 def test_report_from_a_tracking_server(tmp_path, data_dir):
     """The same report through `mlflow server` on 127.0.0.1 (http:// tracking URI)."""
     with mlflow_server(tmp_path) as uri:
-        result = CliRunner().invoke(app, ["reference", "nn2", "--epochs", "2", "--subset", "6", "--tracking-uri", uri])
+        result = CliRunner().invoke(app, ["reference", "nn2", "--epochs", "1", "--subset", "6", "--tracking-uri", uri])
         assert result.exit_code == 0, result.output
         out = tmp_path / "out"
         result = CliRunner().invoke(app, ["report", "--tracking-uri", uri, "--output", str(out)])
@@ -241,19 +240,22 @@ def test_a_failed_report_write_keeps_the_previous_report(tracked, report, tmp_pa
     assert _report_runs(uri) == runs
 
 
-@pytest.mark.parametrize("where, expected", [
-    ("a file", "is a file; expected a folder"),
-    ("under a file", "Not a directory; expected a folder that can be written to"),
-    ("under /sys", "expected a folder that can be written to"),  # root may not write there either
-])
-def test_report_output_that_cannot_be_a_folder(where, expected, tracked, tmp_path):
+def _one_line_error(result, *words: str) -> str:
+    """`assert_one_line_error` on a command run here (CliRunner: stdout and stderr together)."""
+    return assert_one_line_error(subprocess.CompletedProcess([], result.exit_code, result.output), *words)
+
+
+def test_report_output_that_cannot_be_a_folder(tracked, tmp_path):
+    """A file, a folder under a file, a folder under /sys: one line each, nothing written, no
+    report run. Run here: a real process's one-line error is the failed write's, above."""
     (tmp_path / "notes.txt").write_text("mine")
-    output = {"a file": tmp_path / "notes.txt", "under a file": tmp_path / "notes.txt" / "reports",
-              "under /sys": Path("/sys/signlab-test-reports")}[where]
-    if where == "under /sys" and not Path("/sys/kernel").is_dir():
-        pytest.skip("no sysfs here")
+    cases = {tmp_path / "notes.txt": "is a file; expected a folder",
+             tmp_path / "notes.txt" / "reports": "Not a directory; expected a folder that can be written to"}
+    if Path("/sys/kernel").is_dir():  # root may not write there either
+        cases[Path("/sys/signlab-test-reports")] = "expected a folder that can be written to"
     runs = _report_runs(tracked[0])
-    proc = run_cli("report", "--tracking-uri", tracked[0], "--output", str(output), cwd=tmp_path)
-    assert_one_line_error(proc, str(output), expected)
-    assert (tmp_path / "notes.txt").read_text() == "mine" and (where == "a file" or not output.exists())
+    for output, expected in cases.items():
+        result = CliRunner().invoke(app, ["report", "--tracking-uri", tracked[0], "--output", str(output)])
+        _one_line_error(result, str(output), expected)
+        assert (tmp_path / "notes.txt").read_text() == "mine" and (output.name == "notes.txt" or not output.exists())
     assert _report_runs(tracked[0]) == runs

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 from helpers import assert_one_line_error, free_port, run_cli, subprocess_env, wait_for_http
+from typer.testing import CliRunner
+
+from signlab.cli import app
 
 pytestmark = pytest.mark.slow  # a real server in a child process
 
@@ -103,18 +106,24 @@ def test_with_credentials_a_run_is_logged(server, monkeypatch, tmp_path):
     assert mlflow.get_tracking_uri() != url  # the client above, not a global, was pointed at the server
 
 
+def _users(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`signlab server users ARGS` run here (CliRunner, `env` set meanwhile), as a finished
+    process: stdout and stderr together, as `assert_one_line_error` reads them."""
+    result = CliRunner().invoke(app, ["server", "users", *args], env=env)
+    return subprocess.CompletedProcess(args, result.exit_code, result.output)
+
+
 def test_team_users_are_added_and_can_log_but_not_delete(server):
     url, _ = server
-    as_admin = subprocess_env(MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_USERNAME="admin",
-                              MLFLOW_TRACKING_PASSWORD=PASSWORD, SIGNLAB_USER_PASSWORD="alice-long-password")
-    added = run_cli("server", "users", "add", "alice", env=as_admin, timeout=120)
+    as_admin = {"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": PASSWORD,
+                "SIGNLAB_USER_PASSWORD": "alice-long-password"}
+    added = _users("add", "alice", env=as_admin)
     assert added.returncode == 0 and f"user alice created on {url}" in added.stdout, added.stdout
-    listed = run_cli("server", "users", "list", env=as_admin, timeout=120)
+    listed = _users("list", env=as_admin)
     assert listed.returncode == 0 and listed.stdout.split("\n")[:2] == ["admin (admin)", "alice"], listed.stdout
-    again = run_cli("server", "users", "add", "alice", env=as_admin, timeout=120)
+    again = _users("add", "alice", env=as_admin)
     assert_one_line_error(again, "400", "alice", "already exists")
-    no_admin = run_cli("server", "users", "list", env={**as_admin, "MLFLOW_TRACKING_PASSWORD": "wrong-password"},
-                       timeout=120)
+    no_admin = _users("list", env={**as_admin, "MLFLOW_TRACKING_PASSWORD": "wrong-password"})
     assert_one_line_error(no_admin, "refused admin's credentials (401)")
 
     alice = ("alice", "alice-long-password")
