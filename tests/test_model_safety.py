@@ -266,7 +266,7 @@ def test_predict_streams_csv_rows_as_text_and_json(store, data_model, tmp_path, 
 def test_a_trained_cnn_is_logged_as_data_and_predicts(store, data_dir, tmp_path, test_split):
     """A real CNN run (tiny subset, one epoch): its Keras file loads in safe mode, promote
     accepts it, and `predict` answers with the letters the model gives."""
-    result = CliRunner().invoke(app, ["train", "--preset", "tutorial", "--subset", "20", "--epochs", "1",
+    result = CliRunner().invoke(app, ["train", "--preset", "tutorial", "--subset", "5", "--epochs", "1",
                                       "--tracking-uri", store, "--experiment", "safety"])
     assert result.exit_code == 0, result.output
     run_id = result.output.split("run ")[1].split(":")[0]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
 import numpy as np
 import optuna
 import pytest
-import mlflow
 from helpers import runs_by_role
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -35,8 +38,8 @@ space:
 
 
 def chosen(study):
-    """The trial the study chose (no `confirm:` here): the first by the tie rules."""
-    return ranked_trials(study)[0]
+    """The trial the study chose (by its confirm runs), which its refits retrain."""
+    return study.trials[study.user_attrs["chosen_trial"]]
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +77,84 @@ def test_batch_norm_statistics_follow_the_data_within_a_few_dozen_steps(small_da
     assert np.abs(moving - data_mean).sum() / np.abs(data_mean).sum() < 0.2
 
 
-@pytest.mark.slow
-def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir, data_files):
+@dataclass
+class Confirmed:
+    """A 3-trial study with `confirm: {top_k: 2, seeds: 2}` and two refits, as it ended (the
+    tests that resume it read these copies, so the order the tests run in does not matter)."""
+
+    path: Path
+    storage: str
+    uri: str
+    study: optuna.Study  # a copy in memory: the stored study goes on when resumed
+    lines: list[str]
+    roles: dict[str, list]
+
+
+@pytest.fixture(scope="module")
+def confirmed(tmp_path_factory, data_files) -> Confirmed:
+    """The study every refit and confirm check below shares: its trials, the confirm runs of
+    the two best (seeds 4 and 5), and the refit of the confirmed choice with seeds 3 and 4."""
+    tmp_path = tmp_path_factory.mktemp("refit")
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = tmp_path / "refit.yaml"
-    path.write_text(STUDY.format(seeds=2))
+    path.write_text(STUDY.format(seeds=2) + "confirm: {top_k: 2, seeds: 2}\nseed: 3\n")
     lines: list[str] = []
-    study = run_study(path, Overrides(n_trials=2), storage=storage, tracking_uri=uri, files=data_files,
-                      progress=False, echo=lines.append)
-    client = MlflowClient(uri)
-    roles = runs_by_role(client, "refit")
+    run_study(path, Overrides(n_trials=3), storage=storage, tracking_uri=uri, files=data_files, progress=False,
+              echo=lines.append)
+    memory = optuna.storages.InMemoryStorage()
+    optuna.copy_study(from_study_name="refit", from_storage=storage, to_storage=memory)
+    study = optuna.load_study(study_name="refit", storage=memory)
+    return Confirmed(path, storage, uri, study, lines, runs_by_role(MlflowClient(uri), "refit"))
+
+
+@pytest.mark.slow
+def test_confirm_retrains_the_top_trials_and_chooses_by_their_mean(confirmed):
+    """`confirm: {top_k: 2, seeds: 2}`: the two best trials by validation each trained twice more
+    with new seeds, as runs nested under the parent; the choice, the parent's best trial and
+    the refit follow the best mean validation accuracy of those new runs."""
+    import statistics
+
+    from signlab.search.confirm import confirmed_choice
+    from signlab.search.study_config import load_study_config
+
+    study, roles = confirmed.study, confirmed.roles
+    cfg = load_study_config(confirmed.path)
+    parent = roles["study"][0]
+    confirms = roles["confirm"]
+    top = [t for t in ranked_trials(study) if "same_params_as" not in t.user_attrs][:2]
+    assert len(study.trials) == 3 and len(confirms) == 4
+    assert sorted((r.data.tags["trial_number"], r.data.tags["confirm_seed"]) for r in confirms) == sorted(
+        (str(t.number), str(seed)) for t in top for seed in (4, 5))
+    means = {}
+    for trial in top:
+        runs = [r for r in confirms if r.data.tags["trial_number"] == str(trial.number)]
+        for run in runs:
+            assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+            assert run.data.params["confirm_seed"] == run.data.tags["confirm_seed"] and "final_val_accuracy" in run.data.metrics
+        values = [r.data.metrics["final_val_accuracy"] for r in runs]
+        means[trial.number] = statistics.fmean(values)
+        assert study.user_attrs[f"confirm.{trial.number}"] == {r.data.tags["confirm_seed"]: pytest.approx(
+            r.data.metrics["final_val_accuracy"]) for r in runs}
+        logged = parent.data.metrics
+        assert logged[f"confirm_val_accuracy_mean.{trial.number}"] == pytest.approx(means[trial.number])
+    choice = max(top, key=lambda t: (means[t.number], -top.index(t)))
+    assert confirmed_choice(study, cfg, ranked_trials(study)).number == choice.number
+    tags = parent.data.tags
+    assert tags["best.trial_number"] == tags["refit.trial_number"] == str(choice.number)
+    assert study.user_attrs["chosen_trial"] == choice.number
+    assert {r.data.tags["trial_number"] for r in roles["refit"]} == {str(choice.number)}
+    assert any(line.startswith(f"  confirmed trial {choice.number}: ") for line in confirmed.lines)
+
+
+@pytest.mark.slow
+def test_refit_runs_nested_tagged_and_summarised(confirmed):
+    """The chosen trial retrained on the whole training file once per `refit.seeds` (seeds
+    seed, seed+1), nested under the parent, which holds their summary."""
+    study, roles = confirmed.study, confirmed.roles
     parent = roles["study"][0]
     refits = sorted(roles["refit"], key=lambda r: r.data.tags["refit_seed"])
     best = chosen(study)
-    assert [r.data.tags["refit_seed"] for r in refits] == ["0", "1"]
+    assert [r.data.tags["refit_seed"] for r in refits] == ["3", "4"]
     assert [r.data.tags["refit_primary"] for r in refits] == ["true", "false"]
     assert len({r.data.tags["refit.spec"] for r in refits}) == 1  # what a later refit matches to skip a seed
     for run in refits:
@@ -98,34 +165,45 @@ def test_refit_runs_nested_tagged_and_summarised(tmp_path, data_dir, data_files)
         assert "final_val_accuracy" not in run.data.metrics and "test_accuracy" in run.data.metrics
         assert "signlab.classifier_uri" in run.data.tags
     accuracies = [r.data.metrics["test_accuracy"] for r in refits]
-    metrics = client.get_run(parent.info.run_id).data.metrics
+    metrics = parent.data.metrics
     assert metrics["refit_test_accuracy_mean"] == pytest.approx(np.mean(accuracies))
     assert metrics["refit_test_accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
     assert metrics["refit_n"] == 2
-    assert any(line.startswith(f"refit of trial {best.number}, seed 0") for line in lines)
+    assert any(line.startswith(f"refit of trial {best.number}, seed 3") for line in confirmed.lines)
 
-    # resumed with the same best: no new refit; `study refit` makes one on request
+
+@pytest.mark.slow
+def test_a_resumed_study_confirms_and_refits_nothing_twice(confirmed, data_files, data_dir):
+    """Resumed: a trial confirmed or refitted before is not trained again (a new trial in the
+    top two is confirmed; a new choice is refitted); `study refit` skips the seeds already
+    refitted (an interrupted refit resumes) and runs a new one."""
+    path, storage, uri = confirmed.path, confirmed.storage, confirmed.uri
+    client = MlflowClient(uri)
+    parent = confirmed.roles["study"][0]
+    before_top = [t for t in ranked_trials(confirmed.study) if "same_params_as" not in t.user_attrs][:2]
+    lines: list[str] = []
     run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, files=data_files, progress=False,
               echo=lines.append)
     study = optuna.load_study(study_name="refit", storage=storage)
-    expected = 2 if chosen(study).number == best.number else 4
-    assert len(runs_by_role(client, "refit")["refit"]) == expected
+    roles = runs_by_role(client, "refit")
+    new_top = [t for t in ranked_trials(study) if "same_params_as" not in t.user_attrs][:2]
+    assert len(roles["confirm"]) == 2 * len({t.number for t in before_top} | {t.number for t in new_top})
+    expected = 2 if chosen(study).number == chosen(confirmed.study).number else 4
+    assert len(roles["refit"]) == expected
     # `signlab study refit` with the Default experiment active (as in a fresh process, where no
-    # experiment is chosen yet): into the study's experiment; seeds already refitted are
-    # skipped (an interrupted refit resumes), a new one runs
-    before = {r.data.tags["refit_seed"]: r.info.run_id for r in runs_by_role(client, "refit")["refit"]
+    # experiment is chosen yet): into the study's experiment, the seeds done skipped, a third run
+    before = {r.data.tags["refit_seed"]: r.info.run_id for r in roles["refit"]
               if r.data.tags["trial_number"] == str(chosen(study).number)}
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment_id="0")
     result = CliRunner().invoke(app, ["study", "refit", str(path), "--seeds", "3", "--storage", storage,
                                       "--tracking-uri", uri, "--data-dir", str(data_dir), "--no-system-metrics"])
     assert result.exit_code == 0, result.output[-3000:]
-    for seed in ("0", "1"):
+    for seed in ("3", "4"):
         assert f"seed {seed}: skipped, run {before[seed]} already FINISHED" in result.output
     refits = runs_by_role(client, "refit")["refit"]
-    assert len(refits) == expected + 1 and sorted(r.data.tags["refit_seed"] for r in refits)[-1] == "2"
-    parent_metrics = client.get_run(parent.info.run_id).data.metrics
-    assert parent_metrics["refit_n"] == 3
+    assert len(refits) == expected + 1 and sorted(r.data.tags["refit_seed"] for r in refits)[-1] == "5"
+    assert client.get_run(parent.info.run_id).data.metrics["refit_n"] == 3
     assert not client.search_runs(["0"]), "nothing in the Default experiment"
 
 
@@ -139,56 +217,3 @@ def test_refit_needs_seeds_and_a_study(tmp_path, data_files):
     with pytest.raises(UserError, match="no study 'refit'"):
         refit_study(path, Overrides(refit_seeds=1), storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                     files=data_files)
-
-
-@pytest.mark.slow
-def test_confirm_retrains_the_top_trials_and_chooses_by_their_mean(tmp_path, data_files):
-    """`confirm: {top_k: 2, seeds: 2}`: the two best trials by validation each trained twice more
-    with new seeds, as runs nested under the parent; the choice, the parent's best trial and
-    the refit follow the best mean validation accuracy of those new runs."""
-    import statistics
-
-    from signlab.search.confirm import confirmed_choice
-    from signlab.search.study_config import load_study_config
-
-    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    path = tmp_path / "refit.yaml"
-    path.write_text(STUDY.format(seeds=1) + "confirm: {top_k: 2, seeds: 2}\nseed: 3\n")
-    lines: list[str] = []
-    study = run_study(path, Overrides(n_trials=3), storage=storage, tracking_uri=uri, files=data_files,
-                      progress=False, echo=lines.append)
-    cfg = load_study_config(path)
-    client = MlflowClient(uri)
-    roles = runs_by_role(client, "refit")
-    parent = roles["study"][0]
-    confirms = roles["confirm"]
-    top = [t for t in ranked_trials(study) if "same_params_as" not in t.user_attrs][:2]
-    assert len(confirms) == 4
-    assert sorted((r.data.tags["trial_number"], r.data.tags["confirm_seed"]) for r in confirms) == sorted(
-        (str(t.number), str(seed)) for t in top for seed in (4, 5))
-    means = {}
-    for trial in top:
-        runs = [r for r in confirms if r.data.tags["trial_number"] == str(trial.number)]
-        for run in runs:
-            assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-            assert run.data.params["confirm_seed"] == run.data.tags["confirm_seed"] and "final_val_accuracy" in run.data.metrics
-        values = [r.data.metrics["final_val_accuracy"] for r in runs]
-        means[trial.number] = statistics.fmean(values)
-        assert study.user_attrs[f"confirm.{trial.number}"] == {r.data.tags["confirm_seed"]: pytest.approx(
-            r.data.metrics["final_val_accuracy"]) for r in runs}
-        logged = client.get_run(parent.info.run_id).data.metrics
-        assert logged[f"confirm_val_accuracy_mean.{trial.number}"] == pytest.approx(means[trial.number])
-    choice = max(top, key=lambda t: (means[t.number], -top.index(t)))
-    assert confirmed_choice(study, cfg, ranked_trials(study)).number == choice.number
-    tags = client.get_run(parent.info.run_id).data.tags
-    assert tags["best.trial_number"] == tags["refit.trial_number"] == str(choice.number)
-    assert study.user_attrs["chosen_trial"] == choice.number
-    assert [r.data.tags["trial_number"] for r in roles["refit"]] == [str(choice.number)]
-    assert any(line.startswith(f"  confirmed trial {choice.number}: ") for line in lines)
-    # resumed: nothing confirmed twice
-    run_study(path, Overrides(n_trials=1), storage=storage, tracking_uri=uri, files=data_files, progress=False,
-              echo=lines.append)
-    again = runs_by_role(client, "refit")["confirm"]
-    study = optuna.load_study(study_name="refit", storage=storage)
-    new_top = [t for t in ranked_trials(study) if "same_params_as" not in t.user_attrs][:2]
-    assert len(again) == 2 * len({t.number for t in top} | {t.number for t in new_top})

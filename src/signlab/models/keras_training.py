@@ -35,8 +35,10 @@ def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
             return model.predict(x, batch_size=PREDICT_BATCH, verbose=0)
         call = _COMPILED.get(model)
         if call is None:
-            call = _COMPILED[model] = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
-        return np.asarray(call(x))
+            # one trace for every batch size (evaluation, latency probe and serving each bring their own)
+            spec = tf.TensorSpec([None, *x.shape[1:]], tf.float32)
+            call = _COMPILED[model] = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+        return np.asarray(call(np.asarray(x, dtype=np.float32)))
 
 
 def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
