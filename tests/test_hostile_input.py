@@ -166,7 +166,6 @@ def test_a_study_whose_parent_run_is_gone_needs_new_parent(tmp_path, data_files)
     study = tiny_study(tmp_path, n_trials=1)
     for users in ("tiny:parent-lock", "tiny:trial-lock"):
         optuna.create_study(study_name=users, storage=f"sqlite:///{storage}")
-    print("T", 'started = time.perf_', time.perf_counter(), flush=True)
     started = time.perf_counter()
     first = run_study(study, storage=f"sqlite:///{storage}", tracking_uri=f"sqlite:///{tmp_path / 'deleted.db'}",
                       files=data_files, progress=False)
@@ -174,21 +173,17 @@ def test_a_study_whose_parent_run_is_gone_needs_new_parent(tmp_path, data_files)
     assert time.perf_counter() - started < 100, "no wait on the user's studies (a lock waits 120 s)"
     old_parent = optuna.load_study(study_name="tiny", storage=f"sqlite:///{storage}").user_attrs[PARENT_ATTR]
 
-    print("T", 'proc = run_cli("stud', time.perf_counter(), flush=True)
     proc = run_cli("study", "run", str(study), *stores, cwd=tmp_path)
     assert_one_line_error(proc, "study 'tiny' records its parent run " + old_parent, "--new-parent", "Nothing was run")
     assert not db.exists(), "refused before a new mlflow.db was made"
 
-    print("T", 'MlflowClient(f"sqlit', time.perf_counter(), flush=True)
     MlflowClient(f"sqlite:///{db}").create_experiment("elsewhere")  # a store, but not the study's
     proc = run_cli("study", "run", str(study), *stores, cwd=tmp_path)
     assert_one_line_error(proc, old_parent, "does not hold", "--new-parent")
     assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{storage}").trials) == 1
 
-    print("T", 'result = CliRunner()', time.perf_counter(), flush=True)
     result = CliRunner().invoke(app, ["study", "run", str(study), "--new-parent", *stores])
     assert result.exit_code == 0, result.output
-    print("T", 'resumed = optuna.loa', time.perf_counter(), flush=True)
     resumed = optuna.load_study(study_name="tiny", storage=f"sqlite:///{storage}")
     new_parent = resumed.user_attrs[PARENT_ATTR]
     assert new_parent != old_parent and len(resumed.trials) == 2

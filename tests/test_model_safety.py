@@ -36,6 +36,8 @@ from signlab.serving import predict as predict_module
 def store(tmp_path_factory) -> str:
     uri = f"sqlite:///{tmp_path_factory.mktemp('safety') / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    # its Default experiment, whatever an earlier test in this process made active (another store's id)
+    mlflow.set_experiment(experiment_id="0")
     return uri
 
 

@@ -245,7 +245,7 @@ def _one_line_error(result, *words: str) -> str:
     return assert_one_line_error(subprocess.CompletedProcess([], result.exit_code, result.output), *words)
 
 
-def test_report_output_that_cannot_be_a_folder(tracked, tmp_path):
+def test_report_output_that_cannot_be_a_folder(tracked, report, tmp_path):
     """A file, a folder under a file, a folder under /sys: one line each, nothing written, no
     report run. Run here: a real process's one-line error is the failed write's, above."""
     (tmp_path / "notes.txt").write_text("mine")
