@@ -14,6 +14,7 @@ from helpers import subprocess_env
 from mlflow.tracking import MlflowClient
 
 TRAIN = ["train", "--preset", "cnn3", "--subset", "10"]
+MLP_TRAIN = ["train", "--family", "mlp", "--preset", "nn2"]
 NOISE = ("alembic", "absl", "oneDNN", "I0000", " INFO ")  # library lines a user did not ask for
 
 pytestmark = pytest.mark.slow  # signlab in child processes, training on the real data
@@ -45,8 +46,9 @@ def test_a_first_training_shows_only_signlabs_lines(tmp_path):
 
 @pytest.mark.usefixtures("data_dir")
 def test_verbose_brings_the_libraries_info_lines_back(tmp_path):
+    """MLflow's lines on a new store and experiment (which an MLP training makes as any other)."""
     (tmp_path / "flag").mkdir()
-    result = signlab(["--verbose", *TRAIN, "--epochs", "1"], tmp_path / "flag")
+    result = signlab(["--verbose", *MLP_TRAIN, "--subset", "5", "--epochs", "1"], tmp_path / "flag")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "INFO mlflow.store.db.utils: Creating initial MLflow database tables" in result.stderr
     assert "Experiment with name 'signlab' does not exist. Creating a new experiment." in result.stderr
@@ -59,14 +61,14 @@ def test_verbose_brings_the_libraries_info_lines_back(tmp_path):
     assert loud.returncode == 2 and "INFO mlflow" in loud.stderr
 
 
-@pytest.mark.parametrize("train", [TRAIN, ["train", "--family", "mlp", "--preset", "nn2"]],
-                         ids=["cnn", "mlp"])
+@pytest.mark.parametrize("train", [TRAIN, [*MLP_TRAIN, "--subset", "100"]], ids=["cnn", "mlp"])
 @pytest.mark.usefixtures("data_dir")
 def test_sigterm_during_training_is_one_line_and_a_killed_run(tmp_path, train):
     """Exit code 143 (128 + SIGTERM, as shells report it; Ctrl-C gives 130). The MLP case
     covers scikit-learn's partial_fit, which swallows a KeyboardInterrupt and trains on (seen
     on a long full-data run: the 20 s watchdog then left the run RUNNING); the signal lands
-    inside partial_fit only some of the time here, so this case cannot always tell."""
+    inside partial_fit only some of the time here, so this case cannot always tell (100 images
+    a letter: an epoch still takes about a second, most of it in partial_fit and its scoring)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.Popen([sys.executable, "-m", "signlab", *train, "--epochs", "200", "--tracking-uri", uri],
                             cwd=tmp_path, env=fresh_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -123,7 +125,7 @@ signlab.signals.CLEANUP_SECONDS = 600  # this process goes on after each signal
 unraisable = []
 sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
 split = load_split("train")
-x, y = stratified_subset(split.images, split.labels, 20)
+x, y = stratified_subset(split.images, split.labels, 10)
 spec = CNNSpec(blocks=[{"filters": 8}, {"filters": 8}], dense_units=[32], epochs=1000, batch_size=32, augment=True)
 
 def interrupted_fit(delay):

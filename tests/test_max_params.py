@@ -16,7 +16,7 @@ STUDY = """\
 study_name: capped
 family: cnn
 max_epochs: 1
-subset: 30
+subset: 10
 max_params: {max_params}
 pruner: {{type: none}}
 sampler: {{type: random, seed: 3}}

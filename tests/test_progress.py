@@ -58,21 +58,24 @@ def test_study_bar_follows_epochs_on_a_terminal_only(tmp_path, data_dir):
     assert "trial/s" not in piped.stdout + piped.stderr and "epoch 1/3" not in piped.stderr
 
 
-def test_train_prints_time_left_and_records_system_metrics(tmp_path, data_dir):
+def test_train_prints_time_left_and_records_system_metrics(tmp_path, data_dir, monkeypatch):
     """Per-epoch lines with the time left; system metrics on the run (sampled every second
-    here, MLflow's default is 10 s), none with --no-system-metrics."""
+    here, MLflow's default is 10 s), none with --no-system-metrics. In this process: the
+    lines do not depend on a terminal."""
     from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from signlab.cli import app
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = subprocess_env(SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_TRACKING_URI=uri,
-                         MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     runs = {}
     for name, extra in (("with", []), ("without", ["--no-system-metrics"])):
-        proc = subprocess.run([str(BIN / "signlab"), "train", "--family", "mlp", "--preset", "nn2", "--epochs", "2",
-                               "--subset", "8", "--run-name", name, *extra],
-                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[name] = proc.stderr
+        result = CliRunner().invoke(app, ["train", "--family", "mlp", "--preset", "nn2", "--epochs", "2",
+                                          "--subset", "8", "--run-name", name, "--tracking-uri", uri,
+                                          "--data-dir", str(data_dir), *extra])
+        assert result.exit_code == 0, result.output[-3000:]
+        runs[name] = result.stderr
     lines = [line for line in runs["with"].splitlines() if line.startswith("epoch ")]
     assert lines[0].startswith("epoch 1/2:") and " s/epoch, " in lines[0] and lines[0].endswith(" left)")
     assert lines[1].startswith("epoch 2/2:") and lines[1].endswith(" s/epoch)")

@@ -51,7 +51,8 @@ def small_data(data_files):
 def test_fit_keeps_the_best_epoch_by_validation(small_data):
     from signlab.models.evaluate import evaluate
 
-    spec = make_spec("cnn2", epochs=4, learning_rate=0.01)  # a high rate: validation accuracy wobbles
+    # a small CNN at a high rate (validation accuracy wobbles early), four epochs
+    spec = make_spec("cnn2", epochs=4, learning_rate=0.01, blocks=[{"filters": 8}, {"filters": 8}], dense_units=[32])
     result = fit(spec, small_data.train, small_data.val, seed=0)
     scores = [h["val_accuracy"] for h in result.history]
     assert scores[result.best_epoch - 1] == max(scores)
@@ -60,13 +61,14 @@ def test_fit_keeps_the_best_epoch_by_validation(small_data):
 
 @pytest.mark.slow
 def test_batch_norm_statistics_follow_the_data_within_a_few_dozen_steps(small_data):
-    """The moving mean of the first batch-norm layer after ~40 steps, against the mean of its
-    inputs on the training images: Keras' default momentum (0.99) leaves it ~65% short."""
+    """The moving mean of the first batch-norm layer after ~40 steps (one epoch of batches of
+    48), against the mean of its inputs on the training images: Keras' default momentum
+    (0.99) leaves it ~65% short."""
     import keras
 
     from signlab.data.splits import scale
 
-    spec = make_spec("cnn3", epochs=2, batch_size=96)
+    spec = make_spec("cnn3", epochs=1, batch_size=48)
     result = fit(spec, small_data.train, small_data.val, seed=0)
     model = result.model.estimator
     bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))

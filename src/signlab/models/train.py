@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -98,8 +99,13 @@ def size_thread_pools() -> None:
         pass
 
 
-def set_seeds(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow (through Keras)."""
+def set_seeds(seed: int, tensorflow: bool = True) -> None:
+    """Seed Python and NumPy, and TensorFlow (through Keras) when `tensorflow`: a scikit-learn
+    family leaves it out, so that its training never imports TensorFlow (seconds a process)."""
+    if not tensorflow:
+        random.seed(seed)
+        np.random.seed(seed)
+        return
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -145,7 +151,7 @@ def check_finite(epoch: int, metrics: dict[str, float]) -> None:
 def fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks: list[EpochHook]) -> FitResult:
     from sklearn.metrics import log_loss
 
-    set_seeds(seed)
+    set_seeds(seed, tensorflow=False)
     images, labels = train
     if spec.augment:
         images, labels = augmented_copies(images, labels, spec.augment_copies, seed)
