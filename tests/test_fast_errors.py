@@ -62,6 +62,7 @@ CASES = {
     "check study file": (["study", "check", "studies/cnn_smal.yaml"], ["no such study file"]),
     "promote neither": (["promote"], ["give --family cnn|mlp or --run-id RUN"]),
     "promote family": (["promote", "--family", "knn"], ["--family must be cnn or mlp"]),
+    "report output": (["report", "--output", "{study}"], ["tiny.yaml is a file; expected a folder"]),
     "predict file": (["predict", "{missing}/a.png"], ["a.png: no such file"]),
     "dashboard storage": (["dashboard", "--storage", "sqlite:///{missing}/optuna.db"], ["no study storage at"]),
     "server store": (["server", "--backend-store-uri", "notaurl"], ["is not a database URL"]),

@@ -657,6 +657,9 @@ def report(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Compare our best runs with the published references (Markdown + HTML, logged to MLflow)."""
+    from signlab.files import output_folder
+
+    output_folder(output)  # a folder that cannot be written is refused before MLflow is imported
     from signlab.runs.store import setup
     from signlab.serving.report import run_report
 
