@@ -192,13 +192,13 @@ def serve_tracking(backend_store_uri: str, artifacts_destination: str, host: str
 # ---- `signlab server users`: the team's accounts, through the server's REST API --------------
 def _users_api(tracking_uri: str, method: str, path: str, **kwargs: object) -> dict:
     """One call to MLflow's user API as $MLFLOW_TRACKING_USERNAME (an admin), or a UserError."""
-    import requests
-    from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
+    import requests  # not MLflow: the user API is plain REST, and importing MLflow takes seconds
 
-    username, password = MLFLOW_TRACKING_USERNAME.get(), MLFLOW_TRACKING_PASSWORD.get()
-    if not username or not password:
+    credentials = config.tracking_credentials()
+    if credentials is None:
         raise UserError("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an admin's (e.g. admin and "
                         f"${PASSWORD_ENV}) to manage users")
+    username, password = credentials
     url = tracking_uri.rstrip("/") + path
     try:
         answer = requests.request(method, url, auth=(username, password), timeout=30, **kwargs)
