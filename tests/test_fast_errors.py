@@ -18,24 +18,38 @@ pytestmark = pytest.mark.slow  # each test starts signlab in a child process
 
 # each takes one to several seconds to import; none is needed to find these mistakes
 HEAVY = ("tensorflow", "keras", "mlflow", "mlflow.server", "sklearn", "optuna_dashboard")
-# `signlab ARGS`, then the HEAVY modules it imported, as JSON on stdout (the error is on stderr)
+# Every case in one child process, one after the other (a process each cost a second of
+# start-up apiece): for each, in its own folder, `signlab ARGS` with stderr captured, its exit
+# code, and the HEAVY modules imported so far. Nothing heavy is imported by any case, so each
+# case's check is as good as in a fresh process (and the first case that imports one is named).
 PROBE = f"""
-import json, sys
+import contextlib, io, json, os, sys
 from signlab.cli import app
-try:
-    app(sys.argv[1:], prog_name="signlab")
-finally:
-    print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+results = []
+for folder, args in json.loads(sys.argv[1]):
+    os.chdir(folder)
+    err = io.StringIO()
+    code = 0
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            app(args, prog_name="signlab")
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    results.append([code, err.getvalue(), sorted(m for m in {HEAVY!r} if m in sys.modules)])
+print(json.dumps(results))
 """
 
 
-def probe(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Run the CLI with `args` in a child process: the process (stderr alone in `.stdout`, as
-    `assert_one_line_error` reads it) and the heavy modules it imported."""
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, env=subprocess_env())
-    imported = json.loads(proc.stdout.strip().splitlines()[-1])
-    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stderr), imported
+def probe_all(cases: list[tuple[Path, list[str]]]) -> list[tuple[subprocess.CompletedProcess[str], list[str]]]:
+    """Run the CLI on each (folder, args) in one child process: per case, the process's result
+    as `assert_one_line_error` reads it (stderr in `.stdout`) and the heavy modules imported so far."""
+    payload = json.dumps([[str(folder), args] for folder, args in cases])
+    proc = subprocess.run([sys.executable, "-c", PROBE, payload], capture_output=True, text=True, timeout=300,
+                          env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [(subprocess.CompletedProcess(args, code, err), imported)
+            for (_, args), (code, err, imported) in zip(cases, results, strict=True)]
 
 
 CASES = {
@@ -74,23 +88,43 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize(("args", "words"), CASES.values(), ids=CASES.keys())
-def test_a_mistake_is_refused_before_the_heavy_imports(tmp_path, args, words):
-    data = tmp_path / "data"  # both files there (empty): the checks look for them, nothing reads them
+def _case_folder(folder: Path) -> dict[str, Path]:
+    """A case's folder: a data folder holding both files (empty: the checks look for them,
+    nothing reads them) and a tiny study file; the placeholders of CASES."""
+    folder.mkdir()
+    data = folder / "data"
     data.mkdir()
     for name in ("sign_mnist_train.csv", "sign_mnist_test.csv"):
         (data / name).touch()
-    where = {"missing": tmp_path / "missing", "study": tiny_study(tmp_path, refit={"seeds": 1}), "data": data}
-    proc, imported = probe(*(a.format(**where) for a in args), cwd=tmp_path)
-    assert_one_line_error(proc, *words)
-    assert imported == [], f"imported {imported} before refusing {args}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "tiny.yaml"], "nothing made"
+    return {"missing": folder / "missing", "study": tiny_study(folder, refit={"seeds": 1}), "data": data}
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess[str], list[str], Path]]:
+    """Every case of CASES run once, in its own folder: its result, heavy imports and folder."""
+    root = tmp_path_factory.mktemp("fast-errors")
+    folders = {name: root / f"case{i}" for i, name in enumerate(CASES)}
+    cases = []
+    for name, (args, _) in CASES.items():
+        where = _case_folder(folders[name])
+        cases.append((folders[name], [a.format(**where) for a in args]))
+    return {name: (*result, folders[name]) for name, result in zip(CASES, probe_all(cases), strict=True)}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_mistake_is_refused_before_the_heavy_imports(refusals, name):
+    proc, imported, folder = refusals[name]
+    assert_one_line_error(proc, *CASES[name][1])
+    assert imported == [], f"imported {imported} before refusing {CASES[name][0]}"
+    assert sorted(p.name for p in folder.iterdir()) == ["data", "tiny.yaml"], "nothing made"
 
 
 def test_help_imports_nothing_heavy(tmp_path):
-    for args in (["--help"], ["train", "--help"], ["study", "run", "--help"]):
-        proc, imported = probe(*args, cwd=tmp_path)
+    for (proc, imported), args in zip(probe_all([(tmp_path, args) for args in HELP]), HELP, strict=True):
         assert proc.returncode == 0 and imported == [], (args, imported, proc.stdout)
+
+
+HELP = (["--help"], ["train", "--help"], ["study", "run", "--help"])
 
 
 @pytest.mark.parametrize("args", [["train", "--preset", "cnn4"], ["study", "run", "studies/cnn_smal.yaml"]],
