@@ -1,4 +1,4 @@
-"""Best epoch, batch-norm statistics and the refit of a study's chosen trial (subsets, few epochs)."""
+"""Best epoch, batch-norm statistics, and a study's confirmed choice and its refits (one shared study; subsets, few epochs)."""
 
 from __future__ import annotations
 

@@ -66,16 +66,23 @@ def test_subset_keeps_sides_apart_and_run_sizes_match(train_split, data_dir):
 
 @pytest.mark.slow
 def test_data_split_writes_the_same_rows_in_every_process(tmp_path, train_split, data_dir):
-    def split(folder: str) -> pd.DataFrame:
-        proc = subprocess.run([sys.executable, "-m", "signlab", "data", "split", "--output", str(tmp_path / folder)],
-                              capture_output=True, text=True, env=subprocess_env(SIGNLAB_DATA_DIR=str(data_dir)),
-                              timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert "validation vs training rows: median nearest-neighbour similarity" in proc.stdout
-        assert "test split vs training rows:" in proc.stdout
+    """`signlab data split` here and in a child process (its own hash seed and state)."""
+    from typer.testing import CliRunner
+
+    from signlab.cli import app
+
+    def check(output: str, folder: str) -> pd.DataFrame:
+        assert "validation vs training rows: median nearest-neighbour similarity" in output
+        assert "test split vs training rows:" in output
         return pd.read_csv(tmp_path / folder / "split.csv")
 
-    first, second = split("a"), split("b")
+    here = CliRunner().invoke(app, ["data", "split", "--output", str(tmp_path / "a"), "--data-dir", str(data_dir)])
+    assert here.exit_code == 0, here.output[-2000:]
+    child = subprocess.run([sys.executable, "-m", "signlab", "data", "split", "--output", str(tmp_path / "b")],
+                           capture_output=True, text=True, env=subprocess_env(SIGNLAB_DATA_DIR=str(data_dir)),
+                           timeout=300)
+    assert child.returncode == 0, child.stderr[-2000:]
+    first, second = check(here.stdout, "a"), check(child.stdout, "b")
     pd.testing.assert_frame_equal(first, second)
     assert list(first.columns) == ["row", "label", "group", "split"] and len(first) == len(train_split)
     assert (first["label"].to_numpy() == train_split.labels).all()
