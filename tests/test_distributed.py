@@ -47,6 +47,7 @@ pruner: {{type: none}}
 heartbeat_interval: 1
 grace_period: {grace}
 retry_failed_trials: {retries}
+fixed: {fixed}
 space:
 {space}
 """
@@ -56,6 +57,9 @@ SPACES = {  # where the family does not matter (sharing a study), the MLP trains
     "mlp": "  units: {type: int, low: 16, high: 64}\n"
            "  learning_rate: {type: float, low: 1.0e-3, high: 3.0e-3, log: true}",
 }
+# An MLP that never stops early: its trials run all max_epochs (a long trial to SIGKILL mid-way,
+# without TensorFlow in the worker).
+NO_EARLY_STOP = "{patience: 1000}"
 
 
 @pytest.fixture(scope="session")
@@ -108,16 +112,18 @@ def tracking_server(postgres, tmp_path_factory):
     proc.wait(timeout=60)
 
 
-def fast_study(name: str, epochs: int = 1, retries: int = 0, grace: int = 10, family: str = "cnn") -> str:
-    return FAST_STUDY.format(name=name, epochs=epochs, retries=retries, grace=grace, family=family,
+def fast_study(name: str, epochs: int = 1, retries: int = 0, grace: int = 10, family: str = "cnn",
+               fixed: str = "{}") -> str:
+    return FAST_STUDY.format(name=name, epochs=epochs, retries=retries, grace=grace, family=family, fixed=fixed,
                              space=SPACES[family])
 
 
-def study_file(tmp: Path, name: str, epochs: int = 1, retries: int = 0, grace: int = 10, family: str = "cnn") -> Path:
+def study_file(tmp: Path, name: str, epochs: int = 1, retries: int = 0, grace: int = 10, family: str = "cnn",
+               fixed: str = "{}") -> Path:
     """A fast study file; `grace`: seconds without a heartbeat before a trial counts as dead
     (10 by default: a busy CI machine can delay a live worker's beats by several seconds)."""
     path = tmp / f"{name}.yaml"
-    path.write_text(fast_study(name, epochs, retries, grace, family))
+    path.write_text(fast_study(name, epochs, retries, grace, family, fixed))
     return path
 
 
@@ -363,15 +369,16 @@ def test_independent_workers_share_one_parent_run(postgres, tracking_server, tmp
 @pytest.mark.slow
 def test_sigkill_mid_trial_then_another_worker(backend, request, tmp_path, data_files):
     """Heartbeats work on both: PostgreSQL with the tracking server, SQLite for both stores.
-    The killed worker is a process of its own, its trials long; the next worker runs in this
-    process, its trials 1 epoch (what it does, finding the dead worker's trial and run by
-    their missing heartbeat, ending both and retrying the trial, is not about processes)."""
+    The killed worker is a process of its own, its MLP trials long; the next worker runs in
+    this process, its trials 1 epoch (what it does, finding the dead worker's trial and run by
+    their missing heartbeat, ending both and retrying the trial, is not about processes; nor
+    is the family: a CNN's interrupted trials are test_sigterm_ends_the_run_killed_...'s)."""
     if backend == "postgresql":
         uri, _ = request.getfixturevalue("tracking_server")
         storage = new_database(request.getfixturevalue("postgres"))
     else:
         uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
-    path = study_file(tmp_path, "killed", epochs=50, retries=1, grace=3)
+    path = study_file(tmp_path, "killed", epochs=1000, retries=1, grace=3, family="mlp", fixed=NO_EARLY_STOP)
     first = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "3",
                     "--no-progress", cwd=tmp_path)
     victim = wait_for_running_trial(storage, "killed", first)

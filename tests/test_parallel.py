@@ -1,7 +1,6 @@
 """Parallel trials on one machine (`study run --parallel N`, the study file's `parallel: auto`):
 local workers on one study, each trial one nested run under the one parent, the trial budget
-held, resume numbering on, Ctrl-C ending every child cleanly (one study for all of these).
-Real SQLite, real data (a subset)."""
+held, resume numbering on, Ctrl-C ending every child cleanly. Real SQLite, real data (a subset)."""
 
 from __future__ import annotations
 
@@ -31,11 +30,8 @@ def study_run(path: Path, tmp: Path, *args: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_trials_at_once_share_one_parent_and_the_budget_and_stop_at_ctrl_c(tmp_path):
-    """One study, two sessions of two workers each: the first runs its 4 trials to the end;
-    the second resumes it in parallel with long trials and gets Ctrl-C while both workers are
-    mid-trial (one study for both checks: each session starts three processes)."""
-    path = tiny_study(tmp_path, "par", max_epochs=1, n_trials=4, high=512)
+def test_two_trials_at_once_share_one_parent_and_the_budget(tmp_path):
+    path = tiny_study(tmp_path, "par", max_epochs=1, n_trials=4)
     proc = study_run(path, tmp_path, "--parallel", "2")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
@@ -53,23 +49,30 @@ def test_two_trials_at_once_share_one_parent_and_the_budget_and_stop_at_ctrl_c(t
     assert sorted(int(r.data.tags["trial_number"]) for r in trials) == [0, 1, 2, 3]
     assert len({r.data.tags["signlab.worker"] for r in trials}) == 2, "two processes ran the trials"
     assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in trials}
+    # resumed in parallel: numbering goes on, still one parent
+    proc = study_run(path, tmp_path, "--parallel", "2", "--n-trials", "2")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    study = optuna.load_study(study_name="par", storage=storage)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3, 4, 5]
+    roles = runs_by_role(client, "par")
+    assert len(roles["study"]) == 1 and len(roles["trial"]) == 6
 
-    # resumed in parallel (numbering goes on, the budget counts the trials there, still one
-    # parent), with trials long enough to be stopped: Ctrl-C ends every child cleanly
-    proc = study_run(path, tmp_path, "--parallel", "2", "--n-trials", "2", "--max-epochs", "300")
-    wait_for_running_trials(storage, "par", proc, 2)  # both workers mid-trial, each with its run
+
+def test_ctrl_c_ends_every_child_and_leaves_nothing_running(tmp_path):
+    path = tiny_study(tmp_path, "stop", max_epochs=300, n_trials=4, high=512)
+    proc = study_run(path, tmp_path, "--parallel", "2")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    wait_for_running_trials(storage, "stop", proc, 2)  # both workers mid-trial, each with its run
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "Traceback" not in out, out[-3000:]
-    assert "2 workers on the study (4 trials so far, stopping at 6 in all)" in out, out[-3000:]
-    study = optuna.load_study(study_name="par", storage=storage)
-    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3, 4, 5]
-    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-    assert sorted(t.number for t in study.get_trials(states=(optuna.trial.TrialState.FAIL,))) == [4, 5]
-    roles = runs_by_role(client, "par")
-    assert len(roles["study"]) == 1 and len(roles["trial"]) == 6
-    experiment = client.get_experiment_by_name("par")
+    study = optuna.load_study(study_name="stop", storage=storage)
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,)), out[-3000:]
+    assert len(study.get_trials(states=(optuna.trial.TrialState.FAIL,))) == 2, out[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("stop")
     assert not client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'"), "nothing left RUNNING"
     for trial in study.trials:
         assert client.get_run(trial.user_attrs["mlflow_run_id"]).info.status in ("KILLED", "FINISHED")
