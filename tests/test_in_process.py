@@ -5,7 +5,7 @@ tracking and refit machinery is tested in seconds."""
 from __future__ import annotations
 
 import optuna
-from helpers import runs_by_role, synthetic_files, tiny_study
+from helpers import mlflow_store, runs_by_role, synthetic_files, tiny_study
 from mlflow.tracking import MlflowClient
 
 from signlab.contract import PARENT_ATTR, REFIT_RUNS_TAG, VAL_ACCURACY
@@ -20,7 +20,7 @@ def test_a_cnn_study_and_its_refit_run_on_data_the_caller_passes(tmp_path):
     path = tiny_study(tmp_path, "synthetic", family="cnn", subset=0, max_epochs=2, n_trials=2, space=CNN_SPACE,
                       fixed={"n_blocks": 2, "dense_units": 16}, refit={"seeds": 1},
                       validation={"strategy": "random", "fraction": 0.25})
-    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", mlflow_store(tmp_path)
     lines: list[str] = []
     study = run_study(path, storage=storage, tracking_uri=uri, files=files, progress=False, echo=lines.append)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
@@ -40,7 +40,7 @@ def test_a_cnn_study_and_its_refit_run_on_data_the_caller_passes(tmp_path):
 def test_a_simulated_study_runs_on_data_passed_in(tmp_path):
     path = tiny_study(tmp_path, "simulated", family="cnn", subset=0, max_epochs=3, n_trials=4, space=CNN_SPACE,
                       simulate={"epoch_seconds": 0.0}, validation={"strategy": "random", "fraction": 0.25})
-    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", mlflow_store(tmp_path)
     study = run_study(path, storage=storage, tracking_uri=uri, files=synthetic_files(per_letter=4), progress=False,
                       echo=lambda line: None)
     assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 4

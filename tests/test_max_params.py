@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from helpers import mlflow_store
 from mlflow.tracking import MlflowClient
 
 from signlab.contract import N_PARAMS, PRUNED_ATTR, RUN_ATTR
@@ -34,7 +35,7 @@ def test_networks_over_max_params_are_pruned_before_training(tmp_path, data_file
     path = tmp_path / "capped.yaml"
     path.write_text(STUDY.format(max_params=12000))
     study = run_study(path, storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-                      tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", files=data_files, progress=False)
+                      tracking_uri=mlflow_store(tmp_path), files=data_files, progress=False)
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert pruned and complete, "the seeded draws hold networks on both sides of the cap"

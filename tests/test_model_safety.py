@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import free_port, subprocess_env, wait_for_http
+from helpers import free_port, mlflow_store, subprocess_env, wait_for_http
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from sklearn.neural_network import MLPClassifier
@@ -34,7 +34,7 @@ from signlab.serving import predict as predict_module
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    uri = f"sqlite:///{tmp_path_factory.mktemp('safety') / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path_factory.mktemp('safety'))
     mlflow.set_tracking_uri(uri)
     # its Default experiment, whatever an earlier test in this process made active (another store's id)
     mlflow.set_experiment(experiment_id="0")

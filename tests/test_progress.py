@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import subprocess_env, tiny_study
+from helpers import mlflow_store, subprocess_env, tiny_study
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow  # signlab in child processes, training on the real data
@@ -45,7 +45,7 @@ def _on_terminal(args: list[str], cwd: Path, env: dict[str, str], timeout: float
 
 def test_study_bar_follows_epochs_on_a_terminal_only(tmp_path, data_dir):
     tiny_study(tmp_path, "bar", max_epochs=3, subset=8, high=32)
-    env = subprocess_env(SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env = subprocess_env(SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_TRACKING_URI=mlflow_store(tmp_path))
     command = [str(BIN / "signlab"), "study", "run", "bar.yaml", "--n-trials", "1", "--storage",
                f"sqlite:///{tmp_path / 'optuna.db'}"]
     code, output = _on_terminal(command, tmp_path, env)
@@ -67,7 +67,7 @@ def test_train_prints_time_left_and_records_system_metrics(tmp_path, data_dir, m
 
     from signlab.cli import app
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     runs = {}
     for name, extra in (("with", []), ("without", ["--no-system-metrics"])):

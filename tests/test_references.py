@@ -13,7 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import subprocess_env
+from helpers import mlflow_store, subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -29,7 +29,7 @@ QUICK = ["--epochs", "1", "--subset", "5"]
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return mlflow_store(tmp_path_factory.mktemp('mlflow'))
 
 
 def _reference(store: str, experiment: str, *args: str) -> str:
@@ -138,7 +138,7 @@ def test_knn_row_logs_a_classifier_like_the_others(store, test_split):
 
 @pytest.mark.slow
 def test_mlproject_several_runs_nest_under_the_entry_run(tmp_path, data_dir):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))
     proc = subprocess.run(
         [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "reference", "--env-manager", "local",

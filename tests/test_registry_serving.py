@@ -14,7 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import free_port, subprocess_env
+from helpers import free_port, mlflow_store, subprocess_env
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -29,7 +29,7 @@ from signlab.serving.registry import _score, _version_metrics
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+    return mlflow_store(tmp_path_factory.mktemp('registry'))
 
 
 def _train(store: str, *args: str) -> tuple[str, dict[str, float]]:

@@ -13,7 +13,15 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from helpers import assert_one_line_error, mlflow_server, run_cli, runs_by_role, subprocess_env, tiny_study
+from helpers import (
+    assert_one_line_error,
+    mlflow_server,
+    mlflow_store,
+    run_cli,
+    runs_by_role,
+    subprocess_env,
+    tiny_study,
+)
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -36,7 +44,7 @@ def chosen(study):
 def tracked(tmp_path_factory, data_files) -> tuple[str, Path, object]:
     """A 3-trial study refitted with two seeds, and the nn1 reference run with two seeds, in one store."""
     tmp = tmp_path_factory.mktemp("report")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    uri = mlflow_store(tmp)
     path = tiny_study(tmp, refit={"seeds": 2})
     study = run_study(path, Overrides(n_trials=3), storage=f"sqlite:///{tmp / 'optuna.db'}",
                       tracking_uri=uri, files=data_files, progress=False)

@@ -12,7 +12,7 @@ import sys
 
 import optuna
 import pytest
-from helpers import tiny_study
+from helpers import mlflow_store, tiny_study
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -38,7 +38,7 @@ def test_simulated_trials_log_like_real_ones_without_training(tmp_path, data_dir
     path = tiny_study(tmp_path, "sim", family="cnn", max_epochs=3, subset=10, n_trials=5, space=SPACE,
                       simulate={"epoch_seconds": 0.0}, sampler={"type": "tpe", "seed": 1, "n_startup_trials": 2},
                       pruner={"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0})
-    storage, tracking = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage, tracking = f"sqlite:///{tmp_path / 'optuna.db'}", mlflow_store(tmp_path)
     out = subprocess.run([sys.executable, "-c", RUN, str(path), storage, tracking], capture_output=True,
                          text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import runs_by_role, subprocess_env, without_browser
+from helpers import mlflow_store, runs_by_role, subprocess_env, without_browser
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
@@ -37,7 +37,7 @@ def mlflow_run(entry: str, tmp: Path, data_dir: Path, **params: str) -> subproce
             "--experiment-name", entry]
     for key, value in params.items():
         args += ["-P", f"{key}={value}"]
-    env = subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", SIGNLAB_DATA_DIR=str(data_dir))
+    env = subprocess_env(MLFLOW_TRACKING_URI=mlflow_store(tmp), SIGNLAB_DATA_DIR=str(data_dir))
     proc = subprocess.run(without_browser(args), capture_output=True, text=True, env=env, timeout=600, cwd=tmp)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -163,7 +163,7 @@ space:
 
 @pytest.fixture()
 def stores(tmp_path, data_dir):
-    return f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return f"sqlite:///{tmp_path / 'optuna.db'}", mlflow_store(tmp_path)
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """What several test modules share: child processes of signlab and MLflow, a tiny study file,
-runs grouped by role, and synthetic data. Import as `from helpers import ...`."""
+runs grouped by role, fresh MLflow stores, and synthetic data. Import as `from helpers import ...`."""
 
 from helpers.processes import (
     assert_one_line_error,
@@ -11,9 +11,10 @@ from helpers.processes import (
     without_browser,
 )
 from helpers.runs import runs_by_role
+from helpers.stores import mlflow_store
 from helpers.studies import tiny_study, wait_for_running_trials
 from helpers.synthetic import synthetic_files
 
-__all__ = ["assert_one_line_error", "free_port", "mlflow_server", "run_cli", "runs_by_role", "subprocess_env",
+__all__ = ["assert_one_line_error", "free_port", "mlflow_server", "mlflow_store", "run_cli", "runs_by_role", "subprocess_env",
            "synthetic_files", "tiny_study", "wait_for_http", "wait_for_running_trials",
            "without_browser"]

@@ -73,6 +73,9 @@ def wait_for_http(url: str, proc: subprocess.Popen, seconds: float, log: Path | 
 def mlflow_server(folder: Path, seconds: float = 120) -> Iterator[str]:
     """`mlflow server` on 127.0.0.1 with a SQLite store (`folder`/mlflow.db) and its artifacts
     and log in `folder`; yields its URL and stops it on the way out."""
+    from helpers.stores import mlflow_store
+
+    mlflow_store(folder)  # the server's store, made once per test process and copied
     port = free_port()
     log = folder / "mlflow-server.log"
     with open(log, "w") as out:
