@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import subprocess_env
+from helpers import mlflow_store, subprocess_env
 from mlflow.tracking import MlflowClient
 
 TRAIN = ["train", "--preset", "cnn3", "--subset", "10"]
@@ -69,7 +69,7 @@ def test_sigterm_during_training_is_one_line_and_a_killed_run(tmp_path, train):
     on a long full-data run: the 20 s watchdog then left the run RUNNING); the signal lands
     inside partial_fit only some of the time here, so this case cannot always tell (100 images
     a letter: an epoch still takes about a second, most of it in partial_fit and its scoring)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "signlab", *train, "--epochs", "200", "--tracking-uri", uri],
                             cwd=tmp_path, env=fresh_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     before = []

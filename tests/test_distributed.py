@@ -25,7 +25,7 @@ import mlflow
 import optuna
 import pytest
 import sqlalchemy
-from helpers import free_port, runs_by_role, subprocess_env, wait_for_http, wait_for_running_trials
+from helpers import free_port, mlflow_store, runs_by_role, subprocess_env, wait_for_http, wait_for_running_trials
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -377,7 +377,7 @@ def test_sigkill_mid_trial_then_another_worker(backend, request, tmp_path, data_
         uri, _ = request.getfixturevalue("tracking_server")
         storage = new_database(request.getfixturevalue("postgres"))
     else:
-        uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+        uri, storage = mlflow_store(tmp_path), f"sqlite:///{tmp_path / 'optuna.db'}"
     path = study_file(tmp_path, "killed", epochs=1000, retries=1, grace=3, family="mlp", fixed=NO_EARLY_STOP)
     first = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "3",
                     "--no-progress", cwd=tmp_path)

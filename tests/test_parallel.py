@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import runs_by_role, subprocess_env, tiny_study, wait_for_running_trials
+from helpers import mlflow_store, runs_by_role, subprocess_env, tiny_study, wait_for_running_trials
 from mlflow.tracking import MlflowClient
 
 from signlab import config
@@ -25,7 +25,7 @@ def study_run(path: Path, tmp: Path, *args: str) -> subprocess.Popen:
     env = subprocess_env()
     env.pop(config.PARALLEL_ENV, None)
     return subprocess.Popen([sys.executable, "-m", "signlab", "study", "run", str(path), "--storage",
-                             f"sqlite:///{tmp / 'optuna.db'}", "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+                             f"sqlite:///{tmp / 'optuna.db'}", "--tracking-uri", mlflow_store(tmp),
                              "--no-system-metrics", *args], env=env, cwd=tmp, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import optuna
 import pytest
-from helpers import runs_by_role
+from helpers import mlflow_store, runs_by_role
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -97,7 +97,7 @@ def confirmed(tmp_path_factory, data_files) -> Confirmed:
     """The study every refit and confirm check below shares: its trials, the confirm runs of
     the two best (seeds 4 and 5), and the refit of the confirmed choice with seeds 3 and 4."""
     tmp_path = tmp_path_factory.mktemp("refit")
-    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", mlflow_store(tmp_path)
     path = tmp_path / "refit.yaml"
     path.write_text(STUDY.format(seeds=2) + "confirm: {top_k: 2, seeds: 2}\nseed: 3\n")
     lines: list[str] = []

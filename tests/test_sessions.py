@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import runs_by_role, subprocess_env
+from helpers import mlflow_store, runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
 from signlab.contract import SAME_AS_ATTR
@@ -72,9 +72,9 @@ def test_each_trial_draws_with_a_seed_of_its_own():
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One Optuna and one MLflow SQLite store for this module's in-process studies (each its
-    own study and experiment): MLflow's schema migrations on a new file take seconds, once."""
+    own study and experiment)."""
     folder = tmp_path_factory.mktemp("session-stores")
-    return dict(storage=f"sqlite:///{folder / 'optuna.db'}", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    return dict(storage=f"sqlite:///{folder / 'optuna.db'}", tracking_uri=mlflow_store(folder))
 
 
 @pytest.mark.slow

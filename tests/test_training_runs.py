@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from helpers import subprocess_env
+from helpers import mlflow_store, subprocess_env
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("data_dir")]  # trains o
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return mlflow_store(tmp_path_factory.mktemp('mlflow'))
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_runs_that_raise_end_failed_or_killed(store, exc, status, trained, data_
 
 
 def test_mlproject_reference_entry_point(tmp_path, data_dir):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))
     proc = subprocess.run(
         [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "reference", "--env-manager", "local",
@@ -166,7 +166,7 @@ def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_training(tm
     import signal
     import time
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     client = MlflowClient(uri)
     args = ("--subset", "20", "--seed", "1", "--tracking-uri", uri, "--data-dir", str(data_dir), "--experiment", "orphans")
 
