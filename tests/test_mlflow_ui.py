@@ -1,6 +1,7 @@
 """What the MLflow UI shows of a study started as the quick start does (`mlflow run` with no
 --experiment-name): the experiment marked as classic ML, the parent run named after the study,
-no parameter shown as ''; and the MLproject's own environment (`--env-manager uv`)."""
+no parameter shown as ''; the study's runs and Optuna's trials in step; and the MLproject's
+own environment (`--env-manager uv`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import subprocess_env
+from helpers import check_study, subprocess_env
 from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,8 @@ def test_mlflow_run_study_reads_as_a_study(tmp_path, data_dir):
     params = parents[0].data.params
     assert params["seed"] == "file" and params["tracking_uri"] == "default"
     assert "" not in params.values()
+    # the study as a whole: parent, trials and Optuna agreeing both ways, charts, the choice
+    check_study(client, f"sqlite:///{tmp_path / 'optuna.db'}", "Default", "ui_study", 2)
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
-"""Optuna studies as MLflow runs: `mlflow run . -e cnn_study/mlp_study` (on a machine without a
+"""Optuna studies as MLflow runs: `mlflow run . -e cnn_study` (on a machine without a
 browser: every chart a PNG, no HTML that needs the network), resume, pruning, failures,
-multi-objective, and refusals that leave a stored study untouched."""
+multi-objective, and refusals that leave a stored study untouched (`-e mlp_study`: see
+tests/test_mlflow_ui.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import mlflow_store, runs_by_role, subprocess_env, without_browser
+from helpers import check_study, mlflow_store, runs_by_role, subprocess_env, without_browser
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
@@ -69,43 +70,6 @@ def check_offline_charts(client: MlflowClient) -> None:
     assert html_seen, "the parent's study_plots.html at least"
 
 
-def check_study(client: MlflowClient, storage: str, experiment: str, study_name: str, n: int) -> None:
-    """One parent, n trial runs nested under it, matching trials both ways, stepped metrics."""
-    roles = runs_by_role(client, experiment)
-    assert len(roles["study"]) == 1
-    parent = roles["study"][0]
-    trials = roles["trial"]
-    assert len(trials) == n
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    assert len(study.trials) == n and study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
-    by_number = {int(r.data.tags["trial_number"]): r for r in trials}
-    assert sorted(by_number) == list(range(n)), "each trial number exactly once"
-    for trial in study.trials:
-        run = by_number[trial.number]
-        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
-        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert run.data.tags["study"] == study_name
-        assert run.data.tags["trial_state"] == trial.state.name
-        assert {k: str(v) for k, v in trial.params.items()} == {
-            k.removeprefix("optuna."): v for k, v in run.data.params.items() if k.startswith("optuna.")}
-        if trial.state == optuna.trial.TrialState.COMPLETE:
-            assert run.info.status == "FINISHED"
-            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
-            assert steps == list(range(len(steps))) and len(steps) >= 1
-            assert trial.value == pytest.approx(run.data.metrics["final_val_accuracy"])
-            assert "test_accuracy" in run.data.metrics
-    best = chosen(study)
-    assert parent.data.tags["best.trial_number"] == str(best.number)
-    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
-    for key, value in best.params.items():
-        assert parent.data.tags[f"best.{key}"] == str(value)
-    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
-    assert {"plots/optimization_history.png", "plots/slice.png", "plots/parallel_coordinate.png",
-            "plots/study_plots.html"} <= artifacts
-    top = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"best_trial.json", "trials.csv"} <= top
-
-
 @pytest.mark.slow
 def test_cnn_study_via_mlflow_run_and_resume_then_report_without_a_browser(tmp_path, data_dir):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"  # `mlflow run` runs in ROOT: a relative optuna.db would land there
@@ -133,14 +97,6 @@ def test_cnn_study_via_mlflow_run_and_resume_then_report_without_a_browser(tmp_p
     page = (tmp_path / "reports" / "report.html").read_text()
     assert len(page) > 10_000 and NETWORK_SCRIPT not in page
     check_offline_charts(client)
-
-
-@pytest.mark.slow
-def test_mlp_study_via_mlflow_run(tmp_path, data_dir):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    mlflow_run("mlp_study", tmp_path, data_dir, n_trials="3", max_epochs="3", subset="10", storage=storage,
-               refit_seeds="1")
-    check_study(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), storage, "mlp_study", "mlp_study", 3)
 
 
 def _study_file(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
