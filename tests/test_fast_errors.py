@@ -77,6 +77,10 @@ CASES = {
     "promote neither": (["promote"], ["give --family cnn|mlp or --run-id RUN"]),
     "promote family": (["promote", "--family", "knn"], ["--family must be cnn or mlp"]),
     "report output": (["report", "--output", "{study}"], ["tiny.yaml is a file; expected a folder"]),
+    "train damaged store": (["train", "--data-dir", "{data}", "--tracking-uri", "sqlite:///{data}/damaged.db"],
+                            ["damaged.db is damaged", "nothing was changed"]),
+    "study damaged store": (["study", "run", "{study}", "--data-dir", "{data}", "--storage", "sqlite:///{data}/o.db",
+                             "--tracking-uri", "sqlite:///{data}/damaged.db"], ["damaged.db is damaged"]),
     "predict file": (["predict", "{missing}/a.png"], ["a.png: no such file"]),
     "dashboard storage": (["dashboard", "--storage", "sqlite:///{missing}/optuna.db"], ["no study storage at"]),
     "server store": (["server", "--backend-store-uri", "notaurl"], ["is not a database URL"]),
@@ -90,12 +94,13 @@ CASES = {
 
 def _case_folder(folder: Path) -> dict[str, Path]:
     """A case's folder: a data folder holding both files (empty: the checks look for them,
-    nothing reads them) and a tiny study file; the placeholders of CASES."""
+    nothing reads them) and a damaged SQLite file, and a tiny study file; the placeholders of CASES."""
     folder.mkdir()
     data = folder / "data"
     data.mkdir()
     for name in ("sign_mnist_train.csv", "sign_mnist_test.csv"):
         (data / name).touch()
+    (data / "damaged.db").write_bytes(b"not a SQLite database " * 200)  # a tracking store overwritten
     return {"missing": folder / "missing", "study": tiny_study(folder, refit={"seeds": 1}), "data": data}
 
 

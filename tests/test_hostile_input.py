@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import assert_one_line_error, run_cli, tiny_study
+from helpers import assert_one_line_error, mlflow_store, run_cli, tiny_study
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -138,7 +138,7 @@ def _truncate(path: Path) -> bytes:
 @pytest.mark.usefixtures("data_dir")  # the data is checked before the stores
 def test_a_truncated_mlflow_database(tmp_path):
     storage, db = tmp_path / "optuna.db", tmp_path / "mlflow.db"
-    client = MlflowClient(f"sqlite:///{db}")
+    client = MlflowClient(mlflow_store(tmp_path))
     run = client.create_run(client.create_experiment("tiny"))
     client.log_param(run.info.run_id, "a", 1)
     before = _truncate(db)

@@ -112,6 +112,14 @@ def _strategy(value: str) -> str:
     return value
 
 
+def _check_tracking(tracking_uri: str | None) -> None:
+    """A damaged SQLite tracking store is refused before MLflow is imported (SQLite's own
+    check, read-only; `stores.check_sqlite_file`)."""
+    from signlab.stores import check_sqlite_file
+
+    check_sqlite_file(config.tracking_uri(tracking_uri), "MLflow tracking store")
+
+
 def _check_data(data_dir: str | None) -> None:
     """Both CSVs are in the data dir (the first check loading them makes): called before
     MLflow and TensorFlow are imported, so a wrong --data-dir is refused within a second."""
@@ -253,6 +261,7 @@ def train(
     spec = make_spec(preset, family=family, **fields)
     _strategy(val_strategy)
     _check_data(data_dir)
+    _check_tracking(tracking_uri)
     from signlab.data.dataset import load_files
 
     files = load_files(data_dir or None)  # a bad file: one line, before MLflow and TensorFlow
@@ -373,6 +382,7 @@ def study_run(
                           study_name=study_name, seed=seed, max_total_trials=max_total_trials,
                           refit_seeds=refit_seeds, new_parent=new_parent or None, parallel=_parallel(parallel))
     cfg = checked_inputs(study_file, overrides, storage or config.DEFAULT_STORAGE, data_dir)
+    _check_tracking(tracking_uri)
     from signlab.runs.lifecycle import log_system_metrics  # MLflow and TensorFlow: after the checks
 
     n = 1 if worker is not None else (config.auto_parallel() if cfg.parallel == "auto" else cfg.parallel)
