@@ -59,16 +59,18 @@ def test_study_bar_follows_epochs_on_a_terminal_only(tmp_path, data_dir):
 
 
 def test_train_prints_time_left_and_records_system_metrics(tmp_path, data_dir, monkeypatch):
-    """Per-epoch lines with the time left; system metrics on the run (sampled every second
-    here, MLflow's default is 10 s), none with --no-system-metrics. In this process: the
-    lines do not depend on a terminal."""
+    """Per-epoch lines with the time left; system metrics on the run (sampled every 0.1 s
+    here, MLflow's default is 10 s: MLflow logs its first sample one interval after the run
+    starts, and this run lasts a few seconds), none with --no-system-metrics. In this process:
+    the lines do not depend on a terminal."""
     from mlflow.tracking import MlflowClient
     from typer.testing import CliRunner
 
     from signlab.cli import app
 
     uri = mlflow_store(tmp_path)
-    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
     runs = {}
     for name, extra in (("with", []), ("without", ["--no-system-metrics"])):
         result = CliRunner().invoke(app, ["train", "--family", "mlp", "--preset", "nn2", "--epochs", "2",
