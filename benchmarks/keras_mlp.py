@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from signlab.data.dataset import load_files
 from signlab.data.labels import encode
+from signlab.data.settings import DataSettings
 from signlab.data.splits import scale
 from signlab.models.augment import augment_dataset
 from signlab.models.train import set_seeds
@@ -49,7 +51,7 @@ def main() -> None:
 
     import keras
 
-    data = prepare_data(args.data_dir, seed=args.seed)
+    data = prepare_data(load_files(args.data_dir), DataSettings(seed=args.seed))
     set_seeds(args.seed)
     model = keras.Sequential([
         keras.Input((28, 28, 1)), keras.layers.Flatten(),

@@ -17,6 +17,7 @@ import optuna
 from scipy.stats import spearmanr
 
 from signlab.contract import SAME_AS_ATTR
+from signlab.data.dataset import load_files
 from signlab.models.evaluate import evaluate
 from signlab.models.train import fit, free_graph
 from signlab.runs.job import prepare_data
@@ -41,7 +42,7 @@ def main() -> None:
     done = [t for t in study.trials
             if t.state == optuna.trial.TrialState.COMPLETE and SAME_AS_ATTR not in t.user_attrs]
     rows: dict[str, dict] = json.loads(args.json.read_text()) if args.json.exists() else {}
-    data = prepare_data(None, cfg.subset, cfg.validation.fraction, cfg.seed, cfg.validation.strategy)
+    data = prepare_data(load_files(), cfg.data_settings)
     for t in done:
         if str(t.number) in rows:
             continue

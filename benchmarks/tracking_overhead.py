@@ -56,12 +56,13 @@ def recorded(store: str) -> dict[str, dict[str, float]]:
 
 def one_run(data_dir: str | None) -> dict[str, float]:
     """One CNN 3 epoch on the full data, logged as a run in a temporary store; its timings."""
+    from signlab.data.dataset import load_files
     from signlab.models.presets import make_spec
     from signlab.runs.job import run_job
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        outcome = run_job(make_spec("cnn3", epochs=1), run_name="overhead", tags={}, data_dir=data_dir,
+        outcome = run_job(make_spec("cnn3", epochs=1), load_files(data_dir), run_name="overhead", tags={},
                           tracking_uri=f"sqlite:///{tmp}/mlflow.db", experiment="overhead")
         wall = time.perf_counter() - started
     return {"job_wall_s": wall, "train_s": outcome.metrics["train_seconds"],

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from signlab.cli import app
+from signlab.data import DataSettings
 from signlab.errors import UserError
 from signlab.models.presets import make_spec
 from signlab.models.train import fit
@@ -44,7 +45,7 @@ def chosen(study):
 
 @pytest.fixture(scope="module")
 def small_data(data_files):
-    return prepare_data(data_files, subset=100, seed=0)
+    return prepare_data(data_files, DataSettings(subset=100))
 
 
 @pytest.mark.slow

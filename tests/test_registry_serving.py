@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from signlab.cli import app
 from signlab.data.labels import LABELS, label_to_letter
 from signlab.data.splits import normalise
-from signlab.serving.registry import _score, _version_metrics
+from signlab.serving import gate_score
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +133,10 @@ def test_the_gate_orders_by_test_accuracy_then_macro_f1_then_fewer_parameters():
         _version("4", test_accuracy="0.9", test_f1_macro="0.85", n_params="500", registered_by="someone"),
         _version("5"),  # no evidence (registered by hand): last
     ]
-    ranked = sorted(versions, key=lambda v: _score(_version_metrics(v)), reverse=True)
+    ranked = sorted(versions, key=gate_score, reverse=True)
     assert [v.version for v in ranked] == ["3", "4", "2", "1", "5"]
     again = _version("6", **{k: v for k, v in versions[0].tags.items()})
-    assert not _score(_version_metrics(again)) > _score(_version_metrics(versions[0])), "a tie does not promote"
+    assert not gate_score(again) > gate_score(versions[0]), "a tie does not promote"
 
 
 def test_promote_refuses_bad_input(store):

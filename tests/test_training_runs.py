@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from signlab.cli import app
+from signlab.data import DataSettings
 from signlab.data.labels import LETTERS, label_to_letter
 from signlab.models.presets import make_spec
 from signlab.runs import lifecycle
@@ -128,7 +129,7 @@ def _run_status(store: str, name: str) -> str:
 @pytest.mark.parametrize("exc, status", [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
 def test_runs_that_raise_end_failed_or_killed(store, exc, status, trained, data_files):
     tracking_store.setup(store, "runs-test")
-    data = prepare_data(data_files, subset=5, seed=0)
+    data = prepare_data(data_files, DataSettings(subset=5))
 
     def explode(epoch, metrics):
         raise exc

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from helpers import subprocess_env
 
+from signlab.data import DataSettings
 from signlab.data.dataset import load_files
 from signlab.data.groups import cached_groups, leakage, variant_groups
 from signlab.data.validation import split_leakage, validation_rows
@@ -60,7 +61,7 @@ def test_subset_keeps_sides_apart_and_run_sizes_match(train_split, data_dir):
     quick = validation_rows(train_split, "grouped", 0.2, seed=0, subset=20)
     assert set(quick.val) <= set(full.val) and set(quick.train) <= set(full.train)
     assert np.bincount(train_split.labels[quick.val]).max() == 4
-    data = prepare_data(load_files(data_dir), subset=20, seed=0)
+    data = prepare_data(load_files(data_dir), DataSettings(subset=20))
     assert data.sizes()["n_val"] == len(quick.val) and data.params()["val_strategy"] == "grouped"
 
 

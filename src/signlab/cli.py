@@ -23,6 +23,7 @@ from signlab.contract import (
     TRAIN_SECONDS,
     VAL_ACCURACY,
 )
+from signlab.data.settings import DataSettings
 
 config.quiet_defaults()  # the CLI's edge: before any command imports TensorFlow or MLflow
 
@@ -151,7 +152,8 @@ def data_split(
 
     train = load_split("train", data_dir or None)
     test = load_split("test", data_dir or None)
-    rows = validation_rows(train, _strategy(strategy), val_fraction, seed)  # type: ignore[arg-type]
+    settings = DataSettings(0, _strategy(strategy), val_fraction, seed)
+    rows = validation_rows(train, settings.val_strategy, settings.val_fraction, settings.seed)
     side = pd.Series("train", index=range(len(train)))
     side[rows.val] = "val"
     frame = pd.DataFrame({"row": range(len(train)), "label": train.labels, "group": rows.groups, "split": side})
@@ -259,7 +261,7 @@ def train(
     if family in SPECS and "adaptive_lr" not in SPECS[family].model_fields:  # a CNN option
         fields.pop("adaptive_lr")
     spec = make_spec(preset, family=family, **fields)
-    _strategy(val_strategy)
+    settings = DataSettings(subset, _strategy(val_strategy), val_fraction, seed)
     _check_data(data_dir)
     _check_tracking(tracking_uri)
     from signlab.data.dataset import load_files
@@ -270,8 +272,7 @@ def train(
 
     log_system_metrics(system_metrics)
     name = run_name or f"{preset or spec.family}{'-aug' if spec.augment else ''}"
-    outcome = run_job(spec, files, run_name=name, tags={PRESET_TAG: preset or "custom"},
-                      subset=subset, val_fraction=val_fraction, seed=seed, val_strategy=_strategy(val_strategy),
+    outcome = run_job(spec, files, settings, run_name=name, tags={PRESET_TAG: preset or "custom"},
                       experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(spec.epochs)],
                       launched=config.take_launched_run())
     _print_outcome(outcome)
@@ -302,8 +303,9 @@ def reference(
     interrupted run resumes)."""
     from signlab.runs.references import finished_run, parse_seeds, plan, references_session, select_rows
 
-    planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, subset,
-                   _strategy(val_strategy), val_fraction, data_dir)  # rows, seeds and data files checked
+    settings = DataSettings(subset, _strategy(val_strategy), val_fraction)
+    planned = plan(select_rows(names or [], all_, augment), parse_seeds(seeds, seed), epochs, settings,
+                   data_dir)  # rows, seeds and data files checked
     from signlab.data.dataset import load_files
 
     files = load_files(data_dir or None)  # once, for every row and seed
@@ -318,8 +320,7 @@ def reference(
                 typer.echo(f"reference {item.row} seed {item.seed}: skipped, run {done} already FINISHED with these settings")
                 continue
             typer.echo(f"reference {item.row} seed {item.seed}: {item.spec.family}, {item.spec.epochs} epochs")
-            outcome = run_job(item.spec, files, run_name=item.run_name, tags=item.tags, subset=subset,
-                              val_fraction=val_fraction, seed=item.seed, val_strategy=_strategy(val_strategy),
+            outcome = run_job(item.spec, files, settings.with_seed(item.seed), run_name=item.run_name, tags=item.tags,
                               experiment=experiment, tracking_uri=tracking_uri, hooks=[print_epoch(item.spec.epochs)],
                               launched=entry)
             _print_outcome(outcome)

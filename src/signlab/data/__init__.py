@@ -12,6 +12,7 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "cached_groups": "signlab.data.groups",
     "class_counts": "signlab.data.profile",
     "DataFiles": "signlab.data.dataset",
+    "DataSettings": "signlab.data.settings",
     "DEFAULT_FRACTION": "signlab.data.validation",
     "DEFAULT_STRATEGY": "signlab.data.validation",
     "encode": "signlab.data.labels",

@@ -28,8 +28,9 @@ from signlab.contract import (
 from signlab.data.dataset import DataFiles, Split
 from signlab.data.groups import Leakage, cached_groups
 from signlab.data.labels import LETTERS
-from signlab.data.splits import Strategy, subset_indices
-from signlab.data.validation import DEFAULT_FRACTION, DEFAULT_STRATEGY, ValidationRows, split_leakage, validation_rows
+from signlab.data.settings import DataSettings
+from signlab.data.splits import subset_indices
+from signlab.data.validation import ValidationRows, split_leakage, validation_rows
 from signlab.errors import UserError
 from signlab.models.augment import perturb
 from signlab.models.evaluate import Evaluation, confusion_chart, evaluate, latency, learning_curves_chart
@@ -40,6 +41,7 @@ from signlab.plots import save_png
 from signlab.runs import lifecycle, packaging, records, store
 from signlab.runs.predictions import write_predictions
 
+DEFAULT_SETTINGS = DataSettings()  # all images, the grouped fifth held out, seed 0
 TEST_AUG_SEED = 20240601  # fixed: every run is scored on the same perturbed test copy
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -101,17 +103,17 @@ def _empty() -> Arrays:
     return np.zeros((0, 28, 28), dtype=np.uint8), np.zeros(0, dtype=np.int64)
 
 
-def prepare_data(files: DataFiles, subset: int = 0, val_fraction: float = DEFAULT_FRACTION,
-                 seed: int = 0, val_strategy: Strategy = DEFAULT_STRATEGY) -> Data:
+def prepare_data(files: DataFiles, settings: DataSettings = DEFAULT_SETTINGS) -> Data:
     """Hold out the validation split of the loaded files (`signlab.data.validation`; none for
-    `val_fraction` 0); optionally subset per class.
+    a validation fraction of 0); optionally subset per class.
 
-    `subset` (images per class, 0 = all) applies to the training file and to the test file,
+    The subset (images per class, 0 = all) applies to the training file and to the test file,
     so quick runs stay quick; the validation split is taken from the training file only.
     Groups of variants are computed for both files by the same rule (cached by SHA-256).
     """
     train_file, test_file = files.train, files.test
-    rows = validation_rows(train_file, val_strategy, val_fraction, seed, subset)
+    subset, seed = settings.subset, settings.seed
+    rows = validation_rows(train_file, settings.val_strategy, settings.val_fraction, seed, subset)
     train_groups = cached_groups(train_file.images, train_file.labels, train_file.sha256)
     test_rows = subset_indices(test_file.labels, subset, seed)
     test = (test_file.images[test_rows], test_file.labels[test_rows])
@@ -257,9 +259,8 @@ def _write_artifacts(folder: Path, spec: Spec, result: FitResult,
     (folder / "history.json").write_text(json.dumps(result.history))
 
 
-def run_job(spec: Spec, files: DataFiles, *, run_name: str, tags: dict[str, str],
-            subset: int = 0, val_fraction: float = DEFAULT_FRACTION, seed: int = 0,
-            val_strategy: Strategy = DEFAULT_STRATEGY, experiment: str = "signlab", tracking_uri: str | None = None,
+def run_job(spec: Spec, files: DataFiles, settings: DataSettings = DEFAULT_SETTINGS, *, run_name: str,
+            tags: dict[str, str], experiment: str = "signlab", tracking_uri: str | None = None,
             hooks: Sequence[EpochHook] = (), launched: str | None = None) -> Outcome:
     """Train and evaluate `spec` as one MLflow run, or in `launched` (the run `mlflow run`
     started); with a run active, as a run nested under it, in its experiment.
@@ -269,11 +270,8 @@ def run_job(spec: Spec, files: DataFiles, *, run_name: str, tags: dict[str, str]
         files: the data set, loaded by the caller (`data.dataset.load_files`).
         run_name: the run's name in the MLflow UI.
         tags: extra run tags.
-        subset: images per letter from each file (0: all; a quick run, tagged so).
-        val_fraction: share of the training file held out; 0 trains on the whole file
-            (`whole_file_problem` must find nothing in `spec`).
-        seed: seeds the split, initialisation, shuffling and augmentation.
-        val_strategy: grouped (whole photos held out) or random.
+        settings: subset, validation split and seed (`data.settings.DataSettings`); a
+            whole-file training needs a `spec` in which `whole_file_problem` finds nothing.
         experiment: the MLflow experiment, when no run is active.
         tracking_uri: MLflow's (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
         hooks: called as hook(epoch, metrics) after each epoch.
@@ -282,11 +280,11 @@ def run_job(spec: Spec, files: DataFiles, *, run_name: str, tags: dict[str, str]
     Returns:
         The run's id, the fit, the evaluations and every metric logged.
     """
-    if val_fraction == 0:
+    if settings.whole_file:
         problem = whole_file_problem(spec)
         if problem:
             raise UserError(f"--val-fraction 0 trains without validation, but this {spec.family} cannot: {problem}")
-    data = prepare_data(files, subset, val_fraction, seed, val_strategy)  # bad settings fail before MLflow
+    data = prepare_data(files, settings)  # bad settings fail before MLflow
     parent = mlflow.active_run()
     under_mlflow_run = parent is None and launched is not None
     if parent is None:

@@ -27,6 +27,7 @@ from signlab.contract import (
     VAL_FRACTION_PARAM,
     VAL_STRATEGY_PARAM,
 )
+from signlab.data import DataSettings
 from signlab.errors import UserError
 from signlab.models.family import FAMILIES
 from signlab.models.presets import PRESETS, Spec, make_spec, spec_digest
@@ -131,17 +132,19 @@ def data_digest(data_dir: str | None = None) -> str:
     return ",".join(f"{split}:{sha256_file(find_split_file(split, data_dir))[:12]}" for split in ("train", "test"))
 
 
-def plan(rows: list[str], seeds: list[int], epochs: int | None, subset: int, val_strategy: str,
-         val_fraction: float, data_dir: str | None = None) -> list[PlannedRun]:
-    """Every (row, seed), seed by seed (all rows with the first seed come first)."""
-    data = data_digest(data_dir)
+def plan(rows: list[str], seeds: list[int], epochs: int | None, data: DataSettings,
+         data_dir: str | None = None) -> list[PlannedRun]:
+    """Every (row, seed), seed by seed (all rows with the first seed come first); `data`'s
+    own seed is replaced by each of `seeds`."""
+    subset, val_strategy, val_fraction = data.subset, data.val_strategy, data.val_fraction
+    digests = data_digest(data_dir)
     planned = []
     for seed in seeds:
         for row in rows:
             spec = reference_spec(row, epochs)
             digest = spec_digest(spec)
             settings = (f"row={row} seed={seed} epochs={spec.epochs} subset={subset} {VAL_STRATEGY_PARAM}={val_strategy} "
-                        f"{VAL_FRACTION_PARAM}={val_fraction:g} spec={digest} data={data}")
+                        f"{VAL_FRACTION_PARAM}={val_fraction:g} spec={digest} data={digests}")
             planned.append(PlannedRun(row, seed, spec, settings))
     return planned
 

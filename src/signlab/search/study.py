@@ -111,8 +111,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
         raise UserError(f"{config}: confirm: needs a single objective and real trainings "
                         "(drop it, or the second objective and simulate:)")
     storage_url = storage or paths.DEFAULT_STORAGE
-    data = prepare_data(files or load_files(), cfg.subset, cfg.validation.fraction, cfg.seed,
-                        cfg.validation.strategy)  # bad data: nothing created
+    data = prepare_data(files or load_files(), cfg.data_settings)  # bad data: nothing created
     started = start_session(cfg, storage_url, tracking_uri, launched, cap=overrides.max_total_trials)
     study, uri, experiment_id = started.study, started.tracking_uri, started.experiment_id
     parent, session = started.parent, started.session
@@ -196,7 +195,7 @@ def refit_study(config: str | Path, overrides: Overrides | None = None,
         raise UserError(f"{config}: refit.seeds is 0; set it in the study file or pass --seeds N")
     storage_url = storage or paths.DEFAULT_STORAGE
     store.setup(tracking_uri)
-    data = prepare_data(files or load_files(), cfg.subset, cfg.validation.fraction, cfg.seed, cfg.validation.strategy)
+    data = prepare_data(files or load_files(), cfg.data_settings)
     try:
         study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(storage_url))
     except KeyError:

@@ -31,6 +31,7 @@ from pydantic import (
 
 from signlab import config
 from signlab.contract import N_PARAMS
+from signlab.data import DataSettings
 from signlab.errors import UserError, describe_error, shorten
 from signlab.models.family import FAMILIES
 
@@ -121,7 +122,7 @@ class ValidationConfig(_Strict):
     """The validation split held out from the training file (`signlab.data.validation`)."""
 
     strategy: Literal["grouped", "random"] = config.DEFAULT_VAL_STRATEGY  # type: ignore[assignment]
-    fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    fraction: float = Field(config.DEFAULT_VAL_FRACTION, gt=0.0, lt=1.0)
 
 
 class RefitConfig(_Strict):
@@ -277,6 +278,11 @@ class StudyConfig(_Strict):
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
+
+    @property
+    def data_settings(self) -> DataSettings:
+        """The study's subset, validation split and seed, as every training takes them."""
+        return DataSettings(self.subset, self.validation.strategy, self.validation.fraction, self.seed)
 
     @property
     def new_parent(self) -> bool:

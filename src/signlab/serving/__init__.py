@@ -12,6 +12,7 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "add_user": "signlab.serving.server",
     "best_run": "signlab.serving.registry",
     "check_inputs": "signlab.serving.predict",
+    "gate_score": "signlab.serving.registry",
     "list_users": "signlab.serving.server",
     "predict": "signlab.serving.predict",
     "promote": "signlab.serving.registry",

@@ -100,6 +100,13 @@ def _version_metrics(version: ModelVersion) -> dict[str, float]:
     return {k: float(version.tags[k]) for k in EVIDENCE if k in version.tags}
 
 
+def gate_score(version: ModelVersion) -> tuple[float, float, float]:
+    """The registry gate's order for a model version, from the evidence tags `promote` wrote:
+    a challenger takes the champion's place only if its score is higher (a tie keeps the
+    champion). Higher is better: test accuracy, then macro F1, then fewer parameters."""
+    return _score(_version_metrics(version))
+
+
 def _missing(exc: MlflowException) -> bool:
     """Whether MLflow said "no such run, model or version", by its error code (anything else,
     a server hiccup say, is raised: read as "none", it could register a duplicate version)."""
@@ -156,7 +163,7 @@ def promote(run_id: str, force: bool = False, client: MlflowClient | None = None
     if champion is not None and champion.version == version.version:
         return Verdict(name, version.version, run_id, "unchanged",
                        f"{name} v{version.version} (run {run_id}) is already the champion; nothing changed")
-    if champion is None or force or _score(candidate) > _score(_version_metrics(champion)):
+    if champion is None or force or _score(candidate) > gate_score(champion):
         if champion is not None:
             client.set_registered_model_alias(name, "previous", champion.version)
         client.set_registered_model_alias(name, CHAMPION, version.version)
