@@ -167,7 +167,7 @@ def test_a_study_whose_parent_run_is_gone_needs_new_parent(tmp_path, data_files)
     for users in ("tiny:parent-lock", "tiny:trial-lock"):
         optuna.create_study(study_name=users, storage=f"sqlite:///{storage}")
     started = time.perf_counter()
-    first = run_study(study, storage=f"sqlite:///{storage}", tracking_uri=f"sqlite:///{tmp_path / 'deleted.db'}",
+    first = run_study(study, storage=f"sqlite:///{storage}", tracking_uri=mlflow_store(tmp_path, "deleted.db"),
                       files=data_files, progress=False)
     assert [t.state for t in first.trials] == [optuna.trial.TrialState.COMPLETE]
     assert time.perf_counter() - started < 100, "no wait on the user's studies (a lock waits 120 s)"
@@ -177,7 +177,7 @@ def test_a_study_whose_parent_run_is_gone_needs_new_parent(tmp_path, data_files)
     assert_one_line_error(proc, "study 'tiny' records its parent run " + old_parent, "--new-parent", "Nothing was run")
     assert not db.exists(), "refused before a new mlflow.db was made"
 
-    MlflowClient(f"sqlite:///{db}").create_experiment("elsewhere")  # a store, but not the study's
+    MlflowClient(mlflow_store(tmp_path)).create_experiment("elsewhere")  # a store, but not the study's
     proc = run_cli("study", "run", str(study), *stores, cwd=tmp_path)
     assert_one_line_error(proc, old_parent, "does not hold", "--new-parent")
     assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{storage}").trials) == 1
