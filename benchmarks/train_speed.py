@@ -5,7 +5,9 @@ validation data), and MLP seconds per iteration. Full data; run on a quiet machi
     python benchmarks/train_speed.py [--epochs 6] [--output benchmarks/results/train_speed.json]
 
 Per-epoch times are the gaps between successive epoch ends (training + validation), the
-first epoch (graph tracing) left out; the figure is the median of the rest.
+first epoch (graph tracing) left out; the figure is the median of the rest. For scale, the
+arithmetic limit: CNN 3's multiply-adds counted layer by layer (a training step about three
+times the forward pass) over the float32 matrix-multiply rate NumPy reaches on this machine.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from signlab.data.dataset import load_split
 from signlab.data.labels import encode
@@ -32,6 +35,32 @@ from signlab.runs import lifecycle, records, store
 def epoch_seconds(stamps: list[float]) -> list[float]:
     """Gaps between successive epoch ends (the first epoch is left out)."""
     return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Floating-point operations of one image's forward pass through the convolutions and dense
+    layers (2 per multiply-add; pooling, normalisation and activations left out)."""
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            h, w, c_out = layer.output.shape[1:]
+            k_h, k_w, c_in, _ = layer.kernel.shape
+            flops += 2 * h * w * c_out * k_h * k_w * c_in
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * int(np.prod(layer.kernel.shape))
+    return flops
+
+
+def matmul_gflops(size: int = 2000, repeats: int = 10) -> float:
+    """The float32 matrix-multiply rate NumPy's BLAS reaches here (best of 3), in GFLOP/s."""
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 * repeats / best / 1e9
 
 
 def plain_keras(train, val, epochs: int, batch: int) -> list[float]:
@@ -79,12 +108,17 @@ def main() -> None:
         runs["signlab_mlp_nn2"] = through_signlab(train, val, args.mlp_iterations + 1, "nn2", patience=1000)
     medians = {name: statistics.median(times) for name, times in runs.items()}
     base = medians.get("keras_fit_numpy", float("nan"))
+    fwd = forward_flops(build_cnn(make_spec("cnn3")))
+    epoch_flops = 3 * fwd * len(train[1]) + fwd * len(val[1])
+    gflops = matmul_gflops()
     result = {
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.python_version()}",
         "keras": keras.__version__, "n_train": len(train[1]), "n_val": len(val[1]), "batch_size": 128,
         "seconds_per_epoch": {k: round(v, 3) for k, v in medians.items()},
         "ratio_to_keras_fit": {k: round(v / base, 3) for k, v in medians.items() if not k.endswith("nn2")},
         "all_epochs": {k: [round(t, 3) for t in v] for k, v in runs.items()},
+        "cnn3_forward_mflop_per_image": round(fwd / 1e6, 2), "epoch_tflop": round(epoch_flops / 1e12, 3),
+        "matmul_gflops": round(gflops, 1), "arithmetic_limit_seconds_per_epoch": round(epoch_flops / gflops / 1e9, 2),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
@@ -92,6 +126,8 @@ def main() -> None:
     for name, value in medians.items():
         ratio = f"{value / base:6.3f}" if not name.endswith("nn2") else "   -  "
         print(f"{name:<26} {value:8.3f} {ratio}")
+    print(f"arithmetic limit: {epoch_flops / 1e12:.3f} TFLOP an epoch at {gflops:.0f} GFLOP/s (NumPy matmul) "
+          f"= {epoch_flops / gflops / 1e9:.2f} s")
     print(f"wrote {args.output}")
 
 
