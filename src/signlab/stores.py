@@ -55,6 +55,9 @@ def sqlite_file(url: str) -> Path | None:
         return None
     return Path(database)
 
+_SOUND: set[tuple[str, int, int]] = set()  # (file, size, mtime) that passed the quick check here
+
+
 def check_sqlite_file(url: str, what: str) -> None:
     """A SQLite file URL whose file exists must hold a sound database (SQLite's own quick
     check, read-only), or a UserError naming the file: checked before anything is written,
@@ -66,6 +69,10 @@ def check_sqlite_file(url: str, what: str) -> None:
     path = sqlite_file(url)
     if path is None or not path.is_file() or path.stat().st_size == 0:
         return
+    stat = path.stat()
+    seen = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if seen in _SOUND:  # checked in this process and unchanged since (the CLI checks, then the store)
+        return
     try:
         with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as con:
             verdict = con.execute("PRAGMA quick_check").fetchone()[0]
@@ -73,9 +80,11 @@ def check_sqlite_file(url: str, what: str) -> None:
         return
     except sqlite3.DatabaseError as exc:  # "database disk image is malformed", "file is not a database"
         verdict = str(exc)
-    if verdict != "ok":
-        raise UserError(f"{what} SQLite file {path} is damaged, not a usable database: {' '.join(verdict.split())[:120]} "
-                        "(nothing was changed)")
+    if verdict == "ok":
+        _SOUND.add(seen)
+        return
+    raise UserError(f"{what} SQLite file {path} is damaged, not a usable database: {' '.join(verdict.split())[:120]} "
+                    "(nothing was changed)")
 
 def lock_path(url: str) -> Path | None:
     """`<database file>.lock` for a SQLite file URL; None for any other URL."""
