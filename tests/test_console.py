@@ -112,6 +112,54 @@ def test_signals_held_while_a_run_is_created_are_raised_on_release():
     assert proc.stdout.split("\n")[:2] == ["held", "raised on release"], proc.stdout + proc.stderr
 
 
+INTERRUPTED_WRITE = """
+import json, os, signal, sys, threading, time, traceback
+import mlflow
+from mlflow.tracking import MlflowClient
+import signlab.signals
+from signlab.runs import records
+from signlab.signals import signals_as_interrupts
+
+signlab.signals.CLEANUP_SECONDS = 600  # this process goes on after each signal
+mlflow.set_tracking_uri(sys.argv[1])
+results = []
+for delay in (0.005, 0.01, 0.02, 0.04, 0.08):
+    run = mlflow.start_run()
+    metrics = {f"m{i}": float(i) for i in range(500)}
+    where = "not interrupted"
+    try:
+        with signals_as_interrupts():
+            threading.Timer(delay, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+            records.log_metrics(metrics, step=0)
+            time.sleep(1)  # a signal that came after the write lands here
+    except KeyboardInterrupt as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1].name
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    ending = time.monotonic()
+    mlflow.end_run("KILLED")  # a lock left by a cut transaction would make this wait 20 s
+    results.append({"raised_in": where, "end_seconds": round(time.monotonic() - ending, 2),
+                    "logged": len(MlflowClient().get_run(run.info.run_id).data.metrics)})
+    if where == "raise_held_interrupt":  # it landed during the write: seen
+        break
+print(json.dumps(results))
+"""
+
+
+def test_a_signal_during_a_store_write_is_raised_once_the_write_is_done(tmp_path):
+    """A Ctrl-C that lands while a run's metrics are written to SQLite is raised after the
+    write: every metric is there and the run's end does not wait on a lock left behind (a
+    transaction cut by the interrupt used to keep its lock, and the clean-up waited 20 s)."""
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_WRITE, mlflow_store(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(r["raised_in"] != "not interrupted" and r["logged"] == 500 and r["end_seconds"] < 5
+               for r in results), results
+    # held during the write, it is raised where the hold ends, not in the middle of it
+    assert results[-1]["raised_in"] == "raise_held_interrupt", f"no signal landed during a write: {results}"
+
+
 INTERRUPTED_FITS = """
 import json, os, signal, sys, threading, time, traceback
 import signlab.signals

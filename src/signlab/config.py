@@ -84,6 +84,11 @@ def quiet_defaults() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def verbose() -> bool:
+    """Whether this process runs with `--verbose` ($SIGNLAB_VERBOSE, which its children inherit)."""
+    return bool(os.environ.get(VERBOSE_ENV))
+
+
 def library_logging(verbose: bool) -> str | None:
     """Set the libraries' log levels for this process and its children (workers inherit
     them): `verbose` marks $SIGNLAB_VERBOSE; otherwise TensorFlow's INFO lines and MLflow's

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from signlab import config
+
 CLEANUP_SECONDS = 20  # after Ctrl-C or SIGTERM, the process exits within this, cleaned up or not
 
 
@@ -107,6 +109,10 @@ def signals_as_interrupts() -> Iterator[None]:
 def _give_up(signum: int) -> None:
     print(f"error: clean-up after {signal.Signals(signum).name} took over {CLEANUP_SECONDS} s; exiting "
           "without it (runs not yet ended stay RUNNING)", file=sys.stderr, flush=True)
+    if config.verbose():  # where the clean-up was stuck, for a bug report
+        import faulthandler
+
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     os._exit(128 + signum)
 
 

@@ -169,34 +169,36 @@ def fit_mlp(spec: MLPSpec, train: Arrays, val: Arrays | None, seed: int, hooks: 
     start = time.perf_counter()
     for epoch in range(spec.epochs):
         # scikit-learn catches KeyboardInterrupt inside partial_fit ("Training interrupted by
-        # user") and goes on: a Ctrl-C or SIGTERM is held until the epoch ends, then raised here.
+        # user") and goes on; and the hooks write to the stores (an interrupt inside a SQLite
+        # transaction can leave its lock held, so that the clean-up waits on it): a Ctrl-C or
+        # SIGTERM is held until the epoch and its hooks are done, then raised here.
         with held_interrupts():
             loss = train_one_epoch(clf, x, y, classes, rng)
-        metrics = {"loss": loss, "accuracy": float((clf.predict(x[probe]) == y[probe]).mean()),
-                   "learning_rate": spec.learning_rate}
-        if val is None:  # a refit: exactly spec.epochs epochs, the last kept
+            metrics = {"loss": loss, "accuracy": float((clf.predict(x[probe]) == y[probe]).mean()),
+                       "learning_rate": spec.learning_rate}
+            if val is None:  # a refit: exactly spec.epochs epochs, the last kept
+                result.history.append(metrics)
+                for hook in hooks:
+                    hook(epoch, metrics)
+                continue
+            proba = clf.predict_proba(x_val)
+            metrics["val_loss"] = float(log_loss(y_val, proba, labels=classes))
+            metrics["val_accuracy"] = float((proba.argmax(axis=1) == y_val).mean())
             result.history.append(metrics)
             for hook in hooks:
                 hook(epoch, metrics)
-            continue
-        proba = clf.predict_proba(x_val)
-        metrics["val_loss"] = float(log_loss(y_val, proba, labels=classes))
-        metrics["val_accuracy"] = float((proba.argmax(axis=1) == y_val).mean())
-        result.history.append(metrics)
-        for hook in hooks:
-            hook(epoch, metrics)
-        if epoch_key(metrics) >= best_key:  # the module's rule: keep the best epoch's weights
-            best_key, best_state = epoch_key(metrics), copy.deepcopy((clf.coefs_, clf.intercepts_))
-        # scikit-learn's stopping rules: with early stopping, the validation score must
-        # improve by tol; without it, the training loss must fall by tol; else stop after
-        # `patience` epochs.
-        score = metrics["val_accuracy"] if spec.early_stopping else -metrics["loss"]
-        if score > best_score + spec.tol:
-            best_score, stale = score, 0
-        else:
-            stale += 1
-        if stale >= spec.patience:
-            break
+            if epoch_key(metrics) >= best_key:  # the module's rule: keep the best epoch's weights
+                best_key, best_state = epoch_key(metrics), copy.deepcopy((clf.coefs_, clf.intercepts_))
+            # scikit-learn's stopping rules: with early stopping, the validation score must
+            # improve by tol; without it, the training loss must fall by tol; else stop after
+            # `patience` epochs.
+            score = metrics["val_accuracy"] if spec.early_stopping else -metrics["loss"]
+            if score > best_score + spec.tol:
+                best_score, stale = score, 0
+            else:
+                stale += 1
+            if stale >= spec.patience:
+                break
     if best_state is not None:
         clf.coefs_, clf.intercepts_ = best_state
     result.train_seconds = time.perf_counter() - start

@@ -12,6 +12,7 @@ import numpy as np
 
 from signlab import config
 from signlab.runs.store import retry_on_duplicate
+from signlab.signals import held_interrupts
 
 
 def git_commit() -> str | None:
@@ -47,8 +48,10 @@ def log_params(params: dict[str, Any]) -> None:
     """Log params; one that the run already has with another value (an MLproject entry
     point's parameter, say `epochs=0` for "the preset's") is logged as `<key>.effective`.
     Workers starting together log the study's params on its shared parent run at once
-    (`store.retry_on_duplicate`)."""
-    retry_on_duplicate(lambda: _log_new_params(params))
+    (`store.retry_on_duplicate`). Like every write here, done with interrupts held (see
+    `log_metrics`)."""
+    with held_interrupts():
+        retry_on_duplicate(lambda: _log_new_params(params))
 
 
 def _log_new_params(params: dict[str, Any]) -> None:
@@ -68,8 +71,13 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
     Synchronous on purpose: MLflow's asynchronous queue makes every run's end wait for its
     logging thread, which polls once a second (about 2 s a run, measured: 7.9 of a
-    simulated 4-trial study's 14.5 s), far more than one write an epoch costs."""
-    mlflow.log_metrics(metrics, step=step)
+    simulated 4-trial study's 14.5 s), far more than one write an epoch costs.
+
+    A Ctrl-C or SIGTERM that arrives meanwhile is raised once the write is done: raised inside
+    it, it can leave a SQLite transaction open and its lock held, and the clean-up that ends the
+    run then waits on that lock (MLflow's busy timeout, 20 s) until the watchdog gives up."""
+    with held_interrupts():
+        mlflow.log_metrics(metrics, step=step)
 
 
 def log_datasets(sources: dict[str, tuple[np.ndarray, np.ndarray, str, str]]) -> None:
@@ -86,4 +94,5 @@ def log_datasets(sources: dict[str, tuple[np.ndarray, np.ndarray, str, str]]) ->
 def _log_input(dataset: Any, context: str) -> None:
     """`mlflow.log_input`, safe when another worker inserts the same dataset at the same moment
     (the store's unique key on experiment, name and digest)."""
-    retry_on_duplicate(lambda: mlflow.log_input(dataset, context=context))
+    with held_interrupts():
+        retry_on_duplicate(lambda: mlflow.log_input(dataset, context=context))

@@ -41,13 +41,15 @@ from signlab.runs.job import Data, train_and_log
 from signlab.search.simulate import simulate_and_log
 from signlab.search.space import trial_spec
 from signlab.search.study_config import StudyConfig
+from signlab.signals import held_interrupts
 
 
 def pruning_hook(trial: optuna.Trial) -> Callable[[int, dict[str, float]], None]:
     """Report each epoch's validation accuracy; stop the trial when the pruner says so."""
 
     def hook(epoch: int, metrics: dict[str, float]) -> None:
-        trial.report(metrics["val_accuracy"], epoch)
+        with held_interrupts():  # a write to the study's storage: not cut (see `records.log_metrics`)
+            trial.report(metrics["val_accuracy"], epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val_accuracy {metrics['val_accuracy']:.4f})")
 
