@@ -152,8 +152,7 @@ def data_split(
 
     train = load_split("train", data_dir or None)
     test = load_split("test", data_dir or None)
-    settings = DataSettings(0, _strategy(strategy), val_fraction, seed)
-    rows = validation_rows(train, settings.val_strategy, settings.val_fraction, settings.seed)
+    rows = validation_rows(train, _strategy(strategy), val_fraction, seed)  # type: ignore[arg-type]
     side = pd.Series("train", index=range(len(train)))
     side[rows.val] = "val"
     frame = pd.DataFrame({"row": range(len(train)), "label": train.labels, "group": rows.groups, "split": side})

@@ -132,19 +132,20 @@ def data_digest(data_dir: str | None = None) -> str:
     return ",".join(f"{split}:{sha256_file(find_split_file(split, data_dir))[:12]}" for split in ("train", "test"))
 
 
-def plan(rows: list[str], seeds: list[int], epochs: int | None, data: DataSettings,
+def plan(rows: list[str], seeds: list[int], epochs: int | None, data_settings: DataSettings,
          data_dir: str | None = None) -> list[PlannedRun]:
-    """Every (row, seed), seed by seed (all rows with the first seed come first); `data`'s
-    own seed is replaced by each of `seeds`."""
-    subset, val_strategy, val_fraction = data.subset, data.val_strategy, data.val_fraction
-    digests = data_digest(data_dir)
+    """Every (row, seed), seed by seed (all rows with the first seed come first); the data
+    settings' own seed is replaced by each of `seeds`."""
+    subset, val_strategy, val_fraction = (data_settings.subset, data_settings.val_strategy,
+                                          data_settings.val_fraction)
+    data = data_digest(data_dir)
     planned = []
     for seed in seeds:
         for row in rows:
             spec = reference_spec(row, epochs)
             digest = spec_digest(spec)
             settings = (f"row={row} seed={seed} epochs={spec.epochs} subset={subset} {VAL_STRATEGY_PARAM}={val_strategy} "
-                        f"{VAL_FRACTION_PARAM}={val_fraction:g} spec={digest} data={digests}")
+                        f"{VAL_FRACTION_PARAM}={val_fraction:g} spec={digest} data={data}")
             planned.append(PlannedRun(row, seed, spec, settings))
     return planned
 
