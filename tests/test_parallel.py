@@ -31,7 +31,7 @@ def study_run(path: Path, tmp: Path, *args: str) -> subprocess.Popen:
 
 
 def test_two_trials_at_once_share_one_parent_and_the_budget(tmp_path):
-    path = tiny_study(tmp_path, "par", max_epochs=1, n_trials=4)
+    path = tiny_study(tmp_path, "par", max_epochs=1, n_trials=4, refit={"seeds": 1})
     proc = study_run(path, tmp_path, "--parallel", "2")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
@@ -49,6 +49,8 @@ def test_two_trials_at_once_share_one_parent_and_the_budget(tmp_path):
     assert sorted(int(r.data.tags["trial_number"]) for r in trials) == [0, 1, 2, 3]
     assert len({r.data.tags["signlab.worker"] for r in trials}) == 2, "two processes ran the trials"
     assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in trials}
+    (refit,) = roles["refit"]  # once, by one worker, however close together the two ended
+    assert refit.data.tags["trial_number"] == parent.data.tags["best.trial_number"]
     # resumed in parallel: numbering goes on, still one parent
     proc = study_run(path, tmp_path, "--parallel", "2", "--n-trials", "2")
     out, _ = proc.communicate(timeout=600)
@@ -57,6 +59,8 @@ def test_two_trials_at_once_share_one_parent_and_the_budget(tmp_path):
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3, 4, 5]
     roles = runs_by_role(client, "par")
     assert len(roles["study"]) == 1 and len(roles["trial"]) == 6
+    refit_of = [r.data.tags["trial_number"] for r in roles["refit"]]
+    assert len(refit_of) == len(set(refit_of)), "no trial refit twice with one seed"
 
 
 def test_ctrl_c_ends_every_child_and_leaves_nothing_running(tmp_path):

@@ -54,6 +54,7 @@ RUN_URL_ATTR = "mlflow_run_url"  # on a trial: its run's page, where the trackin
 PARENT_ATTR = "mlflow_parent_run_id"  # on a study: its parent run
 CONFIRM_ATTR_PREFIX = "confirm."  # on a study: confirm.<trial number> -> the confirm runs' validation accuracies
 CHOSEN_ATTR = "chosen_trial"  # on a study: the trial it chose (ties and `confirm` included), for every reader
+POST_SEARCH_CLAIM_ATTR = "post_search_claim"  # on a study: {trials, by} while a worker confirms or refits
 BEST_EPOCH_ATTR = "best_epoch"  # on a trial: the epoch whose weights it kept (also a metric)
 LR_SCHEDULE_ATTR = "lr_schedule"  # on a trial: the learning rate of each epoch, for its refit
 SAME_AS_ATTR = "same_params_as"  # on a trial not trained again: the earlier trial with its params

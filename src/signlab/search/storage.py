@@ -81,7 +81,7 @@ def _trial_lock(storage: RDBStorage, study_name: str) -> AbstractContextManager[
 
 
 def lock_name(study_name: str, what: str) -> str:
-    """The lock study guarding `what` ("trials", "parent") of a study: `signlab-lock:<study>:<what>`.
+    """The lock study guarding `what` ("trials", "parent", "post-search") of a study: `signlab-lock:<study>:<what>`.
     No user study can be named so (StudyConfig refuses the prefix), so a user's study never
     holds a lock, and removing a stale lock never removes a user's study. (Before, locks were
     `<study>:trial-lock` and `<study>:parent-lock`; ones left by a dead worker of that

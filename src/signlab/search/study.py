@@ -34,7 +34,8 @@ from signlab.models.train import EpochHook, size_thread_pools
 from signlab.runs import lifecycle, records, store
 from signlab.runs.job import prepare_data
 from signlab.search import recovery
-from signlab.search.confirm import run_confirmations
+from signlab.search.confirm import candidates, run_confirmations
+from signlab.search.finish import post_search_work
 from signlab.search.objective import make_objective
 from signlab.search.optuna_internals import OPTIMIZE_LOGGER, TrialCapReached
 from signlab.search.outputs import best_trial, counts, log_study_outputs, ranked_trials, summary_lines
@@ -42,6 +43,7 @@ from signlab.search.parent import start_session, study_params
 from signlab.search.refit import needs_refit, run_refits
 from signlab.search.setup import Overrides, check_same_data, resolved_config, trial_budget
 from signlab.search.storage import open_storage
+from signlab.search.study_config import StudyConfig
 from signlab.stores import redact
 
 
@@ -142,18 +144,20 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
                                        catch=(Exception,), callbacks=[*callbacks, bar], gc_after_trial=True)
             finally:
                 bar.close()
-            if cfg.confirm is not None and counts(study)["n_complete"]:
-                if _running(study):  # the last worker to finish confirms
-                    echo(label + "confirmation left to the workers still running trials")
-                else:
-                    run_confirmations(study, cfg, data, ranked_trials(study), echo=lambda line: echo(label + line))
-            log_study_outputs(study, cfg)
-            chosen = best_trial(study, cfg)
-            if needs_refit(cfg, chosen, mlflow.get_run(parent).data.tags):
-                if _running(study):  # the last worker to finish refits
-                    echo(label + "refit left to the workers still running trials")
-                else:
-                    run_refits(chosen, cfg, data, echo=lambda line: echo(label + line))
+            # the work after the search is done once, by a worker that ends with no trial running
+            with post_search_work(study, started.storage, post_search_trials(study, cfg)) as elsewhere:
+                if cfg.confirm is not None and counts(study)["n_complete"]:
+                    if elsewhere:
+                        echo(label + "confirmation " + elsewhere)
+                    else:
+                        run_confirmations(study, cfg, data, ranked_trials(study), echo=lambda line: echo(label + line))
+                log_study_outputs(study, cfg)
+                chosen = best_trial(study, cfg)
+                if needs_refit(cfg, chosen, mlflow.get_run(parent).data.tags):
+                    if elsewhere:
+                        echo(label + "refit " + elsewhere)
+                    else:
+                        run_refits(chosen, cfg, data, echo=lambda line: echo(label + line))
     except KeyboardInterrupt as exc:
         stopped = exc
         raise
@@ -170,8 +174,15 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     return study
 
 
-def _running(study: optuna.Study) -> bool:
-    return any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+def post_search_trials(study: optuna.Study, cfg: StudyConfig) -> list[int]:
+    """The trials the work after the search is about: those `confirm:` retrains, else the
+    chosen trial when the file asks for refits; none when there is no such work."""
+    if not counts(study)["n_complete"]:
+        return []
+    if cfg.confirm is not None:
+        return [t.number for t in candidates(cfg, ranked_trials(study))]
+    chosen = best_trial(study, cfg)
+    return [chosen.number] if cfg.refit.seeds and chosen is not None else []
 
 
 def refit_study(config: str | Path, overrides: Overrides | None = None,
