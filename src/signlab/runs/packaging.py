@@ -50,12 +50,15 @@ def _log_models(model: Any, example_images: np.ndarray) -> str:
 
     reqs = requirements()
     probs = model.predict_proba(example_images[:2])
-    # The native model, in its family's MLflow flavour, on input as it was trained on
+    # The native model, in its family's MLflow flavour, on input as it was trained on. Its
+    # signature says that input's shape and type; no input example: MLflow would load the model
+    # back and predict on it to check the example (about 1 s a run, a trace of a new graph),
+    # and what users send is the classifier's input, whose example is kept and checked below.
     scaled = scale(example_images[:2], model.normalise)
     x = model.kind.native_input(scaled).astype(model.kind.signature_dtype)
     flavour = importlib.import_module(f"mlflow.{model.kind.flavour}")
     native = model.kind.predict_proba(model.estimator, scaled)
-    flavour.log_model(model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs, input_example=x,
+    flavour.log_model(model.estimator, name=MODEL_ARTIFACT, pip_requirements=reqs,
                       signature=infer_signature(x, native), **model.kind.flavour_options)
     # The example is what users have: data-set rows as pandas reads them (int64 pixel columns).
     frame = pd.DataFrame(example_images[:2].reshape(2, -1).astype(np.int64), columns=PIXEL_COLUMNS)
