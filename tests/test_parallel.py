@@ -36,7 +36,8 @@ def test_two_trials_at_once_share_one_parent_and_the_budget(tmp_path):
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
     assert "2 workers on the study (0 trials so far, stopping at 4 in all)" in out
-    assert "worker 1: " in out and "worker 2: " in out
+    assert "worker 1: done: " in out and "worker 2: done: " in out
+    assert out.count("study par: ") == 1 and "study par: 4 new trials, 4 in all" in out, "one summary, the launcher's"
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.load_study(study_name="par", storage=storage)
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3], "the budget held: 4 trials, not 2 x 4"

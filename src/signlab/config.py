@@ -127,7 +127,14 @@ def tracking_credentials() -> tuple[str, str] | None:
 # --- parallel trials ------------------------------------------------------------------------
 PARALLEL_ENV = "SIGNLAB_PARALLEL"  # trials at once (`--parallel`): a number, or auto
 THREADS_ENV = "SIGNLAB_THREADS"  # threads each worker's libraries may use (set by the launcher)
+LAUNCHED_WORKER_ENV = "SIGNLAB_LAUNCHED_WORKER"  # "1" in a worker whose launcher prints the study's summary
 TRIAL_MEMORY_BYTES = 3 << 30  # what one CNN trial may take (full data, its TensorFlow runtime: ~1.3 GB seen)
+
+
+def launched_worker() -> bool:
+    """Whether this process is a worker started by `study run --parallel N` or `study workers N`,
+    whose launcher prints the study's summary once every worker has ended."""
+    return os.environ.get(LAUNCHED_WORKER_ENV) == "1"
 
 
 def machine_cores() -> int:

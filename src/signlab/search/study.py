@@ -169,6 +169,9 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
             stopped.add_note("the same command resumes the study")
     if session:
         MlflowClient().log_metric(session, "trials_added", bar.finished)
+    if paths.launched_worker():  # the launcher prints the study's summary, once
+        echo(f"{label}done: {bar.finished} new trials")
+        return study
     for line in summary_lines(study, cfg, uri, experiment_id, parent, bar.finished):
         echo(label + line)
     return study

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from signlab.config import child_environment, thread_environment
+from signlab.config import LAUNCHED_WORKER_ENV, child_environment, thread_environment
 from signlab.data.dataset import load_split
 from signlab.search.parent import start_session
 from signlab.search.setup import Overrides, resolved_config
@@ -80,7 +80,8 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
     # the launcher's overrides, but the trial budget: each worker may run all that is left
     options = {**vars(overrides), "n_trials": cap - existing, "max_total_trials": None, "data_dir": data_dir,
                "parallel": 1, "new_parent": None}  # the parent is settled above, once
-    env = child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=uri, **thread_environment(n))
+    env = child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=uri, **{LAUNCHED_WORKER_ENV: "1"},
+                            **thread_environment(n))
     command = worker_command(config, cap, options) + ([] if system_metrics else ["--no-system-metrics"])
     # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on once
     # (a second interrupt could land in a worker's clean-up and leave its run RUNNING).
@@ -102,4 +103,25 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
     for i, code in enumerate(codes, start=1):
         if code:
             echo(f"worker {i} exited with code {code}")
+    if not max(codes):
+        for line in study_summary(config, overrides, storage_url, uri, existing):
+            echo(line)
     return max(codes)
+
+
+def study_summary(config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str,
+                  existing: int) -> list[str]:
+    """The study's summary (`outputs.summary_lines`) as the workers left it, counting the
+    trials added since `existing`."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from signlab.contract import PARENT_ATTR
+    from signlab.search.outputs import summary_lines
+    from signlab.search.storage import open_storage
+
+    cfg = resolved_config(config, overrides)
+    study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(storage_url))
+    parent = study.user_attrs[PARENT_ATTR]
+    experiment_id = MlflowClient().get_run(parent).info.experiment_id
+    return summary_lines(study, cfg, tracking_uri, experiment_id, parent, len(study.trials) - existing)
