@@ -86,3 +86,10 @@ def test_no_claim_while_a_trial_runs(study, storage):
     study.ask()  # another worker's trial, RUNNING
     assert claim_post_search(study, storage, [0]) == "left to the workers still running trials"
     assert POST_SEARCH_CLAIM_ATTR not in study.user_attrs
+
+
+def test_nothing_is_claimed_when_there_is_no_work_after_the_search(study, storage, live_worker):
+    assert claim_post_search(study, storage, [0], by=live_worker) is None
+    with post_search_work(study, storage, []) as elsewhere:  # a study without refit or confirm
+        assert elsewhere is None
+    assert study.user_attrs[POST_SEARCH_CLAIM_ATTR]["by"] == live_worker, "another's claim untouched"

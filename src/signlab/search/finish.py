@@ -64,7 +64,10 @@ def release_post_search(study: optuna.Study, by: str | None = None) -> None:
 @contextmanager
 def post_search_work(study: optuna.Study, storage: BaseStorage, trials: list[int]) -> Iterator[str | None]:
     """`claim_post_search` for the body, released when the body ends however it ends; yields
-    None when this worker is to do the work, else why not."""
+    None when this worker is to do the work (or there is none: no `trials`), else why not."""
+    if not trials:  # no confirm, no refit: nothing to claim
+        yield None
+        return
     refused = claim_post_search(study, storage, trials)
     try:
         yield refused
