@@ -63,7 +63,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The best CNN of at most 20,000 parameters that studies/cnn_tiny.yaml found (trial 13 of its
     # 2026-11-26 run, 19,109 params, chosen on validation: docs/results.md), as its refit trains
     # it on the whole training file: 24 epochs (its best), augmentation, and the learning rates
-    # the trial's adaptive schedule followed, replayed.
+    # the trial's adaptive schedule followed, replayed. Batch 64, not the trial's 128: retuned
+    # 2026-12-04 on validation (seeds 0-2, the grouped fifth held out: mean 98.73% against
+    # 98.60%), after whole-file seed 1 scored 99.34% at batch 128 (docs/results.md).
     "tiny": dict(
         family="cnn",
         blocks=[
@@ -76,6 +78,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         dense_dropout=0.2379,
         learning_rate=2.488e-3,
         augment=True,
+        batch_size=64,
         lr_schedule=[2.488e-3] * 7 + [1.244e-3] * 9 + [6.22e-4] * 2 + [3.11e-4] * 4 + [1.555e-4] * 2,
         epochs=24,
     ),
