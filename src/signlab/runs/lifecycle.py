@@ -47,9 +47,9 @@ def end_orphaned_runs(experiment_id: str) -> list[str]:
         f"attributes.status = 'RUNNING' and tags.`{WORKER_TAG}` LIKE '{host}:%'"))
     ended = []
     for run in running:
-        pid = run.data.tags[WORKER_TAG].rpartition(":")[2]
-        if run.data.tags.get(ROLE_TAG) == ROLE_TRIAL or not pid.isdigit() or _alive(int(pid)):
+        if run.data.tags.get(ROLE_TAG) == ROLE_TRIAL or not gone(run.data.tags[WORKER_TAG]):
             continue
+        pid = run.data.tags[WORKER_TAG].rpartition(":")[2]
         client.set_tag(run.info.run_id, REPAIRED_TAG,
                        f"left RUNNING by process {pid}, which was gone; ended KILLED by {this_process()}")
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
@@ -59,14 +59,19 @@ def end_orphaned_runs(experiment_id: str) -> list[str]:
     return ended
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def gone(worker: str) -> bool:
+    """Whether `worker` (`host:pid`, as `this_process` writes it) names a process of this host
+    that no longer exists; a process of another host is never known to be gone."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
         return False
-    except PermissionError:  # another user's process
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except PermissionError:  # another user's process
+        return False
+    return False
 
 
 @contextmanager

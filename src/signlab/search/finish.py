@@ -14,8 +14,6 @@ claim again; a claim whose process is gone (killed outright, on this host) is ta
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -47,7 +45,8 @@ def claim_post_search(study: optuna.Study, storage: BaseStorage, trials: list[in
         if any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
             return "left to the workers still running trials"
         claim = study.user_attrs.get(POST_SEARCH_CLAIM_ATTR) or {}
-        if claim.get("trials") == trials and claim.get("by") != by and _alive(claim.get("by", "")):
+        # a claim from another host is taken for alive: if killed outright, `signlab study refit` does the refit
+        if claim.get("trials") == trials and claim.get("by") != by and not lifecycle.gone(claim.get("by", "")):
             return f"left to {claim['by']}, which is doing it for trials {trials}"
         study.set_user_attr(POST_SEARCH_CLAIM_ATTR, {"trials": trials, "by": by})
     return None
@@ -75,18 +74,3 @@ def post_search_work(study: optuna.Study, storage: BaseStorage, trials: list[int
         if refused is None:
             release_post_search(study)
 
-
-def _alive(by: str) -> bool:
-    """Whether the process `host:pid` may still be working: on this host, whether it exists;
-    on another, assumed so (its own claim ends with it; if it was killed outright,
-    `signlab study refit` does the refit)."""
-    host, _, pid = by.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True

@@ -17,25 +17,24 @@ from typing import Any
 
 from signlab.config import LAUNCHED_WORKER_ENV, child_environment, thread_environment
 from signlab.data.dataset import load_split
-from signlab.search.parent import start_session
+from signlab.search.parent import Session, start_session
 from signlab.search.setup import Overrides, resolved_config
 
 
 def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
-            data_dir: str | None, launched: str | None = None) -> tuple[int, int, str]:
+            data_dir: str | None, launched: str | None = None) -> tuple[Session, int, int]:
     """Check the data, then create or resume the study and its parent run (`launched`: the run
-    `mlflow run` started, which becomes the parent or this session's run); (trials already
-    there, the cap, the tracking URI)."""
+    `mlflow run` started, which becomes the parent or this session's run); (the session, trials
+    already there, the cap)."""
     cfg = resolved_config(config, overrides)
     for split in ("train", "test"):
         load_split(split, data_dir)  # a missing or bad file stops us before anything is created
     started = start_session(cfg, storage_url, tracking_uri, launched)
-    study, uri = started.study, started.tracking_uri
-    existing = len(study.trials)
+    existing = len(started.study.trials)
     cap = existing + cfg.n_trials
     if overrides.max_total_trials is not None:
         cap = min(cap, overrides.max_total_trials) if overrides.n_trials is not None else overrides.max_total_trials
-    return existing, cap, uri
+    return started, existing, cap
 
 
 def worker_command(config: str | Path, cap: int, options: dict[str, Any]) -> list[str]:
@@ -72,7 +71,8 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
     Returns:
         The worst exit code of the workers (0 when all succeeded).
     """
-    existing, cap, uri = prepare(config, overrides, storage_url, tracking_uri, data_dir, launched)
+    started, existing, cap = prepare(config, overrides, storage_url, tracking_uri, data_dir, launched)
+    uri = started.tracking_uri
     if existing >= cap:
         echo(f"the study already has {existing} trials (cap {cap}): nothing to do")
         return 0
@@ -104,24 +104,10 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
         if code:
             echo(f"worker {i} exited with code {code}")
     if not max(codes):
-        for line in study_summary(config, overrides, storage_url, uri, existing):
+        from signlab.search.outputs import summary_lines
+
+        study = started.study  # read again from the storage: the workers' trials, refit and choice
+        for line in summary_lines(study, resolved_config(config, overrides), uri, started.experiment_id,
+                                  started.parent, len(study.trials) - existing):
             echo(line)
     return max(codes)
-
-
-def study_summary(config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str,
-                  existing: int) -> list[str]:
-    """The study's summary (`outputs.summary_lines`) as the workers left it, counting the
-    trials added since `existing`."""
-    import optuna
-    from mlflow.tracking import MlflowClient
-
-    from signlab.contract import PARENT_ATTR
-    from signlab.search.outputs import summary_lines
-    from signlab.search.storage import open_storage
-
-    cfg = resolved_config(config, overrides)
-    study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(storage_url))
-    parent = study.user_attrs[PARENT_ATTR]
-    experiment_id = MlflowClient().get_run(parent).info.experiment_id
-    return summary_lines(study, cfg, tracking_uri, experiment_id, parent, len(study.trials) - existing)
