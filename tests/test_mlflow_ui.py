@@ -1,5 +1,6 @@
 """What the MLflow UI shows of a study started as the quick start does (`mlflow run` with no
---experiment-name): the experiment marked as classic ML, the parent run named after the study,
+--experiment-name, two trials at once as the default study runs them): the experiment marked
+as classic ML, the parent run named after the study,
 no parameter shown as ''; the study's runs and Optuna's trials in step; and the MLproject's
 own environment (`--env-manager uv`)."""
 
@@ -21,7 +22,8 @@ def test_mlflow_run_study_reads_as_a_study(tmp_path, data_dir):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "mlp_study", "--env-manager", "local",
             "-P", "study_name=ui_study", "-P", "n_trials=2", "-P", "max_epochs=1", "-P", "subset=6",
-            "-P", "refit_seeds=0", "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"]  # no refit: trials only
+            "-P", "refit_seeds=0", "-P", "parallel=2",  # no refit: trials only; workers, as `cnn_study`'s auto
+            "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"]
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -117,13 +117,9 @@ def _check_tracking_file(rdb: RDBStorage, name: str, tracking_uri: str) -> None:
     database = sqlite_file(tracking_uri)
     if database is None or database.exists():
         return
-    try:
-        study_id = rdb.get_study_id_from_name(name)
-    except KeyError:
-        return
-    parent = rdb.get_study_user_attrs(study_id).get(PARENT_ATTR)
+    parent = _stored_parent(rdb, name)
     if parent:
-        raise _lost_parent(name, parent, rdb.get_n_trials(study_id), tracking_uri)
+        raise _lost_parent(name, parent, rdb.get_n_trials(rdb.get_study_id_from_name(name)), tracking_uri)
 
 
 def _exists(client: MlflowClient, run_id: str) -> bool:
@@ -137,15 +133,29 @@ def _exists(client: MlflowClient, run_id: str) -> bool:
         raise
 
 
-def study_experiment(cfg: StudyConfig, launched: str | None) -> str:
-    """The experiment id: that of `mlflow run`'s run, else the study file's `experiment`
-    (default: the study name)."""
+def study_experiment(cfg: StudyConfig, launched: str | None, rdb: RDBStorage | None = None) -> str:
+    """The experiment id: that of `mlflow run`'s run, else that of the parent run the stored
+    study records (in `rdb`: a worker, a resume), else the study file's `experiment` (default:
+    the study name). The parent's comes before the name: `mlflow run` without
+    `--experiment-name` files the parent under MLflow's Default experiment, and a worker must
+    open its trials' runs where their parent is."""
     client = MlflowClient()
-    if launched and _exists(client, launched):
-        experiment_id = client.get_run(launched).info.experiment_id
-        mlflow.set_experiment(experiment_id=experiment_id)
-        return experiment_id
+    known = None if rdb is None or cfg.new_parent else _stored_parent(rdb, cfg.study_name)
+    for run_id in (launched, known):
+        if run_id and _exists(client, run_id):
+            experiment_id = client.get_run(run_id).info.experiment_id
+            mlflow.set_experiment(experiment_id=experiment_id)
+            return experiment_id
     return store.use_experiment(cfg.experiment or cfg.study_name)
+
+
+def _stored_parent(rdb: RDBStorage, name: str) -> str | None:
+    """The parent run recorded on the stored study `name`, read without creating anything."""
+    try:
+        study_id = rdb.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return rdb.get_study_user_attrs(study_id).get(PARENT_ATTR)
 
 
 def study_params(cfg: StudyConfig, storage_url: str) -> dict[str, Any]:
@@ -187,6 +197,6 @@ def start_session(cfg: StudyConfig, storage_url: str, tracking_uri: str | None, 
     if not cfg.new_parent:
         _check_tracking_file(rdb, cfg.study_name, config.tracking_uri(tracking_uri))
     uri = store.setup(tracking_uri, check=False)  # probed just above
-    study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, launched), rdb)
+    study, rdb, experiment_id = open_study(cfg, storage_url, uri, lambda: study_experiment(cfg, launched, rdb), rdb)
     parent, session = parent_run_id(study, rdb, cfg, experiment_id, launched)
     return Session(study, rdb, uri, experiment_id, parent, session)
