@@ -8,7 +8,8 @@ from mlflow.entities import Metric, Param, Run, RunData, RunInfo
 
 from signlab.contract import N_PARAMS, REFIT_SEED, TEST_ACCURACY, VAL_ACCURACY, VAL_AUG_ACCURACY
 from signlab.runs.references import best_clean_reference, load_references, watched_test
-from signlab.serving.report import Row, best_row, headline, ours_table, references_table
+from signlab.serving.over_seeds import over_seeds, seeds_data, seeds_table
+from signlab.serving.report import Row, _acc, best_row, headline, ours_table, references_table
 from signlab.serving.report_page import markdown
 
 
@@ -107,3 +108,33 @@ def test_figures_carry_their_interval_over_photos_and_quick_runs_say_so():
     row.runs[0].data._add_param(Param("subset", "20"))
     assert row.quick and ours_table([row]).rows[0][0] == "tiny trial 0 (best) (quick)"
     assert headline(row).startswith("Quick run: ") and "published" in headline(row) and "points" not in headline(row)
+
+
+def seeded_pick(name: str, seed: int, test: float, refits: list[float], **settings: str) -> Row:
+    """A study's pick (trial run with its seed) with its refit, from a parent with `settings`."""
+    trial = run(f"{name}-t", seed, **{VAL_ACCURACY: 0.99, TEST_ACCURACY: test})
+    row = Row(f"{name} trial 3 (best)", "cnn", "study", [trial], study=name, trial=3, chosen=True,
+              settings={"family": "cnn", "space": "{...}", "seed": "file", **settings}, study_trials=30)
+    row.refit = Row(f"{name} refit", "cnn", "refit",
+                    [run(f"{name}-r{i}", i, REFIT_SEED, **{TEST_ACCURACY: v}) for i, v in enumerate(refits)], study=name, trial=3)
+    return row
+
+
+def test_studies_that_differ_only_in_their_seed_are_judged_together():
+    s0 = seeded_pick("cnn_s0", 0, 0.9965, [0.999, 0.9995])
+    s7 = seeded_pick("cnn_s7", 7, 0.9934, [0.992, 0.9934], **{"space.effective": "{...}"})
+    other = seeded_pick("mlp_s0", 0, 0.80, [0.81], family="mlp")  # another definition, one seed: no group
+    lonely = seeded_pick("cnn_s0_again", 0, 0.99, [0.99], max_epochs="9")  # another definition too
+    groups = over_seeds([s7, other, lonely, s0, study_row("x", 0.9, 0.9, chosen=False)])
+    assert len(groups) == 1 and groups[0].seeds == ["0", "7"], "ordered by seed"
+    table = seeds_table(groups, _acc)
+    assert table.column("study") == ["cnn_s0", "cnn_s7", "over 2 seeds"]
+    assert table.column("pick test acc %")[:2] == ["99.65", "99.34"]
+    assert table.column("refit test acc %")[1] == "99.27 ± 0.10"
+    assert table.column("pick test acc %")[2] == "99.50 ± 0.22, lowest 99.34"
+    assert table.column("refit test acc %")[2] == "99.60 ± 0.46, lowest 99.27"
+    data = seeds_data(groups)[0]
+    assert data["seeds"] == ["0", "7"] and data["studies"][1]["trials"] == 30
+    assert data["pick_test_accuracy"]["min"] == 0.9934
+    assert abs(data["refit_test_accuracy_mean"]["mean"] - (0.99925 + 0.9927) / 2) < 1e-12
+    assert over_seeds([s0]) == [], "one seed is not a comparison over seeds"

@@ -75,7 +75,8 @@ def test_only_config_touches_the_environment():
 
 # Where a contract name's word is something else too: a spec field named in an error message,
 # a study-file key (the study-file vocabulary is study_config's).
-NOT_THE_CONTRACT = {("signlab.models.family", "lr_schedule"), ("signlab.search.study_config", "val_fraction")}
+NOT_THE_CONTRACT = {("signlab.models.family", "lr_schedule"), ("signlab.search.study_config", "val_fraction"),
+                    ("signlab.search.workers", "n_trials")}  # a worker's option, as the study file names it
 
 
 def _strings(tree: ast.AST) -> list[ast.Constant]:

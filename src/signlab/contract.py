@@ -47,6 +47,11 @@ N_TEST_PARAM = "n_test"  # test images the run was scored on
 VAL_STRATEGY_PARAM = "val_strategy"  # grouped, random, or none (the whole file)
 VAL_FRACTION_PARAM = "val_fraction"
 OBJECTIVES_PARAM = "objectives"  # on the parent: the study's objectives, comma-separated
+EFFECTIVE_SUFFIX = ".effective"  # <param>.effective: the value used, where an entry point logged another first
+# the parent's params that define a study apart from its name, seed and stores: studies equal in
+# these but the seed are one study judged over seeds in the report
+STUDY_DEFINITION_PARAMS = ("family", OBJECTIVES_PARAM, "directions", "sampler", "sampler_seed", "pruner",
+                           "max_epochs", VAL_STRATEGY_PARAM, VAL_FRACTION_PARAM, SUBSET_PARAM, "space", "fixed")
 
 # --- Optuna user attributes ---------------------------------------------------------------
 RUN_ATTR = "mlflow_run_id"  # on a trial: its MLflow run
@@ -76,6 +81,8 @@ EPOCHS_RUN = "epochs_run"
 SOURCE_VAL_ACCURACY = "source_val_accuracy"  # on a refit: the validation accuracy of the trial it retrains
 REFIT_PREFIX = "refit_test_accuracy_"  # on the parent: _mean, _std, _min, _max over the refits
 REFIT_COUNT = "refit_n"
+N_TRIALS_METRIC = "n_trials"  # on the parent: its trials so far (also n_complete, n_pruned, n_failed)
+N_COMPLETE_METRIC = "n_complete"
 IMPORTANCE_PREFIX = "importance."  # on the parent: importance.<param>, fANOVA over the complete trials
 CONFIRM_PREFIX = "confirm_val_accuracy_"  # on the parent: <mean|std>.<trial number> over a trial's confirm runs
 # a study objective (study file) -> the metric of a trial's run that holds its value

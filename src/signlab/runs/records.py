@@ -11,6 +11,7 @@ import mlflow
 import numpy as np
 
 from signlab import config
+from signlab.contract import EFFECTIVE_SUFFIX
 from signlab.runs.store import retry_on_duplicate
 from signlab.signals import held_interrupts
 
@@ -61,8 +62,8 @@ def _log_new_params(params: dict[str, Any]) -> None:
     for key, value in params.items():
         if key not in existing:
             fresh[key] = value
-        elif existing[key] != str(value) and f"{key}.effective" not in existing:
-            fresh[f"{key}.effective"] = value
+        elif existing[key] != str(value) and f"{key}{EFFECTIVE_SUFFIX}" not in existing:
+            fresh[f"{key}{EFFECTIVE_SUFFIX}"] = value
     mlflow.log_params(fresh)
 
 

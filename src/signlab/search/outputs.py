@@ -21,7 +21,9 @@ from signlab.contract import (
     CHOSEN_ATTR,
     IMPORTANCE_CAUTION_TAG,
     IMPORTANCE_PREFIX,
+    N_COMPLETE_METRIC,
     N_PARAMS,
+    N_TRIALS_METRIC,
     NOTE_TAG,
     RUN_ATTR,
     TEST_ACCURACY,
@@ -40,7 +42,7 @@ TrialState = optuna.trial.TrialState
 def counts(study: optuna.Study) -> dict[str, int]:
     """Trials by state."""
     states = [t.state for t in study.trials]
-    return {"n_trials": len(states), "n_complete": states.count(TrialState.COMPLETE),
+    return {N_TRIALS_METRIC: len(states), N_COMPLETE_METRIC: states.count(TrialState.COMPLETE),
             "n_pruned": states.count(TrialState.PRUNED), "n_failed": states.count(TrialState.FAIL)}
 
 
@@ -60,7 +62,7 @@ def best_trial(study: optuna.Study, cfg: StudyConfig) -> optuna.trial.FrozenTria
     mean validation accuracy over its new seeds (`signlab.search.confirm`). Multi-objective:
     the Pareto trial with the highest validation accuracy, or the smallest reaching
     `target_val_accuracy`."""
-    if not counts(study)["n_complete"]:
+    if not counts(study)[N_COMPLETE_METRIC]:
         return None
     if not cfg.multi_objective:
         from signlab.search.confirm import confirmed_choice  # confirm.py builds on this module
@@ -173,7 +175,7 @@ def log_study_outputs(study: optuna.Study, cfg: StudyConfig) -> None:
     if best is not None:
         mlflow.set_tag(NOTE_TAG, _description(study, cfg, best))
     if mattered:
-        mlflow.set_tag(IMPORTANCE_CAUTION_TAG, importance_caution(counts(study)["n_complete"]).strip(" ()") or "none")
+        mlflow.set_tag(IMPORTANCE_CAUTION_TAG, importance_caution(counts(study)[N_COMPLETE_METRIC]).strip(" ()") or "none")
     mlflow.log_metrics(metrics, step=step)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -210,7 +212,7 @@ def _description(study: optuna.Study, cfg: StudyConfig, best: optuna.trial.Froze
     c = counts(study)
     value = best.user_attrs.get(VAL_ACCURACY)
     chosen = f"trial {best.number}" + (f" (validation accuracy {value:.4f})" if isinstance(value, float) else "")
-    return (f"Optuna study **{cfg.study_name}** ({cfg.family}): {c['n_trials']} trials, {c['n_complete']} complete, "
+    return (f"Optuna study **{cfg.study_name}** ({cfg.family}): {c[N_TRIALS_METRIC]} trials, {c[N_COMPLETE_METRIC]} complete, "
             f"{c['n_pruned']} pruned, objective {', '.join(cfg.objectives)} on a {cfg.validation.strategy} validation "
             f"split. Chosen: {chosen}; its params are the tags `{BEST_TAG_PREFIX}*`.\n\n"
             f"Children: `trial N` is one Optuna trial (its state in the tag `{TRIAL_STATE_TAG}`); `refit N sS` retrains the "
@@ -223,8 +225,8 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
                   parent: str, added: int) -> list[str]:
     """A one-screen summary of the study."""
     c = counts(study)
-    lines = [f"study {cfg.study_name}: {added} new trials, {c['n_trials']} in all "
-             f"({c['n_complete']} complete, {c['n_pruned']} pruned, {c['n_failed']} failed)"]
+    lines = [f"study {cfg.study_name}: {added} new trials, {c[N_TRIALS_METRIC]} in all "
+             f"({c[N_COMPLETE_METRIC]} complete, {c['n_pruned']} pruned, {c['n_failed']} failed)"]
     best = best_trial(study, cfg)
     if best is None:
         lines.append("no trial completed yet")
@@ -241,7 +243,7 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
         mattered = importances(study, cfg)
         if mattered:
             lines.append("  what mattered (fANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in list(mattered.items())[:5])
-                         + importance_caution(c["n_complete"]))
+                         + importance_caution(c[N_COMPLETE_METRIC]))
         if cfg.multi_objective:
             if cfg.target_val_accuracy is not None:
                 reached = a.get(VAL_ACCURACY, 0.0) >= cfg.target_val_accuracy

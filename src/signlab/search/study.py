@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 
 from signlab.contract import (
+    N_COMPLETE_METRIC,
     PARENT_ATTR,
     SAME_AS_ATTR,
 )
@@ -146,7 +147,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
                 bar.close()
             # the work after the search is done once, by a worker that ends with no trial running
             with post_search_work(study, started.storage, post_search_trials(study, cfg)) as elsewhere:
-                if cfg.confirm is not None and counts(study)["n_complete"]:
+                if cfg.confirm is not None and counts(study)[N_COMPLETE_METRIC]:
                     if elsewhere:
                         echo(label + "confirmation " + elsewhere)
                     else:
@@ -180,7 +181,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
 def post_search_trials(study: optuna.Study, cfg: StudyConfig) -> list[int]:
     """The trials the work after the search is about: those `confirm:` retrains, else the
     chosen trial when the file asks for refits; none when there is no such work."""
-    if not counts(study)["n_complete"]:
+    if not counts(study)[N_COMPLETE_METRIC]:
         return []
     if cfg.confirm is not None:
         return [t.number for t in candidates(cfg, ranked_trials(study))]

@@ -30,6 +30,7 @@ from signlab.contract import (
     LATENCY_MS,
     N_PARAMS,
     N_TEST_PARAM,
+    N_TRIALS_METRIC,
     OBJECTIVE_METRIC,
     OBJECTIVES_PARAM,
     REFERENCE_ROW_TAG,
@@ -63,6 +64,7 @@ from signlab.models.intervals import Comparison, Interval
 from signlab.runs.references import Reference, best_clean_reference, load_references, watched_test
 from signlab.runs.store import mark_classic_ml, use_experiment
 from signlab.serving.evidence import Evidence, EvidenceCache, compare, is_quick, run_interval
+from signlab.serving.over_seeds import SeedGroup, over_seeds, seeds_data, seeds_table
 from signlab.serving.report_charts import accuracy_chart, f1_chart, params_chart
 from signlab.serving.report_page import Table, html_page, markdown_page
 from signlab.stores import redact
@@ -85,6 +87,8 @@ class Row:
     refit: Row | None = None  # the chosen trial retrained on the whole training file, per seed
     importances: dict[str, float] = field(default_factory=dict)
     evidence: Evidence | None = None  # its test predictions, image by image (None: runs that predate them)
+    settings: dict[str, str] = field(default_factory=dict)  # a study's pick: its parent run's params
+    study_trials: int | None = None  # a study's pick: the trials its study ran
 
     @property
     def quick(self) -> bool:
@@ -191,6 +195,9 @@ def _study_rows(client: MlflowClient, parent: Run, name: str, top: int) -> list[
         row = Row(label, run.data.tags.get(FAMILY_TAG, "?"), "study", [run], study=name, trial=number, chosen=rank == 1)
         if rank == 1:
             row.importances = _importances(parent)
+            row.settings = dict(parent.data.params)
+            trials = parent.data.metrics.get(N_TRIALS_METRIC)
+            row.study_trials = None if trials is None else int(trials)
         refits = _refit_runs(client, parent) if refit_trial == str(number) else []
         if refits:
             row.refit = Row(f"{name} refit of trial {number}", row.family, "refit", refits, study=name, trial=number)
@@ -428,7 +435,7 @@ def champion_row(client: MlflowClient, family: str | None) -> tuple[str, Row] | 
 
 
 def report_data(ours: list[Row], best: Row | None, lead: str, found: list[Paired], family: str | None,
-                stamp: str, uri: str) -> dict:
+                stamp: str, uri: str, groups: list[SeedGroup] | None = None) -> dict:
     """The report for machines (`report.json`): headline, our models, references, comparisons."""
 
     def figure(row: Row) -> dict:
@@ -466,7 +473,7 @@ def report_data(ours: list[Row], best: Row | None, lead: str, found: list[Paired
         "generated": stamp, "tracking_uri": uri,
         "headline": {"text": lead.replace("**", ""), "quick": bool(best and (best.quick or best.delivered.quick)),
                      "model": figure(delivered) if delivered else None},
-        "ours": ours_out, "references": references,
+        "ours": ours_out, "over_seeds": seeds_data(groups or []), "references": references,
         "champion": next(({"name": p.against, "paired_with_our_best": paired(p.comparison)}
                           for p in found if p.kind == "champion"), None),
     }
@@ -492,7 +499,9 @@ def write_report(client: MlflowClient, output: Path, experiments: list[str] | No
     if champion is not None:
         attach_evidence([champion[1]], cache)
     found = paired_comparisons(ours, best, champion)
-    tables = [ours_table(ours), references_table(ours, family), paired_table(best, found)]
+    groups = over_seeds(ours)
+    tables = [ours_table(ours), *([seeds_table(groups, _acc)] if groups else []), references_table(ours, family),
+              paired_table(best, found)]
     figures, notes = _best_model_figures(client, best)
     figures = [accuracy_chart(ours, family), params_chart(ours, family), *figures]
     notes = _notes(family) + notes
@@ -501,7 +510,7 @@ def write_report(client: MlflowClient, output: Path, experiments: list[str] | No
     lead = headline(best, family)
     intro = _intro(ours, stamp, redact(mlflow.get_tracking_uri()))
     md, page, machine = output / "report.md", output / "report.html", output / "report.json"
-    data = report_data(ours, best, lead, found, family, stamp, redact(mlflow.get_tracking_uri()))
+    data = report_data(ours, best, lead, found, family, stamp, redact(mlflow.get_tracking_uri()), groups)
     # all three replaced, or none
     with atomic_path(md) as md_tmp, atomic_path(page) as page_tmp, atomic_path(machine) as json_tmp:
         fill(md_tmp, md, markdown_page(lead, intro, tables, notes))
