@@ -5,6 +5,7 @@ held, resume numbering on, Ctrl-C ending every child cleanly. Real SQLite, real 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,8 +51,10 @@ def test_two_trials_at_once_share_one_parent_and_the_budget(tmp_path):
     assert sorted(int(r.data.tags["trial_number"]) for r in trials) == [0, 1, 2, 3]
     assert len({r.data.tags["signlab.worker"] for r in trials}) == 2, "two processes ran the trials"
     assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in trials}
-    (refit,) = roles["refit"]  # once, by one worker, however close together the two ended
+    (refit,) = roles["refit"]  # once, however close together the two workers ended
     assert refit.data.tags["trial_number"] == parent.data.tags["best.trial_number"]
+    assert refit.data.tags["signlab.worker"] == f"{socket.gethostname()}:{proc.pid}", "by the launcher: every core"
+    assert "refit of trial" in out and "worker 1: refit" not in out and "worker 2: refit" not in out
     # resumed in parallel: numbering goes on, still one parent
     proc = study_run(path, tmp_path, "--parallel", "2", "--n-trials", "2")
     out, _ = proc.communicate(timeout=600)

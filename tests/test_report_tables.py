@@ -136,5 +136,5 @@ def test_studies_that_differ_only_in_their_seed_are_judged_together():
     data = seeds_data(groups)[0]
     assert data["seeds"] == ["0", "7"] and data["studies"][1]["trials"] == 30
     assert data["pick_test_accuracy"]["min"] == 0.9934
-    assert abs(data["refit_test_accuracy_mean"]["mean"] - (0.99925 + 0.9927) / 2) < 1e-12
+    assert abs(data["refit_mean_test_accuracy"]["mean"] - (0.99925 + 0.9927) / 2) < 1e-12
     assert over_seeds([s0]) == [], "one seed is not a comparison over seeds"

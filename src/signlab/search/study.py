@@ -21,6 +21,7 @@ from pathlib import Path
 import mlflow
 import optuna
 from mlflow.tracking import MlflowClient
+from optuna.storages import RDBStorage
 from tqdm import tqdm
 
 from signlab.contract import (
@@ -33,14 +34,14 @@ from signlab.errors import UserError
 from signlab.models.family import family
 from signlab.models.train import EpochHook, size_thread_pools
 from signlab.runs import lifecycle, records, store
-from signlab.runs.job import prepare_data
+from signlab.runs.job import Data, prepare_data
 from signlab.search import recovery
 from signlab.search.confirm import candidates, run_confirmations
 from signlab.search.finish import post_search_work
 from signlab.search.objective import make_objective
 from signlab.search.optuna_internals import OPTIMIZE_LOGGER, TrialCapReached
 from signlab.search.outputs import best_trial, counts, log_study_outputs, ranked_trials, summary_lines
-from signlab.search.parent import start_session, study_params
+from signlab.search.parent import Session, start_session, study_params
 from signlab.search.refit import needs_refit, run_refits
 from signlab.search.setup import Overrides, check_same_data, resolved_config, trial_budget
 from signlab.search.storage import open_storage
@@ -145,20 +146,8 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
                                        catch=(Exception,), callbacks=[*callbacks, bar], gc_after_trial=True)
             finally:
                 bar.close()
-            # the work after the search is done once, by a worker that ends with no trial running
-            with post_search_work(study, started.storage, post_search_trials(study, cfg)) as elsewhere:
-                if cfg.confirm is not None and counts(study)[N_COMPLETE_METRIC]:
-                    if elsewhere:
-                        echo(label + "confirmation " + elsewhere)
-                    else:
-                        run_confirmations(study, cfg, data, ranked_trials(study), echo=lambda line: echo(label + line))
-                log_study_outputs(study, cfg)
-                chosen = best_trial(study, cfg)
-                if needs_refit(cfg, chosen, mlflow.get_run(parent).data.tags):
-                    if elsewhere:
-                        echo(label + "refit " + elsewhere)
-                    else:
-                        run_refits(chosen, cfg, data, echo=lambda line: echo(label + line))
+            if not paths.launched_worker():  # a launched worker's launcher does it, with every core
+                finish_search(study, started.storage, cfg, data, parent, echo=lambda line: echo(label + line))
     except KeyboardInterrupt as exc:
         stopped = exc
         raise
@@ -176,6 +165,41 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
     for line in summary_lines(study, cfg, uri, experiment_id, parent, bar.finished):
         echo(label + line)
     return study
+
+
+def finish_search(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, data: Data, parent: str,
+                  echo: Callable[[str], None] = print) -> None:
+    """The work after the search, inside the parent run: `confirm:`'s retrainings, the study's
+    outputs (plots, importances, the choice) and the chosen trial's refit. Done once, by a process
+    that ends with no trial running (`finish.post_search_work`); the others say who does it."""
+    with post_search_work(study, storage, post_search_trials(study, cfg)) as elsewhere:
+        if cfg.confirm is not None and counts(study)[N_COMPLETE_METRIC]:
+            if elsewhere:
+                echo("confirmation " + elsewhere)
+            else:
+                run_confirmations(study, cfg, data, ranked_trials(study), echo=echo)
+        log_study_outputs(study, cfg)
+        chosen = best_trial(study, cfg)
+        if needs_refit(cfg, chosen, mlflow.get_run(parent).data.tags):
+            if elsewhere:
+                echo("refit " + elsewhere)
+            else:
+                run_refits(chosen, cfg, data, echo=echo)
+
+
+def finish_launched_study(started: Session, cfg: StudyConfig, files: DataFiles,
+                          echo: Callable[[str], None] = print) -> None:
+    """The launcher of local workers (`study run --parallel N`), once they have all ended: the
+    work after the search (`finish_search`), in this process, whose thread pools have every core
+    (a worker's have its share: a refit there would leave the others idle)."""
+    data = prepare_data(files, cfg.data_settings)
+    if cfg.simulate is None and (cfg.confirm is not None or cfg.refit.seeds):
+        family(cfg.family).preload()
+    try:
+        with lifecycle.tracked_run(run_id=started.parent):
+            finish_search(started.study, started.storage, cfg, data, started.parent, echo=echo)
+    finally:
+        recovery.keep_parent_running(started.study, started.parent)
 
 
 def post_search_trials(study: optuna.Study, cfg: StudyConfig) -> list[int]:

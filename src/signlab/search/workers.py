@@ -104,10 +104,14 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
         if code:
             echo(f"worker {i} exited with code {code}")
     if not max(codes):
+        from signlab.data.dataset import load_files
         from signlab.search.outputs import summary_lines
+        from signlab.search.study import finish_launched_study
 
+        cfg = resolved_config(config, overrides)
+        finish_launched_study(started, cfg, load_files(data_dir or None), echo=echo)
         study = started.study  # read again from the storage: the workers' trials, refit and choice
-        for line in summary_lines(study, resolved_config(config, overrides), uri, started.experiment_id,
+        for line in summary_lines(study, cfg, uri, started.experiment_id,
                                   started.parent, len(study.trials) - existing):
             echo(line)
     return max(codes)

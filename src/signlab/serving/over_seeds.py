@@ -118,5 +118,5 @@ def seeds_data(groups: list[SeedGroup]) -> list[dict]:
                     "seeds": refit.seeds, "test_ci_low": refit_interval.low if refit_interval else None,
                     "test_ci_high": refit_interval.high if refit_interval else None}})
         out.append({"seeds": group.seeds, "studies": studies, "pick_test_accuracy": stats(group.picks()),
-                    "refit_test_accuracy_mean": stats(group.refits())})
+                    "refit_mean_test_accuracy": stats(group.refits())})
     return out
