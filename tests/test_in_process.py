@@ -8,7 +8,7 @@ import optuna
 from helpers import mlflow_store, runs_by_role, synthetic_files, tiny_study
 from mlflow.tracking import MlflowClient
 
-from signlab.contract import PARENT_ATTR, REFIT_RUNS_TAG, VAL_ACCURACY
+from signlab.contract import PARENT_ATTR, REFIT_RUNS_TAG, REFIT_SEED, VAL_ACCURACY
 from signlab.search.setup import Overrides
 from signlab.search.study import refit_study, run_study
 
@@ -22,7 +22,8 @@ def test_a_cnn_study_and_its_refit_run_on_data_the_caller_passes(tmp_path):
                       validation={"strategy": "random", "fraction": 0.25})
     storage, uri = f"sqlite:///{tmp_path / 'optuna.db'}", mlflow_store(tmp_path)
     lines: list[str] = []
-    study = run_study(path, storage=storage, tracking_uri=uri, files=files, progress=False, echo=lines.append)
+    study = run_study(path, Overrides(seed=5), storage=storage, tracking_uri=uri, files=files, progress=False,
+                      echo=lines.append)  # `--seed 5`: the split's and the trainings', not the file's
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert all(0.0 <= t.user_attrs[VAL_ACCURACY] <= 1.0 for t in study.trials)
     client = MlflowClient(uri)
@@ -32,9 +33,11 @@ def test_a_cnn_study_and_its_refit_run_on_data_the_caller_passes(tmp_path):
     assert len(roles["trial"]) == 2 and len(roles["refit"]) == 1
     sources = {i.dataset.source for r in roles["trial"] for i in r.inputs.dataset_inputs}
     assert sources == {"{\"uri\": \"memory/train\"}", "{\"uri\": \"memory/test\"}"}  # the caller's data, by name
-    # the stored study refit again with another seed, on the same data passed in
+    # the stored study refit again with another seed, on the same data passed in; no --seed: the
+    # study's own (5), so seed 5's refit is found done and seed 6 added
     refit_study(path, Overrides(refit_seeds=2), storage, uri, files=files, echo=lines.append)
-    assert len(runs_by_role(client, "synthetic")["refit"]) == 2
+    refits = runs_by_role(client, "synthetic")["refit"]
+    assert sorted(r.data.tags[REFIT_SEED] for r in refits) == ["5", "6"]
 
 
 def test_a_simulated_study_runs_on_data_passed_in(tmp_path):

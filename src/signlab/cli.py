@@ -444,7 +444,8 @@ def study_refit(
     data_dir: DataDir = None,
 ) -> None:
     """Retrain a study's chosen trial on the whole training file, once per seed, as runs
-    nested under its parent run (a study does this itself when it ends). Seeds that already
+    nested under its parent run (a study does this itself when it ends), with the data settings
+    the study ran with (a study run with --seed 7 refits with seeds 7, 8, ...). Seeds that already
     have a FINISHED refit of that trial and spec are skipped: run it again to resume."""
     from signlab.search.setup import Overrides, resolved_config
 

@@ -192,6 +192,19 @@ def check_same_data(study: optuna.Study, cfg: StudyConfig, storage_url: str) -> 
                         "would not compare; resume with the same settings or use another study_name")
 
 
+def with_stored_data(cfg: StudyConfig, study: optuna.Study) -> StudyConfig:
+    """`cfg` with the data settings the stored study ran with (subset, seed, validation split):
+    a study run with `--seed 7` is refit with seeds 7, 8, ... on its own data, whatever the
+    file says."""
+    stored = study.user_attrs.get(DATA_ATTR)
+    if not stored:
+        return cfg
+    validation = {**cfg.validation.model_dump(), "fraction": stored.get(VAL_FRACTION_PARAM, cfg.validation.fraction),
+                  "strategy": stored.get(VAL_STRATEGY_PARAM, cfg.validation.strategy)}
+    return StudyConfig.model_validate({**cfg.model_dump(), "subset": stored.get(SUBSET_PARAM, cfg.subset),
+                                       "seed": stored.get(SEED_PARAM, cfg.seed), "validation": validation})
+
+
 def trial_budget(cfg: StudyConfig, max_total: int | None, existing: int) -> tuple[int, list[Any]]:
     """Trials this worker may start, and the callback that stops it when the study (all
     workers together, trials of every state counted) reaches `max_total`."""

@@ -43,7 +43,7 @@ from signlab.search.optuna_internals import OPTIMIZE_LOGGER, TrialCapReached
 from signlab.search.outputs import best_trial, counts, log_study_outputs, ranked_trials, summary_lines
 from signlab.search.parent import Session, start_session, study_params
 from signlab.search.refit import needs_refit, run_refits
-from signlab.search.setup import Overrides, check_same_data, resolved_config, trial_budget
+from signlab.search.setup import Overrides, resolved_config, trial_budget, with_stored_data
 from signlab.search.storage import open_storage
 from signlab.search.study_config import StudyConfig
 from signlab.stores import redact
@@ -234,12 +234,12 @@ def refit_study(config: str | Path, overrides: Overrides | None = None,
         raise UserError(f"{config}: refit.seeds is 0; set it in the study file or pass --seeds N")
     storage_url = storage or paths.DEFAULT_STORAGE
     store.setup(tracking_uri)
-    data = prepare_data(files or load_files(), cfg.data_settings)
     try:
         study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(storage_url))
     except KeyError:
         raise UserError(f"no study {cfg.study_name!r} in {redact(storage_url)}: run it first") from None
-    check_same_data(study, cfg, storage_url)
+    cfg = with_stored_data(cfg, study)  # `study run --seed 7`: refit with 7, 8, ... on that split
+    data = prepare_data(files or load_files(), cfg.data_settings)
     chosen = best_trial(study, cfg)
     parent = study.user_attrs.get(PARENT_ATTR)
     if chosen is None or parent is None:
