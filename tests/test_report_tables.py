@@ -138,3 +138,5 @@ def test_studies_that_differ_only_in_their_seed_are_judged_together():
     assert data["pick_test_accuracy"]["min"] == 0.9934
     assert abs(data["refit_mean_test_accuracy"]["mean"] - (0.99925 + 0.9927) / 2) < 1e-12
     assert over_seeds([s0]) == [], "one seed is not a comparison over seeds"
+    s7.refit = None  # still running: the summary says over how many seeds
+    assert seeds_table(over_seeds([s0, s7]), _acc).column("refit test acc %")[2] == "99.92, lowest 99.92 (1 of 2 seeds)"

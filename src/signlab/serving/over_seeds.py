@@ -61,11 +61,13 @@ def _seed_order(row: Row) -> tuple[int, str]:
     return (int(seed), "") if seed.lstrip("-").isdigit() else (1 << 62, seed)
 
 
-def _summary(values: list[float]) -> str:
+def _summary(values: list[float], seeds: int) -> str:
+    """Mean ± std and the lowest, saying over how many seeds where some have no figure yet."""
     if not values:
         return ""
     spread = f" ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
-    return f"{100 * statistics.fmean(values):.2f}{spread}, lowest {100 * min(values):.2f}"
+    partial = f" ({len(values)} of {seeds} seeds)" if len(values) < seeds else ""
+    return f"{100 * statistics.fmean(values):.2f}{spread}, lowest {100 * min(values):.2f}{partial}"
 
 
 def seeds_table(groups: list[SeedGroup], acc: Callable[..., str]) -> Table:
@@ -82,8 +84,9 @@ def seeds_table(groups: list[SeedGroup], acc: Callable[..., str]) -> Table:
                          acc(row.metric(VAL_ACCURACY)), acc(row.metric(TEST_ACCURACY), interval=row.interval()),
                          acc(refit.metric(TEST_ACCURACY), refit.spread(TEST_ACCURACY), refit.interval()) if refit else "",
                          str(refit.seeds) if refit else ""])
-        rows.append([f"over {len(group.rows)} seeds", ", ".join(group.seeds), "", "", "", _summary(group.picks()),
-                     _summary(group.refits()), ""])
+        n = len(group.rows)
+        rows.append([f"over {n} seeds", ", ".join(group.seeds), "", "", "", _summary(group.picks(), n),
+                     _summary(group.refits(), n), ""])
     caption = ("Studies with the same settings but the seed (`-P seed=S`: the validation split's and the "
                "trainings'): each seed's pick (chosen on validation) and its refit on the whole training file, "
                "with 95% intervals over photos; the last row of each study: the mean ± std over seeds and the "
