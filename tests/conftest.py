@@ -10,12 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from signlab.config import thread_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # one trial at a time unless a test asks for more (tests/test_parallel.py): the suite already runs
 # in two processes on two cores; children inherit it, `mlflow run` studies included
 os.environ["SIGNLAB_PARALLEL"] = "1"
+# Each test process (pytest-xdist's `-n 2`) sizes its libraries' thread pools as a study's local
+# workers do (`config.thread_environment`): two processes with a pool per core each fought over
+# the cores (OpenBLAS spins on sched_yield while it waits). Children inherit it; a launcher of
+# parallel trials sizes its own workers again (tests/test_parallel.py).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.update(thread_environment(int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 NO_DATA = ("the real data set is needed: set SIGNLAB_DATA_DIR to a folder with the Kaggle CSVs "
            "(CI uses ../shared/data/sign_mnist)")
 
@@ -67,3 +75,17 @@ def test_split(data_dir):
     from signlab.data.dataset import load_split
 
     return load_split("test", data_dir)
+
+
+# The files whose tests take longest, first (`pytest --durations=0`, 2026-12-04: seconds of test
+# time, loaded). With `--dist loadfile` a file runs whole on one worker; started last, a long file
+# leaves the other core idle for its last minutes. The rest keep their order.
+LONGEST_FIRST = ("test_distributed.py", "test_mlflow_ui.py", "test_console.py", "test_report.py", "test_parallel.py",
+                 "test_refit.py", "test_studies.py", "test_sessions.py", "test_hostile_input.py", "test_server_auth.py",
+                 "test_registry_serving.py", "test_dashboard.py", "test_references.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest files first (`LONGEST_FIRST`); a stable sort keeps each file's own order."""
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -1,8 +1,10 @@
-"""What the MLflow UI shows of a study started as the quick start does (`mlflow run` with no
---experiment-name, two trials at once as the default study runs them): the experiment marked
-as classic ML, the parent run named after the study,
-no parameter shown as ''; the study's runs and Optuna's trials in step; and the MLproject's
-own environment (`--env-manager uv`)."""
+"""`mlflow run` of the studies as users start them, and what the MLflow UI shows of them: the
+quick start's way (no --experiment-name, two trials at once as the default study runs them):
+the experiment marked as classic ML, the parent run named after the study, no parameter shown
+as ''; the study's runs and Optuna's trials in step; the launcher's refit; the same command
+again resuming the study (a session run under the one parent); the report, on a machine
+without a browser (every chart a PNG, no HTML that needs the network). And `-e cnn_study` in
+the MLproject's own environment (`--env-manager uv`)."""
 
 from __future__ import annotations
 
@@ -11,22 +13,33 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import check_study, subprocess_env
+from helpers import NETWORK_SCRIPT, check_offline_charts, check_study, runs_by_role, subprocess_env, without_browser
 from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_mlflow_run_study_reads_as_a_study(tmp_path, data_dir):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def mlflow_run(tmp: Path, data_dir: Path, *params: str) -> subprocess.CompletedProcess:
+    """`mlflow run . -e mlp_study` with `params` (key=value), no --experiment-name, as on a
+    machine without a browser; asserts exit 0 and no traceback."""
     args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "mlp_study", "--env-manager", "local",
-            "-P", "study_name=ui_study", "-P", "n_trials=2", "-P", "max_epochs=1", "-P", "subset=6",
-            "-P", "refit_seeds=0", "-P", "parallel=2",  # no refit: trials only; workers, as `cnn_study`'s auto
-            "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"]
-    env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+            "-P", f"storage=sqlite:///{tmp / 'optuna.db'}"]  # `mlflow run` runs in ROOT: not a relative path
+    for param in params:
+        args += ["-P", param]
+    env = subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", SIGNLAB_DATA_DIR=str(data_dir))
+    proc = subprocess.run(without_browser(args), capture_output=True, text=True, env=env, timeout=600, cwd=tmp)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in output, output[-4000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_mlflow_run_study_reads_as_a_study_resumes_and_reports_without_a_browser(tmp_path, data_dir):
+    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    small = ("study_name=ui_study", "max_epochs=1", "subset=6", "refit_seeds=1")
+    proc = mlflow_run(tmp_path, data_dir, *small, "n_trials=2", "parallel=2")  # workers, as `cnn_study`'s auto
+    output = proc.stdout + proc.stderr
+    assert "study ui_study: 2 new trials, 2 in all" in output and output.count("study ui_study: ") == 1
     client = MlflowClient(uri)
     default = client.get_experiment("0")  # where `mlflow run` files runs without --experiment-name
     assert default.tags["mlflow.experimentKind"] == "custom_model_development"
@@ -36,13 +49,31 @@ def test_mlflow_run_study_reads_as_a_study(tmp_path, data_dir):
     assert parents[0].data.tags["mlflow.runName"] == "ui_study"
     trials = [r for r in runs if r.data.tags.get("signlab.role") == "trial"]
     assert sorted(r.info.run_name for r in trials) == ["trial 0", "trial 1"]
-    assert "?workflowType=machine_learning" in proc.stdout + proc.stderr  # the link the summary prints
+    assert "?workflowType=machine_learning" in output  # the link the summary prints
     # `mlflow run` logs every entry-point parameter as given: the defaults are words, never ''.
     params = parents[0].data.params
     assert params["seed"] == "file" and params["tracking_uri"] == "default"
     assert "" not in params.values()
     # the study as a whole: parent, trials and Optuna agreeing both ways, charts, the choice
-    check_study(client, f"sqlite:///{tmp_path / 'optuna.db'}", "Default", "ui_study", 2)
+    check_study(client, storage, "Default", "ui_study", 2)
+    assert len(runs_by_role(client, "Default")["refit"]) == 1
+    # the command again resumes: 3 trials, still one parent, its run a session under the parent
+    mlflow_run(tmp_path, data_dir, *small, "n_trials=1")
+    check_study(client, storage, "Default", "ui_study", 3)
+    roles = runs_by_role(client, "Default")
+    (session,) = roles["session"]
+    assert session.data.metrics["trials_added"] == 1
+    assert session.data.tags["mlflow.parentRunId"] == roles["study"][0].info.run_id
+    assert roles["study"][0].data.metrics["n_trials"] == 3
+    # the report, also without a browser: one HTML page that opens offline
+    env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))
+    report = subprocess.run(without_browser([str(Path(sys.executable).parent / "signlab"), "report", "--output",
+                                             "reports"]), capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=300)
+    assert report.returncode == 0 and "Traceback" not in report.stdout + report.stderr, report.stderr[-4000:]
+    page = (tmp_path / "reports" / "report.html").read_text()
+    assert len(page) > 10_000 and NETWORK_SCRIPT not in page
+    check_offline_charts(client)
 
 
 @pytest.mark.slow
@@ -56,10 +87,11 @@ def test_mlflow_run_builds_the_mlprojects_own_environment_with_uv(tmp_path, data
             "-P", "subset=6", "-P", "refit_seeds=0", "-P", f"storage=sqlite:///{tmp_path / 'optuna.db'}"]
     # uv: the dev extra's, on PATH; MLflow's INFO lines on (they name the environment it built)
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir), MLFLOW_LOGGING_LEVEL="INFO")
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1200, cwd=tmp_path)
+    proc = subprocess.run(without_browser(args), capture_output=True, text=True, env=env, timeout=1200, cwd=tmp_path)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert "/.mlflow/envs/mlflow-" in output and "/bin/activate && PYTHONPATH=src" in output
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("uv_env").experiment_id])
     assert {r.data.tags.get("signlab.role"): r.info.status for r in runs} == {"study": "FINISHED", "trial": "FINISHED"}
+    check_offline_charts(client)  # a CNN's charts too: PNG, nothing from the network

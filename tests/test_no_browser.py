@@ -3,7 +3,7 @@ drawn by matplotlib as PNG, and every HTML artifact opens offline (plotly.js inl
 <script src=...> from the network). Run under `../shared/tools/without-browser.sh`, which
 hides the browser from one command (PATH and the fixed paths where browsers are installed).
 A study through `mlflow run`, its trials, refit and parent, and the report: see
-tests/test_studies.py (`mlflow_run` runs without a browser)."""
+tests/test_mlflow_ui.py (`mlflow_run` runs without a browser)."""
 
 from __future__ import annotations
 

@@ -1,102 +1,20 @@
-"""Optuna studies as MLflow runs: `mlflow run . -e cnn_study` (on a machine without a
-browser: every chart a PNG, no HTML that needs the network), resume, pruning, failures,
-multi-objective, and refusals that leave a stored study untouched (`-e mlp_study`: see
-tests/test_mlflow_ui.py)."""
+"""Optuna studies as MLflow runs, in this process: pruning, failures, multi-objective, and
+refusals that leave a stored study untouched (`mlflow run` of the studies, resumed, and the
+report without a browser: tests/test_mlflow_ui.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers import check_study, mlflow_store, runs_by_role, subprocess_env, without_browser
+from helpers import mlflow_store
 from mlflow.tracking import MlflowClient
 
 from signlab.errors import UserError
-from signlab.search.outputs import ranked_trials
 from signlab.search.setup import Overrides
 from signlab.search.study import run_study
 from signlab.search.study_config import load_study_config
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def chosen(study):
-    """The trial the study chose (no `confirm:` here): the first by the tie rules."""
-    return ranked_trials(study)[0]
-
-
-PNG = b"\x89PNG\r\n\x1a\n"
-NETWORK_SCRIPT = '<script src="http'
-
-
-def mlflow_run(entry: str, tmp: Path, data_dir: Path, **params: str) -> subprocess.CompletedProcess:
-    """`mlflow run` of `entry` with `params`, as on a machine without a browser; asserts exit 0."""
-    args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local",
-            "--experiment-name", entry]
-    for key, value in params.items():
-        args += ["-P", f"{key}={value}"]
-    env = subprocess_env(MLFLOW_TRACKING_URI=mlflow_store(tmp), SIGNLAB_DATA_DIR=str(data_dir))
-    proc = subprocess.run(without_browser(args), capture_output=True, text=True, env=env, timeout=600, cwd=tmp)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc
-
-
-def _artifacts(client: MlflowClient, run_id: str, folder: str | None = None) -> list[str]:
-    found = []
-    for entry in client.list_artifacts(run_id, folder):
-        found += _artifacts(client, run_id, entry.path) if entry.is_dir else [entry.path]
-    return found
-
-
-def check_offline_charts(client: MlflowClient) -> None:
-    """Every chart every run logged is a PNG (trained models: the confusion matrix and the
-    learning curves), and no HTML loads a script from the network."""
-    html_seen = 0
-    for run in client.search_runs([e.experiment_id for e in client.search_experiments()]):
-        names = _artifacts(client, run.info.run_id)
-        if run.data.tags.get("signlab.role") != "study" and "model_summary.txt" in names:  # a trained model
-            assert {"confusion_matrix.png", "learning_curves.png"} <= set(names), run.data.tags
-        for name in names:
-            path = Path(client.download_artifacts(run.info.run_id, name))
-            if name.endswith(".png"):
-                assert path.read_bytes()[:8] == PNG, name
-            elif name.endswith(".html"):
-                html_seen += 1
-                assert NETWORK_SCRIPT not in path.read_text(), f"{name} of {run.info.run_id} needs the network"
-    assert html_seen, "the parent's study_plots.html at least"
-
-
-@pytest.mark.slow
-def test_cnn_study_via_mlflow_run_and_resume_then_report_without_a_browser(tmp_path, data_dir):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"  # `mlflow run` runs in ROOT: a relative optuna.db would land there
-    # one refit instead of the file's three (tests/test_refit.py covers several seeds)
-    params = dict(n_trials="2", max_epochs="2", subset="10", storage=storage, refit_seeds="1")
-    first = mlflow_run("cnn_study", tmp_path, data_dir, **params)
-    assert "study cnn_study: 2 new trials, 2 in all" in first.stdout + first.stderr
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    check_study(client, storage, "cnn_study", "cnn_study", 2)
-    assert len(runs_by_role(client, "cnn_study")["refit"]) == 1
-    # the command again resumes: 3 trials, still one parent, no duplicate trial runs
-    mlflow_run("cnn_study", tmp_path, data_dir, **{**params, "n_trials": "1"})
-    check_study(client, storage, "cnn_study", "cnn_study", 3)
-    sessions = runs_by_role(client, "cnn_study")["session"]
-    assert len(sessions) == 1 and sessions[0].data.metrics["trials_added"] == 1
-    parent = runs_by_role(client, "cnn_study")["study"][0]
-    assert sessions[0].data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert parent.data.metrics["n_trials"] == 3
-    # the report, also without a browser: one HTML page that opens offline
-    env = subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", SIGNLAB_DATA_DIR=str(data_dir))
-    report = subprocess.run(without_browser([str(Path(sys.executable).parent / "signlab"), "report", "--output",
-                                             "reports"]), capture_output=True, text=True, env=env, cwd=tmp_path,
-                            timeout=300)
-    assert report.returncode == 0 and "Traceback" not in report.stdout + report.stderr, report.stderr[-4000:]
-    page = (tmp_path / "reports" / "report.html").read_text()
-    assert len(page) > 10_000 and NETWORK_SCRIPT not in page
-    check_offline_charts(client)
 
 
 def _study_file(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:

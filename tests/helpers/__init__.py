@@ -10,11 +10,11 @@ from helpers.processes import (
     wait_for_http,
     without_browser,
 )
-from helpers.runs import check_study, runs_by_role
+from helpers.runs import NETWORK_SCRIPT, check_offline_charts, check_study, runs_by_role
 from helpers.stores import mlflow_store
 from helpers.studies import tiny_study, wait_for_running_trials
 from helpers.synthetic import synthetic_files
 
-__all__ = ["assert_one_line_error", "check_study", "free_port", "mlflow_server", "mlflow_store", "run_cli",
-           "runs_by_role", "subprocess_env", "synthetic_files", "tiny_study", "wait_for_http",
-           "wait_for_running_trials", "without_browser"]
+__all__ = ["NETWORK_SCRIPT", "assert_one_line_error", "check_offline_charts", "check_study", "free_port",
+           "mlflow_server", "mlflow_store", "run_cli", "runs_by_role", "subprocess_env", "synthetic_files", "tiny_study",
+           "wait_for_http", "wait_for_running_trials", "without_browser"]

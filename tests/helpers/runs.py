@@ -54,3 +54,35 @@ def check_study(client: MlflowClient, storage: str, experiment: str, study_name:
             "plots/study_plots.html"} <= artifacts
     top = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_trial.json", "trials.csv"} <= top
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+NETWORK_SCRIPT = '<script src="http'
+
+
+def _artifacts(client: MlflowClient, run_id: str, folder: str | None = None) -> list[str]:
+    found = []
+    for entry in client.list_artifacts(run_id, folder):
+        found += _artifacts(client, run_id, entry.path) if entry.is_dir else [entry.path]
+    return found
+
+
+def check_offline_charts(client: MlflowClient) -> None:
+    """Every chart every run logged is a PNG (trained models: the confusion matrix and the
+    learning curves), and no HTML loads a script from the network (a machine without a browser,
+    offline: the parent's study_plots.html at least)."""
+    from pathlib import Path
+
+    html_seen = 0
+    for run in client.search_runs([e.experiment_id for e in client.search_experiments()]):
+        names = _artifacts(client, run.info.run_id)
+        if run.data.tags.get(ROLE_TAG) != "study" and "model_summary.txt" in names:  # a trained model
+            assert {"confusion_matrix.png", "learning_curves.png"} <= set(names), run.data.tags
+        for name in names:
+            path = Path(client.download_artifacts(run.info.run_id, name))
+            if name.endswith(".png"):
+                assert path.read_bytes()[:8] == PNG, name
+            elif name.endswith(".html"):
+                html_seen += 1
+                assert NETWORK_SCRIPT not in path.read_text(), f"{name} of {run.info.run_id} needs the network"
+    assert html_seen, "the parent's study_plots.html at least"
