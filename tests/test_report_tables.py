@@ -138,5 +138,15 @@ def test_studies_that_differ_only_in_their_seed_are_judged_together():
     assert data["pick_test_accuracy"]["min"] == 0.9934
     assert abs(data["refit_mean_test_accuracy"]["mean"] - (0.99925 + 0.9927) / 2) < 1e-12
     assert over_seeds([s0]) == [], "one seed is not a comparison over seeds"
+    # seed 7 run again, later: listed, but the seed counts once, by its latest study
+    s7_again = seeded_pick("cnn_s7_again", 7, 0.9970, [0.9990], **{"space.effective": "{...}"})
+    s7_again.runs[0].info._start_time = 5
+    again = over_seeds([s7, s0, s7_again])[0]
+    table = seeds_table([again], _acc)
+    assert table.column("study") == ["cnn_s0", "cnn_s7", "cnn_s7_again", "over 2 seeds"]
+    assert table.column("seed")[3] == "0, 7" and again.picks() == [0.9965, 0.9970]
+    assert table.column("pick test acc %")[3] == "99.67 ± 0.04, lowest 99.65"
+    assert [s["counted"] for s in seeds_data([again])[0]["studies"]] == [True, False, True]
+    assert seeds_data([again])[0]["seeds"] == ["0", "7"]
     s7.refit = None  # still running: the summary says over how many seeds
     assert seeds_table(over_seeds([s0, s7]), _acc).column("refit test acc %")[2] == "99.92, lowest 99.92 (1 of 2 seeds)"

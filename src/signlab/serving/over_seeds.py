@@ -34,15 +34,26 @@ class SeedGroup:
 
     @property
     def seeds(self) -> list[str]:
-        return [seed_of(r) for r in self.rows]
+        """The seeds, each once, in order."""
+        return list(dict.fromkeys(seed_of(r) for r in self.rows))
+
+    def counted(self) -> list[Row]:
+        """One study per seed: the latest where a seed was run more than once (a study run again
+        with the same seed repeats one draw; counting both would weigh that seed twice)."""
+        latest: dict[str, Row] = {}
+        for row in self.rows:
+            seed = seed_of(row)
+            if seed not in latest or row.runs[0].info.start_time >= latest[seed].runs[0].info.start_time:
+                latest[seed] = row
+        return [r for r in self.rows if latest[seed_of(r)] is r]
 
     def picks(self) -> list[float]:
-        """Each pick's test accuracy (the trial's, reported, never used to choose)."""
-        return [v for r in self.rows if (v := r.metric(TEST_ACCURACY)) is not None]
+        """Each seed's pick's test accuracy (the trial's, reported, never used to choose)."""
+        return [v for r in self.counted() if (v := r.metric(TEST_ACCURACY)) is not None]
 
     def refits(self) -> list[float]:
-        """Each pick's refit mean test accuracy, where it was refit."""
-        return [v for r in self.rows if r.refit is not None and (v := r.refit.metric(TEST_ACCURACY)) is not None]
+        """Each seed's pick's refit mean test accuracy, where it was refit."""
+        return [v for r in self.counted() if r.refit is not None and (v := r.refit.metric(TEST_ACCURACY)) is not None]
 
 
 def over_seeds(ours: list[Row]) -> list[SeedGroup]:
@@ -84,20 +95,22 @@ def seeds_table(groups: list[SeedGroup], acc: Callable[..., str]) -> Table:
                          acc(row.metric(VAL_ACCURACY)), acc(row.metric(TEST_ACCURACY), interval=row.interval()),
                          acc(refit.metric(TEST_ACCURACY), refit.spread(TEST_ACCURACY), refit.interval()) if refit else "",
                          str(refit.seeds) if refit else ""])
-        n = len(group.rows)
+        n = len(group.seeds)
         rows.append([f"over {n} seeds", ", ".join(group.seeds), "", "", "", _summary(group.picks(), n),
                      _summary(group.refits(), n), ""])
     caption = ("Studies with the same settings but the seed (`-P seed=S`: the validation split's and the "
                "trainings'): each seed's pick (chosen on validation) and its refit on the whole training file, "
                "with 95% intervals over photos; the last row of each study: the mean ± std over seeds and the "
-               "lowest seed, what the study delivers for a seed nobody chose.")
+               "lowest seed, what the study delivers for a seed nobody chose (a seed run more than once "
+               "counts once, by its latest study).")
     return Table("The studies over seeds", heads, rows,
                  {"seed", "trials", "val acc %", "pick test acc %", "refit test acc %", "refit seeds"}, caption)
 
 
 def seeds_data(groups: list[SeedGroup]) -> list[dict]:
-    """The same for report.json: per group, the studies with their seeds and figures (fractions),
-    and the mean and lowest over seeds of the picks' test accuracy and of the refit means."""
+    """The same for report.json: per group, its seeds (each once), the studies with their seeds and
+    figures (fractions; `counted`: the study that stands for its seed), and the mean and lowest over
+    seeds of the picks' test accuracy and of the refit means."""
 
     def stats(values: list[float]) -> dict:
         return {"mean": statistics.fmean(values) if values else None,
@@ -107,12 +120,14 @@ def seeds_data(groups: list[SeedGroup]) -> list[dict]:
     out = []
     for group in groups:
         studies = []
+        counted = group.counted()
         for row in group.rows:
             interval = row.interval()
             refit = row.refit
             refit_interval = refit.interval() if refit else None
             studies.append({
-                "study": row.study, "seed": seed_of(row), "trials": row.study_trials, "trial": row.trial,
+                "study": row.study, "seed": seed_of(row), "counted": any(row is c for c in counted),
+                "trials": row.study_trials, "trial": row.trial,
                 "run_id": row.runs[0].info.run_id, "val_accuracy": row.metric(VAL_ACCURACY),
                 TEST_ACCURACY: row.metric(TEST_ACCURACY),
                 "test_ci_low": interval.low if interval else None, "test_ci_high": interval.high if interval else None,
