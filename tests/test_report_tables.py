@@ -141,7 +141,7 @@ def test_studies_that_differ_only_in_their_seed_are_judged_together():
     # seed 7 run again, later: listed, but the seed counts once, by its latest study
     s7_again = seeded_pick("cnn_s7_again", 7, 0.9970, [0.9990], **{"space.effective": "{...}"})
     s7_again.runs[0].info._start_time = 5
-    again = over_seeds([s7, s0, s7_again])[0]
+    again = over_seeds([s7_again, s7, s0])[0]  # the studies of one seed in the order they ran
     table = seeds_table([again], _acc)
     assert table.column("study") == ["cnn_s0", "cnn_s7", "cnn_s7_again", "over 2 seeds"]
     assert table.column("seed")[3] == "0, 7" and again.picks() == [0.9965, 0.9970]

@@ -67,9 +67,11 @@ def over_seeds(ours: list[Row]) -> list[SeedGroup]:
             if len({seed_of(r) for r in rows}) > 1]
 
 
-def _seed_order(row: Row) -> tuple[int, str]:
+def _seed_order(row: Row) -> tuple[int, str, int]:
+    """By seed, then the studies of one seed in the order they ran."""
     seed = seed_of(row)
-    return (int(seed), "") if seed.lstrip("-").isdigit() else (1 << 62, seed)
+    started = row.runs[0].info.start_time or 0
+    return (int(seed), "", started) if seed.lstrip("-").isdigit() else (1 << 62, seed, started)
 
 
 def _summary(values: list[float], seeds: int) -> str:
