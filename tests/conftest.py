@@ -22,8 +22,9 @@ os.environ["SIGNLAB_PARALLEL"] = "1"
 # workers do (`config.thread_environment`): two processes with a pool per core each fought over
 # the cores (OpenBLAS spins on sched_yield while it waits). Children inherit it; a launcher of
 # parallel trials sizes its own workers again (tests/test_parallel.py).
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-    os.environ.update(thread_environment(int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+TEST_PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if TEST_PROCESSES > 1:
+    os.environ.update(thread_environment(TEST_PROCESSES))
 NO_DATA = ("the real data set is needed: set SIGNLAB_DATA_DIR to a folder with the Kaggle CSVs "
            "(CI uses ../shared/data/sign_mnist)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
@@ -71,8 +73,6 @@ def check_offline_charts(client: MlflowClient) -> None:
     """Every chart every run logged is a PNG (trained models: the confusion matrix and the
     learning curves), and no HTML loads a script from the network (a machine without a browser,
     offline: the parent's study_plots.html at least)."""
-    from pathlib import Path
-
     html_seen = 0
     for run in client.search_runs([e.experiment_id for e in client.search_experiments()]):
         names = _artifacts(client, run.info.run_id)

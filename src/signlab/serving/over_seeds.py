@@ -28,7 +28,7 @@ def seed_of(row: Row) -> str:
 
 @dataclass
 class SeedGroup:
-    """The picks of one study definition, one per study, ordered by seed."""
+    """The picks of one study definition, one per study, ordered by seed, then by when they ran."""
 
     rows: list[Row]
 
@@ -40,12 +40,7 @@ class SeedGroup:
     def counted(self) -> list[Row]:
         """One study per seed: the latest where a seed was run more than once (a study run again
         with the same seed repeats one draw; counting both would weigh that seed twice)."""
-        latest: dict[str, Row] = {}
-        for row in self.rows:
-            seed = seed_of(row)
-            if seed not in latest or row.runs[0].info.start_time >= latest[seed].runs[0].info.start_time:
-                latest[seed] = row
-        return [r for r in self.rows if latest[seed_of(r)] is r]
+        return list({seed_of(r): r for r in self.rows}.values())  # rows run in order within a seed: the last wins
 
     def picks(self) -> list[float]:
         """Each seed's pick's test accuracy (the trial's, reported, never used to choose)."""
