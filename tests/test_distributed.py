@@ -25,7 +25,7 @@ import mlflow
 import optuna
 import pytest
 import sqlalchemy
-from helpers import free_port, mlflow_store, runs_by_role, subprocess_env, wait_for_http, wait_for_running_trials
+from helpers import free_port, mlflow_store, runs_by_role, subprocess_env, wait_for_http
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -420,8 +420,9 @@ def test_sigkill_mid_trial_then_another_worker(backend, request, tmp_path, data_
         assert run.info.status == {"COMPLETE": "FINISHED", "FAIL": "FAILED"}[trial.state.name]
 
 
-@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT,), (signal.SIGINT, signal.SIGTERM)],
-                         ids=["SIGTERM", "SIGINT", "SIGINT-then-SIGTERM"])
+# Ctrl-C alone: tests/test_parallel.py (the launcher) and test_console.py (inside Keras' training)
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGTERM)],
+                         ids=["SIGTERM", "SIGINT-then-SIGTERM"])
 @pytest.mark.slow
 @pytest.mark.usefixtures("data_dir")
 def test_sigterm_ends_the_run_killed_and_the_trial_failed(signals, postgres, tracking_server, tmp_path):
@@ -459,35 +460,6 @@ def test_sigterm_ends_the_run_killed_and_the_trial_failed(signals, postgres, tra
         f"interrupted by {what}: MLflow run {run.info.run_name} ({run.info.run_id}) ended KILLED; "
         f"trial {victim.number} ended FAIL; MLflow run {name} ({parent.info.run_id}) ended KILLED; "
         "the same command resumes the study"]
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("data_dir")
-def test_stopping_the_workers_launcher_stops_every_worker_cleanly(postgres, tracking_server, tmp_path):
-    """SIGTERM to `study workers` reaches each worker once: every running trial ends FAIL,
-    every run KILLED, the shared parent is not left RUNNING."""
-    uri, _ = tracking_server
-    storage = new_database(postgres)
-    path = study_file(tmp_path, "launcher", epochs=8)
-    proc = signlab("study", "workers", "2", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "4",
-                   cwd=tmp_path)
-    wait_for_running_trials(storage, "launcher", proc, 2)  # both workers in the middle of a trial
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    output = finish(proc, timeout=120)
-    assert proc.returncode != 0
-    assert output.count("exited with code") == 2, output[-3000:]
-    study = optuna.load_study(study_name="launcher", storage=storage)
-    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-    client = MlflowClient(tracking_uri=uri)
-    roles = runs_by_role(client, "launcher")
-    (parent,) = roles["study"]
-    assert parent.info.status == "KILLED"
-    for trial in study.trials:
-        run = client.get_run(trial.user_attrs["mlflow_run_id"])
-        expected = {"COMPLETE": "FINISHED", "FAIL": "KILLED"}[trial.state.name]
-        assert run.info.status == expected and run.data.tags["trial_state"] == trial.state.name
-    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]) == 2
 
 
 # ---- bad input: one clear line, exit code 2, nothing changed, no password ------------------

@@ -39,7 +39,10 @@ def test_mlflow_run_study_reads_as_a_study_resumes_and_reports_without_a_browser
     small = ("study_name=ui_study", "max_epochs=1", "subset=6", "refit_seeds=1")
     proc = mlflow_run(tmp_path, data_dir, *small, "n_trials=2", "parallel=2")  # workers, as `cnn_study`'s auto
     output = proc.stdout + proc.stderr
-    assert "study ui_study: 2 new trials, 2 in all" in output and output.count("study ui_study: ") == 1
+    assert "2 workers on the study (0 trials so far, stopping at 2 in all)" in output
+    assert "worker 1: done: " in output and "worker 2: done: " in output
+    assert "study ui_study: 2 new trials, 2 in all" in output and output.count("study ui_study: ") == 1, (
+        "the budget held (2 trials, not 2 x 2) and one summary, the launcher's")
     client = MlflowClient(uri)
     default = client.get_experiment("0")  # where `mlflow run` files runs without --experiment-name
     assert default.tags["mlflow.experimentKind"] == "custom_model_development"
@@ -49,6 +52,8 @@ def test_mlflow_run_study_reads_as_a_study_resumes_and_reports_without_a_browser
     assert parents[0].data.tags["mlflow.runName"] == "ui_study"
     trials = [r for r in runs if r.data.tags.get("signlab.role") == "trial"]
     assert sorted(r.info.run_name for r in trials) == ["trial 0", "trial 1"]
+    workers = {r.data.tags["signlab.worker"] for r in trials}
+    assert len(workers) == 2, "two processes ran the trials"
     assert "?workflowType=machine_learning" in output  # the link the summary prints
     # `mlflow run` logs every entry-point parameter as given: the defaults are words, never ''.
     params = parents[0].data.params
@@ -56,15 +61,23 @@ def test_mlflow_run_study_reads_as_a_study_resumes_and_reports_without_a_browser
     assert "" not in params.values()
     # the study as a whole: parent, trials and Optuna agreeing both ways, charts, the choice
     check_study(client, storage, "Default", "ui_study", 2)
-    assert len(runs_by_role(client, "Default")["refit"]) == 1
-    # the command again resumes: 3 trials, still one parent, its run a session under the parent
-    mlflow_run(tmp_path, data_dir, *small, "n_trials=1")
-    check_study(client, storage, "Default", "ui_study", 3)
+    (refit,) = runs_by_role(client, "Default")["refit"]  # once, however close together the workers ended
+    assert refit.data.tags["trial_number"] == parents[0].data.tags["best.trial_number"]
+    assert refit.data.tags["signlab.worker"] not in workers, "by the launcher, with every core"
+    assert "refit of trial" in output and "worker 1: refit" not in output and "worker 2: refit" not in output
+    # the command again resumes, in parallel too: numbering goes on, still one parent, its
+    # run a session under the parent
+    resumed = mlflow_run(tmp_path, data_dir, *small, "n_trials=2", "parallel=2")
+    output = resumed.stdout + resumed.stderr
+    assert "2 workers on the study (2 trials so far, stopping at 4 in all)" in output
+    check_study(client, storage, "Default", "ui_study", 4)
     roles = runs_by_role(client, "Default")
     (session,) = roles["session"]
-    assert session.data.metrics["trials_added"] == 1
+    assert session.data.metrics["trials_added"] == 2
     assert session.data.tags["mlflow.parentRunId"] == roles["study"][0].info.run_id
-    assert roles["study"][0].data.metrics["n_trials"] == 3
+    assert roles["study"][0].data.metrics["n_trials"] == 4
+    refit_of = [r.data.tags["trial_number"] for r in roles["refit"]]
+    assert len(refit_of) == len(set(refit_of)), "no trial refit twice with one seed"
     # the report, also without a browser: one HTML page that opens offline
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))
     report = subprocess.run(without_browser([str(Path(sys.executable).parent / "signlab"), "report", "--output",

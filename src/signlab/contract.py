@@ -83,6 +83,7 @@ REFIT_PREFIX = "refit_test_accuracy_"  # on the parent: _mean, _std, _min, _max 
 REFIT_COUNT = "refit_n"
 N_TRIALS_METRIC = "n_trials"  # on the parent: its trials so far (also n_complete, n_pruned, n_failed)
 N_COMPLETE_METRIC = "n_complete"
+TRIALS_ADDED_METRIC = "trials_added"  # on a session run (a resumed study): the trials that session added
 IMPORTANCE_PREFIX = "importance."  # on the parent: importance.<param>, fANOVA over the complete trials
 CONFIRM_PREFIX = "confirm_val_accuracy_"  # on the parent: <mean|std>.<trial number> over a trial's confirm runs
 # a study objective (study file) -> the metric of a trial's run that holds its value

@@ -103,7 +103,7 @@ def make_objective(cfg: StudyConfig, data: Data,
             exc.add_note(f"trial {trial.number} ended FAIL")
             raise
         finally:
-            free_graph()
+            free_graph(collect=False)  # Optuna collects after each trial (`gc_after_trial`)
         values = tuple(float(metrics[OBJECTIVE_METRIC[o]]) for o in cfg.objectives)
         return values if cfg.multi_objective else values[0]
 
@@ -124,7 +124,7 @@ def _over_max_params(spec: Spec, cfg: StudyConfig) -> str | None:
     if cfg.max_params is None:
         return None
     size = family_of(spec).count_before_training(spec)
-    free_graph()
+    free_graph(collect=False)  # within the trial: Optuna collects after it
     if size is None:
         return None
     return f"{size:,} parameters, over max_params {cfg.max_params:,}" if size > cfg.max_params else None

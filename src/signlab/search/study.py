@@ -28,6 +28,7 @@ from signlab.contract import (
     N_COMPLETE_METRIC,
     PARENT_ATTR,
     SAME_AS_ATTR,
+    TRIALS_ADDED_METRIC,
 )
 from signlab.data.dataset import DataFiles, load_files
 from signlab.errors import UserError
@@ -158,7 +159,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
                 stopped.add_note("other workers still run trials, so the study's run is RUNNING again")
             stopped.add_note("the same command resumes the study")
     if session:
-        MlflowClient().log_metric(session, "trials_added", bar.finished)
+        MlflowClient().log_metric(session, TRIALS_ADDED_METRIC, bar.finished)
     if paths.launched_worker():  # the launcher prints the study's summary, once
         echo(f"{label}done: {bar.finished} new trials")
         return study

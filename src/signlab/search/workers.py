@@ -104,6 +104,9 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
         if code:
             echo(f"worker {i} exited with code {code}")
     if not max(codes):
+        from mlflow.tracking import MlflowClient
+
+        from signlab.contract import TRIALS_ADDED_METRIC
         from signlab.data.dataset import load_files
         from signlab.search.outputs import summary_lines
         from signlab.search.study import finish_launched_study
@@ -111,6 +114,8 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
         cfg = resolved_config(config, overrides)
         finish_launched_study(started, cfg, load_files(data_dir or None), echo=echo)
         study = started.study  # read again from the storage: the workers' trials, refit and choice
+        if started.session:  # a resumed study: what this session added, as one worker's session logs it
+            MlflowClient().log_metric(started.session, TRIALS_ADDED_METRIC, len(study.trials) - existing)
         for line in summary_lines(study, cfg, uri, started.experiment_id,
                                   started.parent, len(study.trials) - existing):
             echo(line)
