@@ -36,8 +36,8 @@ def mlflow_run(tmp: Path, data_dir: Path, *params: str) -> subprocess.CompletedP
 @pytest.mark.slow
 def test_mlflow_run_study_reads_as_a_study_resumes_and_reports_without_a_browser(tmp_path, data_dir):
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
-    small = ("study_name=ui_study", "max_epochs=1", "subset=6", "refit_seeds=1")
-    proc = mlflow_run(tmp_path, data_dir, *small, "n_trials=2", "parallel=2")  # workers, as `cnn_study`'s auto
+    small = ("study_name=ui_study", "max_epochs=1", "subset=6")
+    proc = mlflow_run(tmp_path, data_dir, *small, "n_trials=2", "parallel=2", "refit_seeds=2")  # as `cnn_study` runs
     output = proc.stdout + proc.stderr
     assert "2 workers on the study (0 trials so far, stopping at 2 in all)" in output
     assert "worker 1: done: " in output and "worker 2: done: " in output
@@ -61,13 +61,23 @@ def test_mlflow_run_study_reads_as_a_study_resumes_and_reports_without_a_browser
     assert "" not in params.values()
     # the study as a whole: parent, trials and Optuna agreeing both ways, charts, the choice
     check_study(client, storage, "Default", "ui_study", 2)
-    (refit,) = runs_by_role(client, "Default")["refit"]  # once, however close together the workers ended
-    assert refit.data.tags["trial_number"] == parents[0].data.tags["best.trial_number"]
-    assert refit.data.tags["signlab.worker"] not in workers, "by the launcher, with every core"
-    assert "refit of trial" in output and "worker 1: refit" not in output and "worker 2: refit" not in output
+    # the refit: once, however close together the workers ended; both seeds at once, each in a
+    # process of its own started by the launcher; the summary on the parent over both
+    refits = runs_by_role(client, "Default")["refit"]
+    assert sorted(r.data.tags["refit_seed"] for r in refits) == ["0", "1"]
+    assert {r.data.tags["trial_number"] for r in refits} == {parents[0].data.tags["best.trial_number"]}
+    assert {r.data.tags["refit_primary"] for r in refits} == {"true", "false"}
+    assert [r.data.tags["refit_primary"] for r in refits if r.data.tags["refit_seed"] == "0"] == ["true"]
+    assert len({r.data.tags["signlab.worker"] for r in refits} | workers) == 4, "two refit processes"
+    assert f"refit of trial {parents[0].data.tags['best.trial_number']}, seeds 0, 1 at once" in output
+    assert "worker 1: refit" not in output and "worker 2: refit" not in output
+    parent = client.get_run(parents[0].info.run_id)
+    assert parent.data.metrics["refit_n"] == 2
+    assert parent.data.tags["refit.run_ids"].split(",") == [
+        r.info.run_id for r in sorted(refits, key=lambda r: r.data.tags["refit_seed"])]
     # the command again resumes, in parallel too: numbering goes on, still one parent, its
     # run a session under the parent
-    resumed = mlflow_run(tmp_path, data_dir, *small, "n_trials=2", "parallel=2")
+    resumed = mlflow_run(tmp_path, data_dir, *small, "n_trials=2", "parallel=2", "refit_seeds=1")
     output = resumed.stdout + resumed.stderr
     assert "2 workers on the study (2 trials so far, stopping at 4 in all)" in output
     check_study(client, storage, "Default", "ui_study", 4)
@@ -76,7 +86,7 @@ def test_mlflow_run_study_reads_as_a_study_resumes_and_reports_without_a_browser
     assert session.data.metrics["trials_added"] == 2
     assert session.data.tags["mlflow.parentRunId"] == roles["study"][0].info.run_id
     assert roles["study"][0].data.metrics["n_trials"] == 4
-    refit_of = [r.data.tags["trial_number"] for r in roles["refit"]]
+    refit_of = [(r.data.tags["trial_number"], r.data.tags["refit_seed"]) for r in roles["refit"]]
     assert len(refit_of) == len(set(refit_of)), "no trial refit twice with one seed"
     # the report, also without a browser: one HTML page that opens offline
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, SIGNLAB_DATA_DIR=str(data_dir))

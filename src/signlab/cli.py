@@ -442,6 +442,11 @@ def study_refit(
     system_metrics: SystemMetrics = True,
     study_name: StudyName = None,
     data_dir: DataDir = None,
+    # a launcher's refit process (`search.workers.refit_launcher`): this trial, this seed, the
+    # launcher's max_epochs (a trial with no recorded best epoch refits for max_epochs)
+    trial: Annotated[int | None, typer.Option(min=0, hidden=True)] = None,
+    only_seed: Annotated[int | None, typer.Option(min=0, hidden=True)] = None,
+    max_epochs: Annotated[int | None, typer.Option(min=1, hidden=True)] = None,
 ) -> None:
     """Retrain a study's chosen trial on the whole training file, once per seed, as runs
     nested under its parent run (a study does this itself when it ends), with the data settings
@@ -449,7 +454,7 @@ def study_refit(
     have a FINISHED refit of that trial and spec are skipped: run it again to resume."""
     from signlab.search.setup import Overrides, resolved_config
 
-    overrides = Overrides(study_name=study_name, refit_seeds=seeds)
+    overrides = Overrides(study_name=study_name, refit_seeds=seeds, max_epochs=max_epochs)
     refits = resolved_config(study_file, overrides).refit.seeds  # with none, refit_study says so first
     if refits:
         _check_data(data_dir)
@@ -459,7 +464,8 @@ def study_refit(
 
     log_system_metrics(system_metrics)
     files = load_files(data_dir or None) if refits else None
-    refit_study(study_file, overrides, storage, tracking_uri, files=files, echo=typer.echo)
+    refit_study(study_file, overrides, storage, tracking_uri, files=files, echo=typer.echo,
+                trial_number=trial, only_seed=only_seed)
 
 
 @study_app.command("check")

@@ -147,10 +147,15 @@ def machine_cores() -> int:
 
 def auto_parallel() -> int:
     """How many trials the machine holds at once: one per core, as memory allows."""
+    return auto_processes(machine_cores())
+
+
+def auto_processes(wanted: int) -> int:
+    """How many of `wanted` training processes (trials, refits) memory holds at once, at least one."""
     import psutil
 
     by_memory = int(psutil.virtual_memory().available // TRIAL_MEMORY_BYTES)
-    return max(1, min(machine_cores(), by_memory))
+    return max(1, min(wanted, by_memory))
 
 
 def thread_environment(workers: int) -> dict[str, str]:

@@ -8,6 +8,11 @@ study's parent, tagged `signlab.role=refit`; the parent holds the mean, std, min
 their test accuracy. The refit with the first seed is the primary one (`refit_primary`),
 the one `signlab promote` registers: fixed before any test figure exists, so the test split
 chooses nothing.
+
+A launcher of parallel workers refits the seeds at once, one process per seed sharing the
+cores (`launch`, from `signlab.search.workers`): on 2 cores three refits then take about two
+refits' time, as two one-thread trials give 1.5 times the throughput of one two-thread trial
+(docs/benchmarks.md). Alone (`parallel: 1`), they run one after another in this process.
 """
 
 from __future__ import annotations
@@ -69,37 +74,44 @@ def needs_refit(cfg: StudyConfig, trial: optuna.trial.FrozenTrial | None, parent
     return bool(cfg.refit.seeds) and trial is not None and parent_tags.get(REFIT_TRIAL_TAG) != str(trial.number)
 
 
+# Refits these seeds of the chosen trial elsewhere, all at once (other processes), and
+# returns when all have ended; raises if one did not end FINISHED.
+RefitLauncher = Callable[[optuna.trial.FrozenTrial, list[int]], None]
+
+
 def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
-               echo: Callable[[str], None] = print) -> list[str]:
+               echo: Callable[[str], None] = print, launch: RefitLauncher | None = None) -> list[str]:
     """Refit `trial` once per seed as runs nested under the active (parent) run, then log
     the summary on the parent; the refit run ids. A seed that already has a FINISHED refit of
-    this trial with the same spec is not trained again (an interrupted refit resumes)."""
+    this trial with the same spec is not trained again (an interrupted refit resumes).
+    `launch`: trains two or more missing seeds at once in other processes (a parallel study's
+    launcher); without it, each seed is trained here in turn."""
     spec = refit_spec(trial, cfg)
     parent = mlflow.active_run().info
     lifecycle.end_orphaned_runs(parent.experiment_id)
     digest = spec_digest(spec)
     done = _finished_refits(parent.experiment_id, parent.run_id, trial.number, digest)
-    whole = data.whole_file()  # the same path as `signlab train --val-fraction 0`
+    missing = [seed for seed in refit_seeds(cfg) if seed not in done]
+    if launch is not None and len(missing) > 1:
+        echo(f"refit of trial {trial.number}, seeds {', '.join(map(str, missing))} at once: "
+             f"{spec.epochs} epochs each on the whole training file")
+        launch(trial, missing)
+        done = _finished_refits(parent.experiment_id, parent.run_id, trial.number, digest)
     run_ids, accuracies = [], []
-    for i, seed in enumerate(refit_seeds(cfg)):
+    for seed in refit_seeds(cfg):
         earlier = done.get(seed)
         if earlier is not None:
-            echo(f"refit of trial {trial.number}, seed {seed}: skipped, run {earlier.info.run_id} already FINISHED")
+            if seed not in missing:
+                echo(f"refit of trial {trial.number}, seed {seed}: skipped, run {earlier.info.run_id} already FINISHED")
+            else:
+                echo(f"  seed {seed}: test accuracy {earlier.data.metrics[TEST_ACCURACY]:.4f} "
+                     f"(run {earlier.info.run_id})")
             run_ids.append(earlier.info.run_id)
             accuracies.append(earlier.data.metrics[TEST_ACCURACY])
             continue
-        tags = {ROLE_TAG: ROLE_REFIT, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
-                REFIT_SEED: str(seed), REFIT_PRIMARY_TAG: str(i == 0).lower(), FAMILY_TAG: cfg.family,
-                WORKER_TAG: lifecycle.this_process(), REFIT_SPEC_TAG: digest}
-        echo(f"refit of trial {trial.number}, seed {seed}: {spec.epochs} epochs on the whole training file")
-        with lifecycle.tracked_run(nested=True, run_name=f"refit {trial.number} s{seed}",
-                                  tags=tags):
-            mlflow.log_metric(SOURCE_VAL_ACCURACY, float(trial.user_attrs.get(VAL_ACCURACY, float("nan"))))
-            outcome = train_and_log(spec, whole, seed=seed, extra_params={REFIT_SEED: seed})
-        run_ids.append(outcome.run_id)
-        accuracies.append(outcome.metrics[TEST_ACCURACY])
-        echo(f"  test accuracy {outcome.metrics[TEST_ACCURACY]:.4f} (run {outcome.run_id})")
-        free_graph()
+        run_id, accuracy = refit_seed(trial, cfg, data, seed, echo=echo)
+        run_ids.append(run_id)
+        accuracies.append(accuracy)
     scores = np.array(accuracies)
     mlflow.log_metrics({REFIT_PREFIX + "mean": float(scores.mean()),
                         REFIT_PREFIX + "std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
@@ -108,6 +120,24 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
     mlflow.set_tags({REFIT_TRIAL_TAG: str(trial.number), REFIT_PRIMARY_RUN_TAG: run_ids[0],
                      REFIT_RUNS_TAG: ",".join(run_ids)})
     return run_ids
+
+
+def refit_seed(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data, seed: int,
+               echo: Callable[[str], None] = print) -> tuple[str, float]:
+    """One refit of `trial` (seed `seed`) as a run nested under the active (parent) run;
+    (its run id, its test accuracy). The refit with the study's own seed is the primary one."""
+    spec = refit_spec(trial, cfg)
+    tags = {ROLE_TAG: ROLE_REFIT, STUDY_TAG: cfg.study_name, TRIAL_NUMBER_TAG: str(trial.number),
+            REFIT_SEED: str(seed), REFIT_PRIMARY_TAG: str(seed == cfg.seed).lower(), FAMILY_TAG: cfg.family,
+            WORKER_TAG: lifecycle.this_process(), REFIT_SPEC_TAG: spec_digest(spec)}
+    echo(f"refit of trial {trial.number}, seed {seed}: {spec.epochs} epochs on the whole training file")
+    whole = data.whole_file()  # the same path as `signlab train --val-fraction 0`
+    with lifecycle.tracked_run(nested=True, run_name=f"refit {trial.number} s{seed}", tags=tags):
+        mlflow.log_metric(SOURCE_VAL_ACCURACY, float(trial.user_attrs.get(VAL_ACCURACY, float("nan"))))
+        outcome = train_and_log(spec, whole, seed=seed, extra_params={REFIT_SEED: seed})
+    echo(f"  seed {seed}: test accuracy {outcome.metrics[TEST_ACCURACY]:.4f} (run {outcome.run_id})")
+    free_graph()
+    return outcome.run_id, outcome.metrics[TEST_ACCURACY]
 
 
 def _finished_refits(experiment_id: str, parent: str, trial_number: int, digest: str) -> dict[int, Run]:

@@ -43,7 +43,7 @@ from signlab.search.objective import make_objective
 from signlab.search.optuna_internals import OPTIMIZE_LOGGER, TrialCapReached
 from signlab.search.outputs import best_trial, counts, log_study_outputs, ranked_trials, summary_lines
 from signlab.search.parent import Session, start_session, study_params
-from signlab.search.refit import needs_refit, run_refits
+from signlab.search.refit import RefitLauncher, needs_refit, refit_seed, run_refits
 from signlab.search.setup import Overrides, resolved_config, trial_budget, with_stored_data
 from signlab.search.storage import open_storage
 from signlab.search.study_config import StudyConfig
@@ -169,10 +169,11 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
 
 
 def finish_search(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, data: Data, parent: str,
-                  echo: Callable[[str], None] = print) -> None:
+                  echo: Callable[[str], None] = print, launch: RefitLauncher | None = None) -> None:
     """The work after the search, inside the parent run: `confirm:`'s retrainings, the study's
-    outputs (plots, importances, the choice) and the chosen trial's refit. Done once, by a process
-    that ends with no trial running (`finish.post_search_work`); the others say who does it."""
+    outputs (plots, importances, the choice) and the chosen trial's refit (its seeds at once
+    through `launch`, if given). Done once, by a process that ends with no trial running
+    (`finish.post_search_work`); the others say who does it."""
     with post_search_work(study, storage, post_search_trials(study, cfg)) as elsewhere:
         if cfg.confirm is not None and counts(study)[N_COMPLETE_METRIC]:
             if elsewhere:
@@ -185,20 +186,21 @@ def finish_search(study: optuna.Study, storage: RDBStorage, cfg: StudyConfig, da
             if elsewhere:
                 echo("refit " + elsewhere)
             else:
-                run_refits(chosen, cfg, data, echo=echo)
+                run_refits(chosen, cfg, data, echo=echo, launch=launch)
 
 
 def finish_launched_study(started: Session, cfg: StudyConfig, files: DataFiles,
-                          echo: Callable[[str], None] = print) -> None:
+                          echo: Callable[[str], None] = print, launch: RefitLauncher | None = None) -> None:
     """The launcher of local workers (`study run --parallel N`), once they have all ended: the
     work after the search (`finish_search`), in this process, whose thread pools have every core
-    (a worker's have its share: a refit there would leave the others idle)."""
+    (a worker's have its share: a refit there would leave the others idle); the refit's seeds
+    at once in processes of their own through `launch`."""
     data = prepare_data(files, cfg.data_settings)
     if cfg.simulate is None and (cfg.confirm is not None or cfg.refit.seeds):
         family(cfg.family).preload()
     try:
         with lifecycle.tracked_run(run_id=started.parent):
-            finish_search(started.study, started.storage, cfg, data, started.parent, echo=echo)
+            finish_search(started.study, started.storage, cfg, data, started.parent, echo=echo, launch=launch)
     finally:
         recovery.keep_parent_running(started.study, started.parent)
 
@@ -216,7 +218,8 @@ def post_search_trials(study: optuna.Study, cfg: StudyConfig) -> list[int]:
 
 def refit_study(config: str | Path, overrides: Overrides | None = None,
                 storage: str | None = None, tracking_uri: str | None = None, files: DataFiles | None = None,
-                echo: Callable[[str], None] = print) -> None:
+                echo: Callable[[str], None] = print, trial_number: int | None = None,
+                only_seed: int | None = None) -> None:
     """Refit a stored study's chosen trial again (`signlab study refit`), the file's
     `refit.seeds` times (or `overrides.refit_seeds`); seeds already refit are skipped.
 
@@ -227,6 +230,9 @@ def refit_study(config: str | Path, overrides: Overrides | None = None,
         tracking_uri: MLflow's, holding its parent run.
         files: the data set, loaded by the caller (default: read from $SIGNLAB_DATA_DIR or ./data).
         echo: where the refit lines go.
+        trial_number: the trial to refit instead of the study's choice (a launcher's refit process).
+        only_seed: refit this one seed and log no summary (a launcher's refit process, one of
+            several at once; the launcher logs the summary).
     """
     from signlab import config as paths
 
@@ -241,14 +247,17 @@ def refit_study(config: str | Path, overrides: Overrides | None = None,
         raise UserError(f"no study {cfg.study_name!r} in {redact(storage_url)}: run it first") from None
     cfg = with_stored_data(cfg, study)  # `study run --seed 7`: refit with 7, 8, ... on that split
     data = prepare_data(files or load_files(), cfg.data_settings)
-    chosen = best_trial(study, cfg)
+    chosen = best_trial(study, cfg) if trial_number is None else study.trials[trial_number]
     parent = study.user_attrs.get(PARENT_ATTR)
     if chosen is None or parent is None:
         raise UserError(f"study {cfg.study_name!r} has no complete trial to refit")
     # nested runs go to the active experiment, not their parent's: make it the study's
     mlflow.set_experiment(experiment_id=mlflow.get_run(parent).info.experiment_id)
     with lifecycle.tracked_run(run_id=parent):
-        run_refits(chosen, cfg, data, echo=echo)
+        if only_seed is None:
+            run_refits(chosen, cfg, data, echo=echo)
+        else:
+            refit_seed(chosen, cfg, data, only_seed, echo=echo)
 
 
 class _InterruptFilter(logging.Filter):

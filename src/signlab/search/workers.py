@@ -13,12 +13,19 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from signlab.config import LAUNCHED_WORKER_ENV, child_environment, thread_environment
+from signlab.config import LAUNCHED_WORKER_ENV, auto_processes, child_environment, thread_environment
 from signlab.data.dataset import load_split
+from signlab.errors import UserError
 from signlab.search.parent import Session, start_session
 from signlab.search.setup import Overrides, resolved_config
+
+if TYPE_CHECKING:
+    import optuna
+
+    from signlab.search.refit import RefitLauncher
+    from signlab.search.study_config import StudyConfig
 
 
 def prepare(config: str | Path, overrides: Overrides, storage_url: str, tracking_uri: str | None,
@@ -83,23 +90,7 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
     env = child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=uri, **{LAUNCHED_WORKER_ENV: "1"},
                             **thread_environment(n))
     command = worker_command(config, cap, options) + ([] if system_metrics else ["--no-system-metrics"])
-    # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on once
-    # (a second interrupt could land in a worker's clean-up and leave its run RUNNING).
-    procs = [subprocess.Popen([*command, "--worker", str(i + 1)], env=env, start_new_session=True)
-             for i in range(n)]
-
-    def forward(signum: int, frame: Any) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        codes = [proc.wait() for proc in procs]
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    codes = [128 - code if code < 0 else code for code in codes]  # killed by signal k: 128 + k
+    codes = run_children([[*command, "--worker", str(i + 1)] for i in range(n)], env)
     for i, code in enumerate(codes, start=1):
         if code:
             echo(f"worker {i} exited with code {code}")
@@ -112,7 +103,8 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
         from signlab.search.study import finish_launched_study
 
         cfg = resolved_config(config, overrides)
-        finish_launched_study(started, cfg, load_files(data_dir or None), echo=echo)
+        launch = refit_launcher(config, cfg, storage_url, uri, data_dir, system_metrics)
+        finish_launched_study(started, cfg, load_files(data_dir or None), echo=echo, launch=launch)
         study = started.study  # read again from the storage: the workers' trials, refit and choice
         if started.session:  # a resumed study: what this session added, as one worker's session logs it
             MlflowClient().log_metric(started.session, TRIALS_ADDED_METRIC, len(study.trials) - existing)
@@ -120,3 +112,56 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
                                   started.parent, len(study.trials) - existing):
             echo(line)
     return max(codes)
+
+
+def run_children(commands: list[list[str]], env: dict[str, str]) -> list[int]:
+    """Start one process per command and wait for all; their exit codes (killed by signal k:
+    128 + k). Ctrl-C or SIGTERM here is passed on to each, once."""
+    # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on once
+    # (a second interrupt could land in a child's clean-up and leave its run RUNNING).
+    procs = [subprocess.Popen(command, env=env, start_new_session=True) for command in commands]
+
+    def forward(signum: int, frame: Any) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [proc.wait() for proc in procs]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return [128 - code if code < 0 else code for code in codes]
+
+
+def refit_launcher(config: str | Path, cfg: StudyConfig, storage_url: str, tracking_uri: str,
+                   data_dir: str | None, system_metrics: bool = True) -> RefitLauncher:
+    """How a launcher refits several seeds at once: one `signlab study refit --only-seed S`
+    process per seed (as many at once as memory holds), their thread pools sharing the cores."""
+
+    def launch(trial: optuna.trial.FrozenTrial, seeds: list[int]) -> None:
+        at_once = auto_processes(len(seeds))
+        env = child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=tracking_uri,
+                                **thread_environment(at_once))
+        base = [sys.executable, "-m", "signlab", "study", "refit", str(config), "--study-name", cfg.study_name,
+                "--trial", str(trial.number), "--max-epochs", str(cfg.max_epochs)]
+        base += [] if system_metrics else ["--no-system-metrics"]
+        if data_dir:
+            base += ["--data-dir", str(data_dir)]
+        codes: dict[int, int] = {}
+        for start in range(0, len(seeds), at_once):
+            batch = seeds[start:start + at_once]
+            codes.update(zip(batch, run_children([[*base, "--only-seed", str(seed)] for seed in batch], env),
+                             strict=True))
+            interrupted = [seed for seed, code in codes.items() if code in (130, 143)]  # Ctrl-C, SIGTERM
+            if interrupted:
+                stop = KeyboardInterrupt()
+                stop.add_note(f"the refit runs of seeds {', '.join(map(str, interrupted))} ended KILLED")
+                raise stop
+        failed = [f"seed {seed} (exit code {code})" for seed, code in codes.items() if code]
+        if failed:
+            raise UserError(f"refit of trial {trial.number} failed for {', '.join(failed)}; "
+                            "`signlab study refit` with the same file and stores trains what is missing")
+
+    return launch
