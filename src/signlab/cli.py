@@ -442,6 +442,10 @@ def study_refit(
     system_metrics: SystemMetrics = True,
     study_name: StudyName = None,
     data_dir: DataDir = None,
+    parallel: Annotated[str | None, typer.Option(
+            envvar=config.PARALLEL_ENV, show_envvar=True,
+            help="Refits at once, as processes sharing the cores: a number, or auto (one per core, as memory "
+            "allows); default: the file's `parallel` (auto).")] = None,
     # a launcher's refit process (`search.workers.refit_launcher`): this trial, this seed, the
     # launcher's max_epochs (a trial with no recorded best epoch refits for max_epochs)
     trial: Annotated[int | None, typer.Option(min=0, hidden=True)] = None,
@@ -450,22 +454,32 @@ def study_refit(
 ) -> None:
     """Retrain a study's chosen trial on the whole training file, once per seed, as runs
     nested under its parent run (a study does this itself when it ends), with the data settings
-    the study ran with (a study run with --seed 7 refits with seeds 7, 8, ...). Seeds that already
-    have a FINISHED refit of that trial and spec are skipped: run it again to resume."""
+    the study ran with (a study run with --seed 7 refits with seeds 7, 8, ...); several seeds at
+    once (`--parallel`). Seeds that already have a FINISHED refit of that trial and spec are
+    skipped: run it again to resume."""
     from signlab.search.setup import Overrides, resolved_config
 
-    overrides = Overrides(study_name=study_name, refit_seeds=seeds, max_epochs=max_epochs)
-    refits = resolved_config(study_file, overrides).refit.seeds  # with none, refit_study says so first
+    overrides = Overrides(study_name=study_name, refit_seeds=seeds, max_epochs=max_epochs, parallel=_parallel(parallel))
+    cfg = resolved_config(study_file, overrides)
+    refits = cfg.refit.seeds  # with none, refit_study says so first
     if refits:
         _check_data(data_dir)
+    _check_tracking(tracking_uri)
     from signlab.data.dataset import load_files
     from signlab.runs.lifecycle import log_system_metrics  # MLflow and TensorFlow: after the checks
     from signlab.search.study import refit_study
 
     log_system_metrics(system_metrics)
     files = load_files(data_dir or None) if refits else None
+    n = config.auto_parallel() if cfg.parallel == "auto" else cfg.parallel
+    launch = None
+    if only_seed is None and n > 1:  # the seeds at once, each a `study refit --only-seed` process
+        from signlab.search.workers import refit_launcher
+
+        launch = refit_launcher(study_file, cfg, storage or config.DEFAULT_STORAGE, config.tracking_uri(tracking_uri),
+                                data_dir, system_metrics, at_most=None if cfg.parallel == "auto" else n)
     refit_study(study_file, overrides, storage, tracking_uri, files=files, echo=typer.echo,
-                trial_number=trial, only_seed=only_seed)
+                trial_number=trial, only_seed=only_seed, launch=launch)
 
 
 @study_app.command("check")

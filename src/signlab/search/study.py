@@ -219,7 +219,7 @@ def post_search_trials(study: optuna.Study, cfg: StudyConfig) -> list[int]:
 def refit_study(config: str | Path, overrides: Overrides | None = None,
                 storage: str | None = None, tracking_uri: str | None = None, files: DataFiles | None = None,
                 echo: Callable[[str], None] = print, trial_number: int | None = None,
-                only_seed: int | None = None) -> None:
+                only_seed: int | None = None, launch: RefitLauncher | None = None) -> None:
     """Refit a stored study's chosen trial again (`signlab study refit`), the file's
     `refit.seeds` times (or `overrides.refit_seeds`); seeds already refit are skipped.
 
@@ -233,6 +233,7 @@ def refit_study(config: str | Path, overrides: Overrides | None = None,
         trial_number: the trial to refit instead of the study's choice (a launcher's refit process).
         only_seed: refit this one seed and log no summary (a launcher's refit process, one of
             several at once; the launcher logs the summary).
+        launch: refits two or more missing seeds at once in other processes.
     """
     from signlab import config as paths
 
@@ -255,7 +256,7 @@ def refit_study(config: str | Path, overrides: Overrides | None = None,
     mlflow.set_experiment(experiment_id=mlflow.get_run(parent).info.experiment_id)
     with lifecycle.tracked_run(run_id=parent):
         if only_seed is None:
-            run_refits(chosen, cfg, data, echo=echo)
+            run_refits(chosen, cfg, data, echo=echo, launch=launch)
         else:
             refit_seed(chosen, cfg, data, only_seed, echo=echo)
 

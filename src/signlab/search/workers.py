@@ -136,14 +136,14 @@ def run_children(commands: list[list[str]], env: dict[str, str]) -> list[int]:
 
 
 def refit_launcher(config: str | Path, cfg: StudyConfig, storage_url: str, tracking_uri: str,
-                   data_dir: str | None, system_metrics: bool = True) -> RefitLauncher:
+                   data_dir: str | None, system_metrics: bool = True, at_most: int | None = None) -> RefitLauncher:
     """How a launcher refits several seeds at once: one `signlab study refit --only-seed S`
-    process per seed (as many at once as memory holds), their thread pools sharing the cores."""
+    process per seed, their thread pools sharing the cores; all seeds at once as memory holds
+    them (three one-thread processes on two cores end together, where two and then one would
+    leave a core idle for a whole refit), or at most `at_most`."""
 
     def launch(trial: optuna.trial.FrozenTrial, seeds: list[int]) -> None:
-        at_once = auto_processes(len(seeds))
-        env = child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=tracking_uri,
-                                **thread_environment(at_once))
+        at_once = auto_processes(min(len(seeds), at_most or len(seeds)))
         base = [sys.executable, "-m", "signlab", "study", "refit", str(config), "--study-name", cfg.study_name,
                 "--trial", str(trial.number), "--max-epochs", str(cfg.max_epochs)]
         base += [] if system_metrics else ["--no-system-metrics"]
@@ -152,6 +152,8 @@ def refit_launcher(config: str | Path, cfg: StudyConfig, storage_url: str, track
         codes: dict[int, int] = {}
         for start in range(0, len(seeds), at_once):
             batch = seeds[start:start + at_once]
+            env = child_environment(SIGNLAB_STORAGE=storage_url, MLFLOW_TRACKING_URI=tracking_uri,
+                                    **thread_environment(len(batch)))
             codes.update(zip(batch, run_children([[*base, "--only-seed", str(seed)] for seed in batch], env),
                              strict=True))
             interrupted = [seed for seed, code in codes.items() if code in (130, 143)]  # Ctrl-C, SIGTERM
