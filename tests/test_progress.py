@@ -1,5 +1,5 @@
-"""Progress inside a trial: on a terminal the study's bar follows the running trial's epochs;
-piped output (CI logs) has no bar, only the lines; `signlab train` prints the time left."""
+"""Progress inside a trial: on a terminal the study's bar follows the running trial's epochs
+(piped output, CI logs, has no bar: tests/test_sessions.py); `signlab train` prints the time left."""
 
 from __future__ import annotations
 
@@ -51,11 +51,7 @@ def test_study_bar_follows_epochs_on_a_terminal_only(tmp_path, data_dir):
     code, output = _on_terminal(command, tmp_path, env)
     assert code == 0, output[-3000:]
     assert "trial 0: epoch 1/3, val_acc" in output and "trial 0: epoch 3/3, val_acc" in output
-    piped = subprocess.run([*command, "--study-name", "bar2"], capture_output=True, text=True, cwd=tmp_path, env=env,
-                           timeout=300)
-    assert piped.returncode == 0, piped.stderr[-3000:]
-    assert "trial 0 COMPLETE" in piped.stdout + piped.stderr
-    assert "trial/s" not in piped.stdout + piped.stderr and "epoch 1/3" not in piped.stderr
+    # piped, the same command prints no bar: tests/test_sessions.py's study processes check it
 
 
 def test_train_prints_time_left_and_records_system_metrics(tmp_path, data_dir, monkeypatch):

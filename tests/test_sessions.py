@@ -159,6 +159,8 @@ def test_processes_start_at_once_in_an_empty_folder(tmp_path, data_files):
     assert [proc.returncode for proc in procs] == [0, 0, 0], "\n=====\n".join(out[-3000:] for out in outputs)
     for name, out in zip(("shared", "shared", "other"), outputs, strict=True):
         assert f"study {name}: 1 new trials, " in out
+        # piped output (CI logs): each trial's line, no progress bar (tests/test_progress.py: a terminal's)
+        assert " COMPLETE val_accuracy " in out and "trial/s" not in out and "epoch 1/" not in out, out
 
     lines: list[str] = []
     run_study(tmp_path / "shared.yaml", Overrides(n_trials=1), storage=f"sqlite:///{work / 'optuna.db'}",

@@ -101,11 +101,8 @@ def run_refits(trial: optuna.trial.FrozenTrial, cfg: StudyConfig, data: Data,
     for seed in refit_seeds(cfg):
         earlier = done.get(seed)
         if earlier is not None:
-            if seed not in missing:
+            if seed not in missing:  # (one trained just now printed its own lines)
                 echo(f"refit of trial {trial.number}, seed {seed}: skipped, run {earlier.info.run_id} already FINISHED")
-            else:
-                echo(f"  seed {seed}: test accuracy {earlier.data.metrics[TEST_ACCURACY]:.4f} "
-                     f"(run {earlier.info.run_id})")
             run_ids.append(earlier.info.run_id)
             accuracies.append(earlier.data.metrics[TEST_ACCURACY])
             continue
