@@ -13,6 +13,7 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "load_study_config": "signlab.search.study_config",
     "open_storage": "signlab.search.storage",
     "Overrides": "signlab.search.setup",
+    "refit_launcher": "signlab.search.workers",
     "refit_study": "signlab.search.study",
     "resolved_config": "signlab.search.setup",
     "run_study": "signlab.search.study",
