@@ -145,7 +145,7 @@ def refit_launcher(config: str | Path, cfg: StudyConfig, storage_url: str, track
     def launch(trial: optuna.trial.FrozenTrial, seeds: list[int]) -> None:
         at_once = auto_processes(min(len(seeds), at_most or len(seeds)))
         base = [sys.executable, "-m", "signlab", "study", "refit", str(config), "--study-name", cfg.study_name,
-                "--trial", str(trial.number), "--max-epochs", str(cfg.max_epochs)]
+                "--trial", str(trial.number), "--max-epochs", str(cfg.max_epochs), "--seeds", str(cfg.refit.seeds)]
         base += [] if system_metrics else ["--no-system-metrics"]
         if data_dir:
             base += ["--data-dir", str(data_dir)]
@@ -159,7 +159,7 @@ def refit_launcher(config: str | Path, cfg: StudyConfig, storage_url: str, track
             interrupted = [seed for seed, code in codes.items() if code in (130, 143)]  # Ctrl-C, SIGTERM
             if interrupted:
                 stop = KeyboardInterrupt()
-                stop.add_note(f"the refit runs of seeds {', '.join(map(str, interrupted))} ended KILLED")
+                stop.add_note(f"the refits of seeds {', '.join(map(str, interrupted))} stopped")
                 raise stop
         failed = [f"seed {seed} (exit code {code})" for seed, code in codes.items() if code]
         if failed:
