@@ -28,8 +28,9 @@ PREDICT_BATCH = 1024
 # Keras traces its training and validation steps into graphs once per model: about 1 s here
 # (2 cores), more than a few batches cost. A training of at most this many batches in all (a
 # quick run on a few images per letter, as tests make) runs them step by step instead:
-# measured on CNN 3 (1 thread), 2 batches 0.85 s eager against 1.95 s traced, 10 batches
-# even, 20 batches 4.9 s against 3.3 s. Predictions after training always run traced.
+# measured on CNN 3 (1 thread, benchmarks/eager_small_fits.py), 2 batches 0.82 s eager against
+# 1.84 s traced, 10 batches even, 20 batches 5.1 s against 3.5 s. Predictions after training
+# always run traced.
 EAGER_MAX_BATCHES = 8
 _COMPILED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # model -> its compiled call
 
