@@ -81,9 +81,9 @@ def test_split(data_dir):
 # The files whose tests take longest, first (`pytest --durations=0`, 2026-12-04: seconds of test
 # time, loaded). With `--dist loadfile` a file runs whole on one worker; started last, a long file
 # leaves the other core idle for its last minutes. The rest keep their order.
-LONGEST_FIRST = ("test_distributed.py", "test_mlflow_ui.py", "test_console.py", "test_report.py", "test_parallel.py",
-                 "test_refit.py", "test_studies.py", "test_sessions.py", "test_hostile_input.py", "test_server_auth.py",
-                 "test_registry_serving.py", "test_dashboard.py", "test_references.py")
+LONGEST_FIRST = ("test_distributed.py", "test_mlflow_ui.py", "test_mlflow_uv.py", "test_console.py", "test_report.py",
+                 "test_parallel.py", "test_refit.py", "test_studies.py", "test_sessions.py", "test_hostile_input.py",
+                 "test_server_auth.py", "test_registry_serving.py", "test_dashboard.py", "test_references.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
