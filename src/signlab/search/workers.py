@@ -156,7 +156,7 @@ def refit_launcher(config: str | Path, cfg: StudyConfig, storage_url: str, track
                                     **thread_environment(len(batch)))
             codes.update(zip(batch, run_children([[*base, "--only-seed", str(seed)] for seed in batch], env),
                              strict=True))
-            interrupted = [seed for seed, code in codes.items() if code in (130, 143)]  # Ctrl-C, SIGTERM
+            interrupted = [seed for seed, code in codes.items() if code - 128 in (signal.SIGINT, signal.SIGTERM)]
             if interrupted:
                 stop = KeyboardInterrupt()
                 stop.add_note(f"the refits of seeds {', '.join(map(str, interrupted))} stopped")
