@@ -84,11 +84,13 @@ def whole_file_problem(spec: Spec) -> str | None:
 
 def size_thread_pools() -> None:
     """TensorFlow's thread pools as the launcher of parallel trials sized them ($SIGNLAB_THREADS),
-    before its runtime starts; a no-op otherwise, or once the runtime runs."""
+    before its runtime starts; a no-op otherwise, once the runtime runs, or where TensorFlow is
+    not loaded: a family that trains without it (scikit-learn's) never imports it for this
+    (about 5 s of CPU a worker process; its BLAS pools follow the launcher's variables)."""
     from signlab.config import worker_threads
 
     threads = worker_threads()
-    if threads is None:
+    if threads is None or "tensorflow" not in sys.modules:
         return
     import tensorflow as tf
 
