@@ -140,12 +140,13 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
 def wait_for_running_trial(storage: str, name: str, proc: subprocess.Popen, timeout: float = 300) -> optuna.trial.FrozenTrial:
     """The first trial that is RUNNING and already has its MLflow run, mid-training."""
     deadline = time.monotonic() + timeout
+    study = None  # loaded once it exists (a load opens the storage anew: 60 ms of CPU, a poll 1 ms)
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         try:
-            study = optuna.load_study(study_name=name, storage=storage)
+            study = study or optuna.load_study(study_name=name, storage=storage)
         except KeyError:
-            study = None
+            pass
         if study is not None:
             for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
                 if "mlflow_run_id" in trial.user_attrs:

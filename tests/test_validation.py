@@ -14,7 +14,7 @@ from helpers import subprocess_env
 from signlab.data import DataSettings
 from signlab.data.dataset import load_files
 from signlab.data.groups import cached_groups, leakage, variant_groups
-from signlab.data.validation import split_leakage, validation_rows
+from signlab.data.validation import validation_rows
 from signlab.runs.job import prepare_data
 
 
@@ -45,11 +45,16 @@ def test_grouped_split_keeps_groups_whole_and_letters_on_both_sides(train_split)
 
 @pytest.mark.slow
 def test_diagnostic_separates_random_from_grouped(train_split, test_split):
-    random = split_leakage(train_split, validation_rows(train_split, "random", 0.2, seed=0))
+    """Every training row is a candidate neighbour; every 4th validation or test row asks (the
+    figures move by under a point from the full sides': 100.0 / 78.8 / 79.7% 1-NN accuracy)."""
+    def diagnostic(rows, images, labels):  # noqa: ANN001, ANN202
+        return leakage(train_split.images[rows.train], train_split.labels[rows.train], images[::4], labels[::4])
+
+    random_rows = validation_rows(train_split, "random", 0.2, seed=0)
+    random = diagnostic(random_rows, train_split.images[random_rows.val], train_split.labels[random_rows.val])
     grouped_rows = validation_rows(train_split, "grouped", 0.2, seed=0)
-    grouped = split_leakage(train_split, grouped_rows)
-    test = leakage(train_split.images[grouped_rows.train], train_split.labels[grouped_rows.train],
-                   test_split.images, test_split.labels)
+    grouped = diagnostic(grouped_rows, train_split.images[grouped_rows.val], train_split.labels[grouped_rows.val])
+    test = diagnostic(grouped_rows, test_split.images, test_split.labels)
     assert random.nn_accuracy > 0.99 and random.nn_similarity > 0.99  # near-copies on both sides
     assert grouped.nn_accuracy < 0.9 and grouped.nn_similarity < 0.9
     assert abs(grouped.nn_accuracy - test.nn_accuracy) < 0.05  # it looks like the test split
