@@ -78,12 +78,17 @@ def test_split(data_dir):
     return load_split("test", data_dir)
 
 
-# The files whose tests take longest, first (`pytest --durations=0`, 2026-12-04: seconds of test
-# time, loaded). With `--dist loadfile` a file runs whole on one worker; started last, a long file
-# leaves the other core idle for its last minutes. The rest keep their order.
-LONGEST_FIRST = ("test_distributed.py", "test_mlflow_ui.py", "test_mlflow_uv.py", "test_console.py", "test_report.py",
-                 "test_parallel.py", "test_refit.py", "test_studies.py", "test_sessions.py", "test_hostile_input.py",
-                 "test_server_auth.py", "test_registry_serving.py", "test_dashboard.py", "test_references.py")
+# The files whose tests take longest, first (`pytest --durations=0`, 2026-12-05: seconds of test
+# time on a loaded machine, 132 s down to 8). With `--dist loadfile` a file runs whole on one
+# worker, and a worker takes the next file from this order as it runs out (pyproject's
+# `--no-loadscope-reorder`: xdist would otherwise order files by their number of tests); started
+# last, a long file leaves the other core idle for its last minutes. The rest keep their order.
+LONGEST_FIRST = ("test_distributed.py", "test_console.py", "test_mlflow_ui.py", "test_credentials.py",
+                 "test_registry_serving.py", "test_hostile_input.py", "test_sessions.py", "test_report.py",
+                 "test_refit.py", "test_mlflow_uv.py", "test_training_runs.py", "test_server_auth.py",
+                 "test_dashboard.py", "test_references.py", "test_bad_input.py", "test_studies.py",
+                 "test_in_process.py", "test_parallel.py", "test_validation.py", "test_model_safety.py",
+                 "test_structure.py", "test_progress.py", "test_cli_profile.py", "test_max_params.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
