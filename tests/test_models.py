@@ -3,6 +3,8 @@ real data, or that train, are marked slow."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,17 @@ def test_an_mlp_epoch_leaves_no_subnormal_weights(train_split):
     states = [*clf.coefs_, *clf.intercepts_, *clf._optimizer.ms, *clf._optimizer.vs]
     assert all(a.dtype == np.float32 and not ((a != 0) & (np.abs(a) < tiny)).any() for a in states)
     assert 0 < loss < 3.3  # the pass's mean loss, below chance (ln 25 = 3.2) plus the L2 term
+
+
+def test_an_mlp_epoch_of_a_few_rows_warns_nothing():
+    """A last `partial_fit` call of fewer rows than a batch (here every call: 30 rows, batches of
+    200) is a smaller batch, not something to warn a user about on the console."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((30, 784), dtype=np.float32), np.arange(30) % 25
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_one_epoch(build_mlp(make_spec("nn2")), x, y, np.arange(25), rng)
+    assert [str(w.message) for w in caught] == []
 
 
 def test_bad_spec_fields_are_named():

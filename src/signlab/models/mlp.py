@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
@@ -68,7 +69,10 @@ def train_one_epoch(clf: MLPClassifier, x: np.ndarray, y: np.ndarray, classes: n
     total = 0.0
     for start in range(0, len(x), step):
         rows = order[start:start + step]
-        clf.partial_fit(x[rows], y[rows], classes=classes)
+        with warnings.catch_warnings():  # a last call of fewer rows than a batch is one smaller batch, as meant
+            warnings.filterwarnings("ignore", message="Got `batch_size` less than 1 or larger than sample size",
+                                    category=UserWarning)
+            clf.partial_fit(x[rows], y[rows], classes=classes)
         total += float(clf.loss_) * len(rows)
         _flush_subnormals(clf)
     return total / len(x)
