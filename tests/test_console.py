@@ -4,6 +4,7 @@ with --verbose or $SIGNLAB_VERBOSE=1, and an interrupted training told in one li
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,9 @@ from pathlib import Path
 import pytest
 from helpers import mlflow_store, subprocess_env
 from mlflow.tracking import MlflowClient
+
+from signlab.config import machine_cores
+from signlab.contract import THREADS_TAG
 
 TRAIN = ["train", "--preset", "cnn3", "--subset", "10"]
 MLP_TRAIN = ["train", "--family", "mlp", "--preset", "nn2"]
@@ -42,6 +46,10 @@ def test_a_first_training_shows_only_signlabs_lines(tmp_path):
     assert [line for line in lines if any(noise in line for noise in NOISE)] == []
     ours = ("epoch 1/1: ", "run ", "worst confusions: ")
     assert all(line.startswith(ours) for line in lines), lines
+    # the run records the threads TensorFlow computed with: the test process's share of the
+    # cores, which the child inherits ($SIGNLAB_THREADS, tests/conftest.py), else every core
+    (run,) = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["1"])
+    assert run.data.tags[THREADS_TAG] == os.environ.get("SIGNLAB_THREADS", str(machine_cores()))
 
 
 @pytest.mark.usefixtures("data_dir")

@@ -5,6 +5,7 @@ one process at a time, and each summary counts its own trials."""
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 from helpers import mlflow_store, runs_by_role, subprocess_env
 from mlflow.tracking import MlflowClient
 
-from signlab.contract import SAME_AS_ATTR
+from signlab.config import machine_cores
+from signlab.contract import SAME_AS_ATTR, THREADS_TAG, WORKER_TAG
 from signlab.errors import UserError
 from signlab.search.setup import Overrides, make_sampler
 from signlab.search.space import trial_spec
@@ -170,6 +172,11 @@ def test_processes_start_at_once_in_an_empty_folder(tmp_path, data_files):
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3
     roles = runs_by_role(MlflowClient(f"sqlite:///{work / 'mlflow.db'}"), "shared")
     assert len(roles["study"]) == 1 and len(roles["trial"]) == 3
+    # each child's trial records the BLAS threads its MLP computed with (the test process's
+    # share of the cores, which the children inherit: tests/conftest.py), else every core
+    children = [r for r in roles["trial"] if not r.data.tags[WORKER_TAG].endswith(f":{os.getpid()}")]
+    assert [r.data.tags[THREADS_TAG] for r in children] == [os.environ.get("OPENBLAS_NUM_THREADS",
+                                                                          str(machine_cores()))] * 2
 
 
 CLAIM = """\

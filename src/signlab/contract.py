@@ -17,6 +17,8 @@ PRESET_TAG = "preset"  # a published preset's name, or "study"
 TRIAL_NUMBER_TAG = "trial_number"
 TRIAL_STATE_TAG = "trial_state"  # follows the Optuna trial: RUNNING, COMPLETE, PRUNED, FAIL
 WORKER_TAG = "signlab.worker"  # host:pid of the process that ran a trial, training, refit or reference
+THREADS_TAG = "signlab.threads"  # threads the training computed with (TensorFlow's intra-op pool, or BLAS's):
+# a seed's figures depend on it (the order of floating-point sums), so two runs of one seed may differ by it
 REPAIRED_TAG = "signlab.repaired"  # a run left RUNNING by a dead process, ended by another: why
 SIMULATED_TAG = "signlab.simulated"  # "true" on a trial run of a `simulate:` study: nothing was trained
 CLASSIFIER_URI_TAG = "signlab.classifier_uri"  # the run's letter classifier (the model users get)

@@ -113,6 +113,11 @@ class Family(Protocol):
         """Import the family's framework now (before trials start their heartbeats)."""
         ...
 
+    def compute_threads(self) -> int:
+        """The threads this process's framework computes with, once it has trained (a seed's
+        figures depend on them: the order of floating-point sums)."""
+        ...
+
 
 class KerasCNN:
     """Convolutional networks in Keras 3 (TensorFlow backend)."""
@@ -195,6 +200,13 @@ class KerasCNN:
     def preload(self) -> None:
         import keras  # noqa: F401
 
+    def compute_threads(self) -> int:
+        import tensorflow as tf
+
+        from signlab.config import machine_cores
+
+        return tf.config.threading.get_intra_op_parallelism_threads() or machine_cores()  # 0: TensorFlow's default
+
 
 class _ScikitLearn:
     """What scikit-learn classifiers share: flat pixel rows in, skops files out."""
@@ -226,6 +238,11 @@ class _ScikitLearn:
 
     def preload(self) -> None:
         import sklearn  # noqa: F401
+
+    def compute_threads(self) -> int:
+        from threadpoolctl import threadpool_info  # scikit-learn's own way to read its pools
+
+        return max((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=1)
 
 
 class ScikitMLP(_ScikitLearn):

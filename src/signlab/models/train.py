@@ -51,6 +51,7 @@ class FitResult:
     model: LetterModel
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
+    threads: int = 0  # the threads the framework computed with (`Family.compute_threads`)
 
     @property
     def epochs_run(self) -> int:
@@ -142,9 +143,13 @@ def fit(spec: Spec, train: Arrays, val: Arrays | None, seed: int = 0, hooks: Seq
         hooks: called as hook(epoch, metrics) after each epoch; one may raise to stop.
 
     Returns:
-        The model with the kept epoch's weights, the per-epoch history and the training time.
+        The model with the kept epoch's weights, the per-epoch history, the training time and
+        the threads it computed with.
     """
-    return family_of(spec).fit(spec, train, val, seed, [check_finite, *hooks])
+    family = family_of(spec)
+    result = family.fit(spec, train, val, seed, [check_finite, *hooks])
+    result.threads = family.compute_threads()
+    return result
 
 
 def check_finite(epoch: int, metrics: dict[str, float]) -> None:

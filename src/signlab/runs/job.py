@@ -21,6 +21,7 @@ from signlab.contract import (
     N_TEST_PARAM,
     QUICK_TAG,
     TEST_AUG_ACCURACY,
+    THREADS_TAG,
     TRAIN_SECONDS,
     VAL_LOSS,
     WORKER_TAG,
@@ -205,6 +206,7 @@ def train_and_log(spec: Spec, data: Data, hooks: Sequence[EpochHook] = (),
     logger: EpochHook = lambda epoch, metrics: records.log_metrics(metrics, step=epoch)  # noqa: E731
     result = fit(spec, data.train, data.val if data.has_validation else None,
                  seed=data.seed if seed is None else seed, hooks=[logger, *hooks])
+    mlflow.set_tag(THREADS_TAG, str(result.threads))
     model = result.model
     started = time.perf_counter()
     test, test_aug = evaluate(model, *data.test), evaluate(model, *data.test_aug)
