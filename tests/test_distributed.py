@@ -25,7 +25,7 @@ import mlflow
 import optuna
 import pytest
 import sqlalchemy
-from helpers import free_port, mlflow_store, runs_by_role, subprocess_env, wait_for_http
+from helpers import free_port, mlflow_store, runs_by_role, subprocess_env, wait_for_http, wait_for_running_trials
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -135,24 +135,6 @@ def signlab(*args: str, env: dict[str, str] | None = None, **popen) -> subproces
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
     out, _ = proc.communicate(timeout=timeout)
     return out
-
-
-def wait_for_running_trial(storage: str, name: str, proc: subprocess.Popen, timeout: float = 300) -> optuna.trial.FrozenTrial:
-    """The first trial that is RUNNING and already has its MLflow run, mid-training."""
-    deadline = time.monotonic() + timeout
-    study = None  # loaded once it exists (a load opens the storage anew: 60 ms of CPU, a poll 1 ms)
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
-        try:
-            study = study or optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
-            pass
-        if study is not None:
-            for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-                if "mlflow_run_id" in trial.user_attrs:
-                    return trial
-        time.sleep(0.2)
-    raise AssertionError("no trial started in time")
 
 
 def assert_no_secret(secret: str, *texts: str) -> None:
@@ -382,7 +364,7 @@ def test_sigkill_mid_trial_then_another_worker(backend, request, tmp_path, data_
     path = study_file(tmp_path, "killed", epochs=1000, retries=1, grace=3, family="mlp", fixed=NO_EARLY_STOP)
     first = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "3",
                     "--no-progress", cwd=tmp_path)
-    victim = wait_for_running_trial(storage, "killed", first)
+    victim = wait_for_running_trials(storage, "killed", first)[0]
     time.sleep(1.0)  # well inside the trial: the run exists, epochs are running
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=60)
@@ -436,7 +418,7 @@ def test_sigterm_ends_the_run_killed_and_the_trial_failed(signals, postgres, tra
     path = study_file(tmp_path, name, epochs=6)
     proc = signlab("study", "run", str(path), "--storage", storage, "--tracking-uri", uri, "--n-trials", "2",
                    "--no-progress", cwd=tmp_path)
-    victim = wait_for_running_trial(storage, name, proc)
+    victim = wait_for_running_trials(storage, name, proc)[0]
     time.sleep(1.0)
     for signum in signals:
         proc.send_signal(signum)

@@ -22,20 +22,26 @@ def tiny_study(folder: Path, name: str = "tiny", *, max_epochs: int = 1, subset:
     return path
 
 
-def wait_for_running_trials(storage: str, name: str, proc: subprocess.Popen, n: int, timeout: float = 300) -> None:
-    """Until `n` trials of study `name` are RUNNING with their MLflow runs (workers mid-trial),
-    `proc` still alive; fails the test past `timeout` seconds."""
+def wait_for_running_trials(storage: str, name: str, proc: subprocess.Popen, n: int = 1,
+                            timeout: float = 300) -> list[Any]:
+    """Until at least `n` trials of study `name` are RUNNING with their MLflow runs (workers
+    mid-trial), `proc` still alive; returns those trials (Optuna's FrozenTrial). Fails the test
+    past `timeout` seconds, or with `proc`'s last output if it ended."""
     import optuna
 
     deadline = time.monotonic() + timeout
     study = None  # loaded once it exists (a load opens the storage anew: 60 ms of CPU, a poll 1 ms)
     while True:
-        assert proc.poll() is None and time.monotonic() < deadline, "the workers ended or never got there"
+        if proc.poll() is not None:
+            output = proc.stdout.read()[-3000:] if proc.stdout else ""
+            raise AssertionError(f"the workers ended (code {proc.returncode}) before {n} trials ran: {output}")
+        assert time.monotonic() < deadline, f"fewer than {n} trials running after {timeout} s"
         try:
             study = study or optuna.load_study(study_name=name, storage=storage)
         except KeyError:
             pass
         running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,)) if study else []
-        if len([t for t in running if "mlflow_run_id" in t.user_attrs]) == n:
-            return
+        with_runs = [t for t in running if "mlflow_run_id" in t.user_attrs]
+        if len(with_runs) >= n:
+            return with_runs
         time.sleep(0.2)
