@@ -287,6 +287,7 @@ def test_optuna_internals_that_signlab_relies_on_still_exist():
     from signlab.search import optuna_internals
 
     assert callable(getattr(RDBStorage, "_create_new_trial", None)), f"checked with {optuna_internals.CHECKED_WITH}"
+    assert callable(getattr(optuna.pruners.HyperbandPruner, "_get_bracket_id", None))
     assert optuna_internals.OPTIMIZE_LOGGER == "optuna.study._optimize"
     private = re.compile(r"optuna(\.\w+)*\._\w+|\._create_new_trial")
     users = [name for name, path in modules() if name != "signlab.search.optuna_internals"

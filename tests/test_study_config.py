@@ -144,3 +144,44 @@ def test_command_line_refit_seeds_replace_the_files():
     assert Overrides().apply(cfg).refit.seeds == 3
     with pytest.raises(UserError, match=r"^--refit-seeds 11: Input should be less than or equal to 10"):
         Overrides(refit_seeds=11).apply(cfg)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_hyperband_brackets_follow_the_studys_seed_not_its_name(tmp_path):
+    """Optuna draws a trial's Hyperband bracket from the study's name: the same seed under two
+    `-P study_name`s pruned different trials. A study signlab creates stores its seed as the
+    key: the same brackets under any name, other brackets for another seed. A study stored
+    before the key existed (its data settings, no key) keeps Optuna's brackets from its name."""
+    import optuna
+
+    from signlab.contract import BRACKETS_ATTR, DATA_ATTR
+    from signlab.search.setup import check_same_data, load_or_create, study_storage
+
+    cfg = load_study_config(ROOT / "studies" / "cnn.yaml")
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = study_storage(cfg, url)
+
+    def brackets(study: optuna.Study) -> list[int]:
+        for _ in range(12):
+            trial = study.ask()
+            trial.report(0.5, 1)
+            trial.should_prune()  # sets the brackets up
+            study.tell(trial, 0.5)
+        return [study.pruner._get_bracket_id(study, t) for t in study.trials]
+
+    def signlabs(name: str, seed: int, stored_data: dict | None = None) -> optuna.Study:
+        named = cfg.model_copy(update={"study_name": name, "seed": seed})
+        if stored_data:  # what an earlier signlab left: its data settings, no key
+            optuna.create_study(study_name=name, storage=storage, direction="maximize").set_user_attr(DATA_ATTR, stored_data)
+        study = load_or_create(named, storage, url)
+        check_same_data(study, named, url)
+        return study
+
+    first = signlabs("cnn_study_s7", 7)
+    assert first.user_attrs[BRACKETS_ATTR] == "seed-7"
+    assert brackets(first) == brackets(signlabs("cnn_study_s7p", 7)) != brackets(signlabs("cnn_study_s0", 0))
+    old = signlabs("cnn_study_old", 7, stored_data=first.user_attrs[DATA_ATTR])
+    assert BRACKETS_ATTR not in old.user_attrs
+    optunas = optuna.create_study(study_name="cnn_study_old", direction="maximize", pruner=optuna.pruners.HyperbandPruner(
+        min_resource=cfg.pruner.min_resource, max_resource=cfg.max_epochs, reduction_factor=cfg.pruner.reduction_factor))
+    assert brackets(old) == brackets(optunas) != brackets(signlabs("cnn_study_new", 7))

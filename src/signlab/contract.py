@@ -67,6 +67,8 @@ LR_SCHEDULE_ATTR = "lr_schedule"  # on a trial: the learning rate of each epoch,
 SAME_AS_ATTR = "same_params_as"  # on a trial not trained again: the earlier trial with its params
 PRUNED_ATTR = "pruned_before_training"  # on a trial pruned before it trained: why (over max_params)
 DATA_ATTR = "data"  # on a study: its data settings (subset, validation, seed), which a resume must match
+BRACKETS_ATTR = "hyperband_brackets"  # on a study: what Hyperband draws trials' brackets from ("seed-<seed>";
+# absent in studies stored before 2026-12-05, whose brackets Optuna draws from the study's name)
 
 # --- MLflow metrics ---------------------------------------------------------------------
 VAL_ACCURACY = "final_val_accuracy"  # the validation accuracy of the epoch whose weights are kept

@@ -16,8 +16,9 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from signlab.config import DEFAULT_STORAGE
-from signlab.contract import DATA_ATTR, SEED_PARAM, SUBSET_PARAM, VAL_FRACTION_PARAM, VAL_STRATEGY_PARAM
+from signlab.contract import BRACKETS_ATTR, DATA_ATTR, SEED_PARAM, SUBSET_PARAM, VAL_FRACTION_PARAM, VAL_STRATEGY_PARAM
 from signlab.errors import UserError, describe_error
+from signlab.search.optuna_internals import SeededHyperband
 from signlab.search.space import check_buildable
 from signlab.search.storage import open_storage
 from signlab.search.study_config import StudyConfig, load_study_config
@@ -120,9 +121,9 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
     if p.type == "threshold":
         return optuna.pruners.ThresholdPruner(lower=p.lower, n_warmup_steps=p.n_warmup_steps)
-    if p.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=cfg.max_epochs,
-                                              reduction_factor=p.reduction_factor)
+    if p.type == "hyperband":  # brackets from the study's seed, not its name (check_same_data stores the key)
+        return SeededHyperband(min_resource=p.min_resource, max_resource=cfg.max_epochs,
+                               reduction_factor=p.reduction_factor)
     return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
 
 
@@ -178,11 +179,16 @@ def load_or_create(cfg: StudyConfig, storage: RDBStorage, storage_url: str) -> o
 
 
 def check_same_data(study: optuna.Study, cfg: StudyConfig, storage_url: str) -> None:
-    """A resumed study must see the same validation data, or its trials don't compare."""
+    """A resumed study must see the same validation data, or its trials don't compare. A new
+    study records its data settings, and the key Hyperband draws its trials' brackets from
+    (its seed: `optuna_internals.SeededHyperband`)."""
     settings = {SUBSET_PARAM: cfg.subset, VAL_FRACTION_PARAM: cfg.validation.fraction, SEED_PARAM: cfg.seed,
                 VAL_STRATEGY_PARAM: cfg.validation.strategy}
     stored = study.user_attrs.get(DATA_ATTR)
     if stored is None:
+        # the key first: a worker that sees the data settings stored sees the key too; a study
+        # stored before the key existed has its data settings and no key (brackets by its name)
+        study.set_user_attr(BRACKETS_ATTR, f"seed-{cfg.seed}")
         study.set_user_attr(DATA_ATTR, settings)
     elif stored != settings:
         # a study stored before validation strategies existed used the random split
