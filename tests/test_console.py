@@ -166,6 +166,99 @@ def test_a_signal_during_a_store_write_is_raised_once_the_write_is_done(tmp_path
     assert results[-1]["raised_in"] == "raise_held_interrupt", f"no signal landed during a write: {results}"
 
 
+UNHELD_WRITES = """
+import json, os, signal, sys, time, traceback
+import mlflow, optuna, sqlalchemy
+from mlflow.tracking import MlflowClient
+import signlab.signals
+from signlab.signals import signals_as_interrupts
+
+signlab.signals.CLEANUP_SECONDS = 600  # this process goes on after each signal
+mlflow_uri, optuna_uri = sys.argv[1:3]
+mlflow.set_tracking_uri(mlflow_uri)
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+study = optuna.create_study(storage=optuna_uri, study_name="cut")
+target = []  # the statement to interrupt: the signal lands in its transaction, held by nothing of ours
+
+@sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "before_cursor_execute")
+def interrupt_inside(conn, cursor, statement, *args):
+    if target and statement.startswith(target[0]):
+        target.clear()
+        os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler here, inside SQLAlchemy
+
+results = {}
+for name, statement in (("mlflow", "INSERT INTO tags"), ("optuna", "INSERT INTO trial_user_attributes")):
+    run, trial = mlflow.start_run(), study.ask()
+    target.append(statement)
+    where = "not interrupted"
+    try:
+        with signals_as_interrupts():  # MLflow's and Optuna's own writes: no hold of signlab's around them
+            mlflow.set_tag("state", "written") if name == "mlflow" else trial.set_user_attr("state", "written")
+            time.sleep(2)  # the signal kept during the write lands here
+    except KeyboardInterrupt as exc:
+        frame = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith("signals.py")][-1]
+        where = f"{frame.filename}:{frame.name}"  # where the handler raised it
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    ending = time.monotonic()
+    mlflow.end_run("KILLED")  # a lock left by a cut transaction would make this wait 20 s
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    written = (MlflowClient().get_run(run.info.run_id).data.tags.get("state") if name == "mlflow"
+               else study.trials[-1].user_attrs.get("state"))
+    results[name] = {"raised_in": where, "end_seconds": round(time.monotonic() - ending, 2), "written": written}
+print(json.dumps(results))
+"""
+
+
+def test_a_signal_inside_a_library_store_write_waits_for_its_end(tmp_path):
+    """A Ctrl-C that lands inside MLflow's or Optuna's own SQLite transaction (one signlab does
+    not hold, a model's logging, say) is raised once that library code has returned: the write
+    is whole and nothing waits on a lock left behind. (Raised inside, it kept SQLite's lock and
+    both workers of a parallel study waited on it until the watchdog gave up, runs RUNNING.)"""
+    proc = subprocess.run([sys.executable, "-c", UNHELD_WRITES, mlflow_store(tmp_path),
+                           f"sqlite:///{tmp_path / 'optuna.db'}"], capture_output=True, text=True, timeout=300,
+                          env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for result in results.values():
+        assert result["raised_in"] == "<string>:<module>" and result["written"] == "written", results
+        assert result["end_seconds"] < 5, results
+
+
+IN_A_FINALISER = """
+import json, os, signal, time, traceback, weakref
+import signlab.signals
+from signlab.signals import signals_as_interrupts
+
+signlab.signals.CLEANUP_SECONDS = 600
+class Thing:
+    pass
+
+where, started = "not interrupted", time.monotonic()
+try:
+    with signals_as_interrupts():
+        thing = Thing()
+        weakref.finalize(thing, os.kill, os.getpid(), signal.SIGINT)
+        del thing  # the finaliser sends the signal; the handler runs inside it, where Python drops exceptions
+        time.sleep(3)
+except KeyboardInterrupt as exc:
+    where = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith("signals.py")][-1].name
+print(json.dumps({"raised_in": where, "seconds": round(time.monotonic() - started, 2)}))
+"""
+
+
+def test_a_signal_dropped_in_a_finaliser_is_raised_after_it():
+    """An interrupt raised inside a finaliser or a weakref callback is printed and dropped by
+    Python; the command went on as if never interrupted (measured: one worker of a parallel
+    study finished the study after Ctrl-C). It is raised again, right after."""
+    proc = subprocess.run([sys.executable, "-c", IN_A_FINALISER], capture_output=True, text=True, timeout=120,
+                          env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["raised_in"] == "<module>" and result["seconds"] < 2, (result, proc.stderr[-2000:])
+    assert "Exception ignored" not in proc.stderr, proc.stderr[-2000:]
+
+
 INTERRUPTED_FITS = """
 import json, os, signal, sys, threading, time, traceback
 import signlab.signals

@@ -10,11 +10,22 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from signlab import config
 
 CLEANUP_SECONDS = 20  # after Ctrl-C or SIGTERM, the process exits within this, cleaned up or not
+# Library code an exception must not cut, held or not: a store's transaction (SQLAlchemy and
+# the database drivers under MLflow's and Optuna's stores; cut, it can keep SQLite's lock, so
+# that every clean-up after it waits on that lock until the watchdog gives up: measured in the
+# parallel Ctrl-C test, a signal landing in a model's logging) and Optuna's making and telling
+# of a trial (cut, the trial stays RUNNING). An interrupt that lands there is tried again every
+# RETRY_SECONDS until it lands outside. Our own writes are held as well (`held_interrupts`).
+DEFERRING_MODULES = ("sqlalchemy.", "sqlite3", "psycopg", "alembic.", "mlflow.store.tracking", "mlflow.store.db",
+                     "mlflow.store.model_registry", "optuna.storages.", "optuna.study._tell")
+DEFERRING_FUNCTIONS = {("optuna.study.study", "ask"), ("optuna.study.study", "tell")}
+RETRY_SECONDS = 0.02
 
 
 class Terminated(KeyboardInterrupt):
@@ -26,6 +37,7 @@ class _Held:
 
     depth = 0
     pending: int | None = None
+    retry_due = False  # the next call of the handler is `_retry_soon`'s, not a new signal
 
 
 def _in_main_thread() -> bool:
@@ -79,31 +91,84 @@ def signals_as_interrupts() -> Iterator[None]:
     """While a command runs, SIGTERM raises `Terminated` and Ctrl-C `KeyboardInterrupt` in the
     main thread, so `finally` blocks end runs KILLED. Later signals are ignored, so they cannot
     cut that clean-up short (`mlflow run` sends SIGTERM right after the terminal's Ctrl-C);
-    a clean-up that takes more than CLEANUP_SECONDS is abandoned and the process exits."""
+    a clean-up that takes more than CLEANUP_SECONDS is abandoned and the process exits.
+
+    The interrupt waits where raising it would cut work that must not be cut (a hold of ours,
+    a library's store transaction) and is tried again where Python would drop it (a finaliser)."""
     received: list[int] = []
 
-    def handler(signum: int, frame: Any) -> None:
-        if received:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        retry, _Held.retry_due = _Held.retry_due, False
+        if retry:
+            if _Held.pending is None:  # raised meanwhile, where a hold ended
+                return
+        elif received:
             return
-        received.append(signum)
-        watchdog = threading.Timer(CLEANUP_SECONDS, _give_up, args=(signum,))
-        watchdog.daemon = True  # a process that cleaned up in time exits without waiting for it
-        watchdog.start()
-        if _Held.depth:
-            _Held.pending = signum
+        else:
+            received.append(signum)
+            watchdog = threading.Timer(CLEANUP_SECONDS, _give_up, args=(signum,))
+            watchdog.daemon = True  # a process that cleaned up in time exits without waiting for it
+            watchdog.start()
+        _Held.pending = signum
+        if _Held.depth:  # raised where the hold ends
             return
+        if _cuts_library_work(frame):
+            _retry_soon(signum)
+            return
+        _Held.pending = None
         raise _interrupt(signum)
+
+    def unraisable(info: Any) -> None:
+        # Raised inside a finaliser or a weakref callback (a dict of weak references dropping
+        # an entry during an import, measured), the interrupt is printed and dropped by Python,
+        # and the command would go on as if never interrupted: it is kept and tried again.
+        if received and isinstance(info.exc_value, KeyboardInterrupt):
+            _Held.pending = signal.SIGTERM if isinstance(info.exc_value, Terminated) else signal.SIGINT
+            _retry_soon(_Held.pending)
+            return
+        previous_hook(info)
 
     if not _in_main_thread():
         yield
         return
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
         if not received:  # after a signal, later ones stay ignored until the process exits
             for sig, old in previous.items():
                 signal.signal(sig, old)
+            sys.unraisablehook = previous_hook
+
+
+def _cuts_library_work(frame: FrameType | None) -> bool:
+    """Whether an exception raised at `frame` would land in library work that must not be cut
+    (DEFERRING_MODULES, DEFERRING_FUNCTIONS, or Optuna's own lines around the objective, where a
+    trial has been made and not yet told)."""
+    def where(f: FrameType) -> tuple[str, str]:
+        return f.f_globals.get("__name__", ""), f.f_code.co_name
+
+    if frame is not None and where(frame) == ("optuna.study._optimize", "_run_trial"):  # not in the objective
+        return True
+    while frame is not None:
+        module, function = where(frame)
+        if module.startswith(DEFERRING_MODULES) or (module, function) in DEFERRING_FUNCTIONS:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _retry_soon(signum: int) -> None:
+    """Call the handler again in RETRY_SECONDS, in the main thread, for the signal it kept."""
+
+    def retry() -> None:
+        _Held.retry_due = True
+        signal.pthread_kill(threading.main_thread().ident, signum)  # a real signal: it ends a sleep
+
+    timer = threading.Timer(RETRY_SECONDS, retry)
+    timer.daemon = True
+    timer.start()
 
 
 def _give_up(signum: int) -> None:
