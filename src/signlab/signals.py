@@ -135,6 +135,7 @@ def signals_as_interrupts() -> Iterator[None]:
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
+        raise_held_interrupt()  # one kept until the command's end is raised here, not after it
     finally:
         if not received:  # after a signal, later ones stay ignored until the process exits
             for sig, old in previous.items():
