@@ -288,6 +288,8 @@ def test_optuna_internals_that_signlab_relies_on_still_exist():
 
     assert callable(getattr(RDBStorage, "_create_new_trial", None)), f"checked with {optuna_internals.CHECKED_WITH}"
     assert callable(getattr(optuna.pruners.HyperbandPruner, "_get_bracket_id", None))
+    assert optuna_internals.TELL == ("optuna.study._tell", "_tell_with_warning")  # where a Ctrl-C waits
+    assert optuna_internals.RUN_TRIAL == ("optuna.study._optimize", "_run_trial")
     assert optuna_internals.OPTIMIZE_LOGGER == "optuna.study._optimize"
     private = re.compile(r"optuna(\.\w+)*\._\w+|\._create_new_trial")
     users = [name for name, path in modules() if name != "signlab.search.optuna_internals"

@@ -20,11 +20,11 @@ CLEANUP_SECONDS = 20  # after Ctrl-C or SIGTERM, the process exits within this, 
 # the database drivers under MLflow's and Optuna's stores; cut, it can keep SQLite's lock, so
 # that every clean-up after it waits on that lock until the watchdog gives up: measured in the
 # parallel Ctrl-C test, a signal landing in a model's logging) and Optuna's making and telling
-# of a trial (cut, the trial stays RUNNING). An interrupt that lands there is tried again every
-# RETRY_SECONDS until it lands outside. Our own writes are held as well (`held_interrupts`).
+# of a trial (cut, the trial stays RUNNING; Optuna's private names for it are added by
+# `search.optuna_internals`). An interrupt that lands there is tried again every RETRY_SECONDS
+# until it lands outside. Our own writes are held as well (`held_interrupts`).
 DEFERRING_MODULES = ("sqlalchemy.", "sqlite3", "psycopg", "alembic.", "mlflow.store.tracking", "mlflow.store.db",
-                     "mlflow.store.model_registry", "optuna.storages.", "optuna.study._tell")
-DEFERRING_FUNCTIONS = {("optuna.study.study", "ask"), ("optuna.study.study", "tell")}
+                     "mlflow.store.model_registry", "optuna.storages.")
 RETRY_SECONDS = 0.02
 
 
@@ -38,6 +38,17 @@ class _Held:
     depth = 0
     pending: int | None = None
     retry_due = False  # the next call of the handler is `_retry_soon`'s, not a new signal
+    # (module, function) an interrupt waits in: anywhere on the stack, or only in its own lines
+    functions: set[tuple[str, str]] = {("optuna.study.study", "ask"), ("optuna.study.study", "tell")}
+    own_lines: set[tuple[str, str]] = set()
+
+
+def defer_interrupts_in(functions: list[tuple[str, str]], own_lines: list[tuple[str, str]]) -> None:
+    """Add library functions, as (module, function), that an interrupt must not cut: while one
+    of `functions` is anywhere on the stack, or while one of `own_lines` runs its own lines
+    (not a function it called)."""
+    _Held.functions.update(functions)
+    _Held.own_lines.update(own_lines)
 
 
 def _in_main_thread() -> bool:
@@ -145,16 +156,16 @@ def signals_as_interrupts() -> Iterator[None]:
 
 def _cuts_library_work(frame: FrameType | None) -> bool:
     """Whether an exception raised at `frame` would land in library work that must not be cut
-    (DEFERRING_MODULES, DEFERRING_FUNCTIONS, or Optuna's own lines around the objective, where a
-    trial has been made and not yet told)."""
+    (DEFERRING_MODULES, or the functions `defer_interrupts_in` added)."""
+
     def where(f: FrameType) -> tuple[str, str]:
         return f.f_globals.get("__name__", ""), f.f_code.co_name
 
-    if frame is not None and where(frame) == ("optuna.study._optimize", "_run_trial"):  # not in the objective
+    if frame is not None and where(frame) in _Held.own_lines:
         return True
     while frame is not None:
         module, function = where(frame)
-        if module.startswith(DEFERRING_MODULES) or (module, function) in DEFERRING_FUNCTIONS:
+        if module.startswith(DEFERRING_MODULES) or (module, function) in _Held.functions:
             return True
         frame = frame.f_back
     return False

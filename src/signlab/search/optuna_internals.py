@@ -7,6 +7,8 @@ installed): an upgrade of Optuna that moves them fails there, not in a study.
 - `optuna.study._optimize`: the logger Optuna reports failed trials with (`OPTIMIZE_LOGGER`).
 - `HyperbandPruner._get_bracket_id`: the bracket of a trial, from a hash of the study's name
   and the trial's number; `SeededHyperband` gives it the key the study stores instead.
+- `optuna.study._optimize._run_trial` and `optuna.study._tell._tell_with_warning`: where a
+  trial has been made and not yet told; a Ctrl-C waits until they are done (`signals`).
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import optuna.study._optimize
+import optuna.study._tell
 from optuna.pruners import HyperbandPruner
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from signlab.contract import BRACKETS_ATTR
+from signlab.signals import defer_interrupts_in
 
 CHECKED_WITH = "optuna 5.0"
 OPTIMIZE_LOGGER = optuna.study._optimize.__name__  # where Optuna logs "Trial N failed"
+# Between Optuna making a trial and telling its end: cut there, the trial stays RUNNING. The
+# objective runs inside `_run_trial`, so only its own lines wait.
+TELL = (optuna.study._tell.__name__, optuna.study._tell._tell_with_warning.__name__)
+RUN_TRIAL = (optuna.study._optimize.__name__, optuna.study._optimize._run_trial.__name__)
+defer_interrupts_in(functions=[TELL], own_lines=[RUN_TRIAL])
 
 TrialLock = Callable[[RDBStorage, str], AbstractContextManager[Any]]  # (storage, study name) -> held lock
 
