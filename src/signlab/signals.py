@@ -20,9 +20,10 @@ CLEANUP_SECONDS = 20  # after Ctrl-C or SIGTERM, the process exits within this, 
 # the database drivers under MLflow's and Optuna's stores; cut, it can keep SQLite's lock, so
 # that every clean-up after it waits on that lock until the watchdog gives up: measured in the
 # parallel Ctrl-C test, a signal landing in a model's logging) and Optuna's making and telling
-# of a trial (cut, the trial stays RUNNING; Optuna's private names for it are added by
-# `search.optuna_internals`). An interrupt that lands there is tried again every RETRY_SECONDS
-# until it lands outside. Our own writes are held as well (`held_interrupts`).
+# of a trial (cut, the trial stays RUNNING; Optuna's functions for it are added by
+# `search.optuna_internals`, the one place that names Optuna's internals). An interrupt that
+# lands there is tried again every RETRY_SECONDS until it lands outside. Our own writes are
+# held as well (`held_interrupts`).
 DEFERRING_MODULES = ("sqlalchemy.", "sqlite3", "psycopg", "alembic.", "mlflow.store.tracking", "mlflow.store.db",
                      "mlflow.store.model_registry", "optuna.storages.")
 RETRY_SECONDS = 0.02
@@ -39,7 +40,7 @@ class _Held:
     pending: int | None = None
     retry_due = False  # the next call of the handler is `_retry_soon`'s, not a new signal
     # (module, function) an interrupt waits in: anywhere on the stack, or only in its own lines
-    functions: set[tuple[str, str]] = {("optuna.study.study", "ask"), ("optuna.study.study", "tell")}
+    functions: set[tuple[str, str]] = set()
     own_lines: set[tuple[str, str]] = set()
 
 
@@ -134,8 +135,8 @@ def signals_as_interrupts() -> Iterator[None]:
         # an entry during an import, measured), the interrupt is printed and dropped by Python,
         # and the command would go on as if never interrupted: it is kept and tried again.
         if received and isinstance(info.exc_value, KeyboardInterrupt):
-            _Held.pending = signal.SIGTERM if isinstance(info.exc_value, Terminated) else signal.SIGINT
-            _retry_soon(_Held.pending)
+            _Held.pending = received[0]
+            _retry_soon(received[0])
             return
         previous_hook(info)
 

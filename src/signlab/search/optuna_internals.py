@@ -33,7 +33,8 @@ OPTIMIZE_LOGGER = optuna.study._optimize.__name__  # where Optuna logs "Trial N 
 # objective runs inside `_run_trial`, so only its own lines wait.
 TELL = (optuna.study._tell.__name__, optuna.study._tell._tell_with_warning.__name__)
 RUN_TRIAL = (optuna.study._optimize.__name__, optuna.study._optimize._run_trial.__name__)
-defer_interrupts_in(functions=[TELL], own_lines=[RUN_TRIAL])
+defer_interrupts_in(functions=[(f.__module__, f.__name__) for f in (optuna.Study.ask, optuna.Study.tell)] + [TELL],
+                    own_lines=[RUN_TRIAL])
 
 TrialLock = Callable[[RDBStorage, str], AbstractContextManager[Any]]  # (storage, study name) -> held lock
 
