@@ -171,3 +171,21 @@ def test_worst_confusions_are_named():
     assert ev.worst_confusions() == ["R read as U: 12 of 22", "A read as E: 3 of 13"]
     fig = confusion_figure(ev, "t")
     assert list(fig.data[0].x) == list(fig.data[0].y) and fig.data[0].x[9] == "K"
+
+
+def test_cnn_predictions_in_batches_match_the_whole_and_pipelines_do_not_autotune(test_split):
+    """More images than one compiled call takes come back in order, as one Keras call on them
+    all gives them; the training and validation pipelines run with tf.data's autotuning off
+    (its thread made every epoch's iterator wait at its end)."""
+    from signlab.models.keras_training import PREDICT_BATCH, _dataset, predict_proba
+
+    n = PREDICT_BATCH + 300
+    model = build_cnn(make_spec("tiny"))
+    x = (test_split.images[:n].astype("float32") / 255.0)[..., None]
+    batched = predict_proba(model, x)
+    assert batched.shape == (n, 24)
+    assert np.allclose(batched, np.asarray(model(x, training=False)), atol=1e-5)
+    assert predict_proba(model, x[:0]).shape == (0, 24)
+    ds = _dataset(test_split.images[:64], test_split.labels[:64], 24, 32, shuffle_seed=1, augment_seed=1)
+    assert ds.options().autotune.enabled is False
+    assert [b[0].shape[0] for b in ds] == [32, 32]

@@ -21,9 +21,11 @@ from signlab.models.family import Arrays, EpochHook
 from signlab.models.train import FitResult, epoch_key, set_seeds, size_thread_pools
 from signlab.signals import held_interrupts, raise_held_interrupt
 
-# Up to this many images go through the compiled call (one batch); more through Keras `predict`
-# in batches of this size. `predict` costs tens of ms per call (data adapter, iterator) however
-# few the images: 256 images took 3-4x longer through it than through the call.
+# Images go through one compiled call in batches of this size. Keras `predict` costs tens of ms
+# per call (data adapter, iterator) however few the images: 256 images took 3-4x longer through
+# it than through the call; and for 7,172 images (1 thread), 0.72-0.74 s alone against 0.67 s,
+# 0.78-1.35 s beside a training against 0.72-0.75 s (its iterator's end waits for tf.data's
+# autotuning, see `_pipeline_options`).
 PREDICT_BATCH = 1024
 # Keras traces its training and validation steps into graphs once per model: about 1 s here
 # (2 cores), more than a few batches cost. A training of at most this many batches in all (a
@@ -32,25 +34,27 @@ PREDICT_BATCH = 1024
 # 1.84 s traced, 10 batches even, 20 batches 5.1 s against 3.5 s. Predictions after training
 # always run traced.
 EAGER_MAX_BATCHES = 8
+PREFETCH_BATCHES = 2  # batches made ahead of the training step (tf.data's autotuning is off)
 _COMPILED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # model -> its compiled call
 
 
 def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Probabilities for scaled images `x` (N, 28, 28, 1)."""
     with held_interrupts():  # raised after TensorFlow's native code, not inside it (see models.train)
-        if len(x) > PREDICT_BATCH:
-            return model.predict(x, batch_size=PREDICT_BATCH, verbose=0)
         call = _COMPILED.get(model)
         if call is None:
             # one trace for every batch size (evaluation, latency probe and serving each bring their own)
             spec = tf.TensorSpec([None, *x.shape[1:]], tf.float32)
             call = _COMPILED[model] = tf.function(lambda t: model(t, training=False), input_signature=[spec])
-        return np.asarray(call(np.asarray(x, dtype=np.float32)))
+        x = np.asarray(x, dtype=np.float32)
+        batches = [np.asarray(call(x[i:i + PREDICT_BATCH])) for i in range(0, len(x), PREDICT_BATCH)]
+        return np.concatenate(batches) if batches else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
 def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
              shuffle_seed: int | None = None, augment_seed: int | None = None):
-    """A cached tf.data pipeline: scale, [shuffle], batch, [augment], prefetch."""
+    """A cached tf.data pipeline: scale, [shuffle], batch, [augment], prefetch; tf.data's
+    autotuning off (`PIPELINE_OPTIONS`)."""
     x = scale(images, normalised=True)[..., None]
     ds = tf.data.Dataset.from_tensor_slices((x, encode(labels, n_outputs))).cache()
     if shuffle_seed is not None:
@@ -58,7 +62,25 @@ def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
     ds = ds.batch(batch)
     if augment_seed is not None:
         ds = augment_dataset(ds, augment_seed)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(PREFETCH_BATCHES).with_options(_pipeline_options())
+
+
+def _pipeline_options() -> tf.data.Options:
+    """tf.data options of every pipeline signlab trains or validates on: autotuning off.
+
+    Keras makes a new iterator over each pipeline every epoch (training and validation), and
+    destroying the last one waits for tf.data's autotuning thread to wake from its sleep
+    between optimisations (`Model::OptimizeLoop`, up to seconds; seen with gdb in
+    `RootDataset::Iterator::~Iterator`), the whole process idle meanwhile. Measured here
+    (TensorFlow 2.21, 2 cores; benchmarks in docs/benchmarks.md, "tf.data autotuning"): two
+    1-thread trainings side by side (`tiny`, 5 epochs) took 75 s of training each with it,
+    57 s without, the same CPU seconds and the same accuracy; one `cnn3` training alone,
+    4 epochs, 55-74 s with it, 46 s without. Without it, the prefetch buffer is
+    `PREFETCH_BATCHES` and the augmentation map's AUTOTUNE calls are tf.data's default
+    (its thread pool's size)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, hooks: list[EpochHook]) -> FitResult:
@@ -72,7 +94,7 @@ def fit_cnn(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, hooks: 
 
 def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, hooks: list[EpochHook]) -> FitResult:
     size_thread_pools()
-    keras.config.disable_interactive_logging()  # no progress bars from predict() calls
+    keras.config.disable_interactive_logging()  # no progress bars from Keras
     tf.get_logger().setLevel("ERROR")  # retracing notes when many models train in one process
     set_seeds(seed)
     model = build_cnn(spec)
