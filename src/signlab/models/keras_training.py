@@ -25,7 +25,7 @@ from signlab.signals import held_interrupts, raise_held_interrupt
 # per call (data adapter, iterator) however few the images: 256 images took 3-4x longer through
 # it than through the call; and for 7,172 images (1 thread), 0.72-0.74 s alone against 0.67 s,
 # 0.78-1.35 s beside a training against 0.72-0.75 s (its iterator's end waits for tf.data's
-# autotuning, see `_pipeline_options`).
+# autotuning: `_pipeline_options`; benchmarks/predict_batches.py).
 PREDICT_BATCH = 1024
 # Keras traces its training and validation steps into graphs once per model: about 1 s here
 # (2 cores), more than a few batches cost. A training of at most this many batches in all (a
@@ -54,7 +54,7 @@ def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
 def _dataset(images: np.ndarray, labels: np.ndarray, n_outputs: int, batch: int,
              shuffle_seed: int | None = None, augment_seed: int | None = None):
     """A cached tf.data pipeline: scale, [shuffle], batch, [augment], prefetch; tf.data's
-    autotuning off (`PIPELINE_OPTIONS`)."""
+    autotuning off (`_pipeline_options`)."""
     x = scale(images, normalised=True)[..., None]
     ds = tf.data.Dataset.from_tensor_slices((x, encode(labels, n_outputs))).cache()
     if shuffle_seed is not None:
@@ -72,9 +72,9 @@ def _pipeline_options() -> tf.data.Options:
     destroying the last one waits for tf.data's autotuning thread to wake from its sleep
     between optimisations (`Model::OptimizeLoop`, up to seconds; seen with gdb in
     `RootDataset::Iterator::~Iterator`), the whole process idle meanwhile. Measured here
-    (TensorFlow 2.21, 2 cores; benchmarks in docs/benchmarks.md, "tf.data autotuning"): two
+    (TensorFlow 2.21, 2 cores; docs/benchmarks.md, "The idle spells were tf.data's autotuning"): two
     1-thread trainings side by side (`tiny`, 5 epochs) took 75 s of training each with it,
-    57 s without, the same CPU seconds and the same accuracy; one `cnn3` training alone,
+    58 s without, the same CPU seconds and the same accuracy; one `cnn3` training alone,
     4 epochs, 55-74 s with it, 46 s without. Without it, the prefetch buffer is
     `PREFETCH_BATCHES` and the augmentation map's AUTOTUNE calls are tf.data's default
     (its thread pool's size)."""
