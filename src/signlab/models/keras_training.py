@@ -23,7 +23,7 @@ from signlab.signals import held_interrupts, raise_held_interrupt
 
 # Images go through one compiled call in batches of this size. Keras `predict` costs tens of ms
 # per call (data adapter, iterator) however few the images: 256 images took 3-4x longer through
-# it than through the call; and for 7,172 images (1 thread), 0.72-0.74 s alone against 0.67 s,
+# it than through the call; and for 7,172 images (1 thread), 0.72-0.75 s alone against 0.67-0.71 s,
 # 0.78-1.35 s beside a training against 0.72-0.75 s (its iterator's end waits for tf.data's
 # autotuning: `_pipeline_options`; benchmarks/predict_batches.py).
 PREDICT_BATCH = 1024
