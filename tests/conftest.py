@@ -19,9 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # in two processes on two cores; children inherit it, `mlflow run` studies included
 os.environ["SIGNLAB_PARALLEL"] = "1"
 # Each test process (pytest-xdist's `-n 2`) sizes its libraries' thread pools as a study's local
-# workers do (`config.thread_environment`): two processes with a pool per core each fought over
-# the cores (OpenBLAS spins on sched_yield while it waits). Children inherit it; a launcher of
-# parallel trials sizes its own workers again (tests/test_parallel.py).
+# workers do (`config.thread_environment`): BLAS's on a share of the cores, since two processes
+# with a pool per core each fought over them (OpenBLAS spins on sched_yield while it waits).
+# Children inherit it; a launcher of parallel trials sizes its own workers again (tests/test_parallel.py).
 TEST_PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if TEST_PROCESSES > 1:
     os.environ.update(thread_environment(TEST_PROCESSES))

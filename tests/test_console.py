@@ -4,7 +4,6 @@ with --verbose or $SIGNLAB_VERBOSE=1, and an interrupted training told in one li
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -46,10 +45,11 @@ def test_a_first_training_shows_only_signlabs_lines(tmp_path):
     assert [line for line in lines if any(noise in line for noise in NOISE)] == []
     ours = ("epoch 1/1: ", "run ", "worst confusions: ")
     assert all(line.startswith(ours) for line in lines), lines
-    # the run records the threads TensorFlow computed with: the test process's share of the
-    # cores, which the child inherits ($SIGNLAB_THREADS, tests/conftest.py), else every core
+    # the run records the threads TensorFlow computed with: every core, also where the child
+    # inherits a launcher's sizing (tests/conftest.py sizes the test processes as a study's
+    # workers: BLAS on a share of the cores, TensorFlow on all, `config.thread_environment`)
     (run,) = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["1"])
-    assert run.data.tags[THREADS_TAG] == os.environ.get("SIGNLAB_THREADS", str(machine_cores()))
+    assert run.data.tags[THREADS_TAG] == str(machine_cores())
 
 
 @pytest.mark.usefixtures("data_dir")

@@ -126,7 +126,7 @@ def tracking_credentials() -> tuple[str, str] | None:
 
 # --- parallel trials ------------------------------------------------------------------------
 PARALLEL_ENV = "SIGNLAB_PARALLEL"  # trials at once (`--parallel`): a number, or auto
-THREADS_ENV = "SIGNLAB_THREADS"  # threads each worker's libraries may use (set by the launcher)
+THREADS_ENV = "SIGNLAB_THREADS"  # threads of each worker's TensorFlow intra-op pool (set by the launcher)
 LAUNCHED_WORKER_ENV = "SIGNLAB_LAUNCHED_WORKER"  # "1" in a worker whose launcher prints the study's summary
 TRIAL_MEMORY_BYTES = 3 << 30  # what one CNN trial may take (full data, its TensorFlow runtime: ~1.3 GB seen)
 
@@ -159,12 +159,20 @@ def auto_processes(wanted: int) -> int:
 
 
 def thread_environment(workers: int) -> dict[str, str]:
-    """Variables that size each of `workers` processes' thread pools (TensorFlow's through
-    $SIGNLAB_THREADS, BLAS and OpenMP directly), so that they share the cores instead of
-    each taking them all."""
-    threads = str(max(1, machine_cores() // workers))
-    return {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1"}
+    """Variables that size the thread pools of each of `workers` processes on this machine.
+
+    TensorFlow's intra-op pool ($SIGNLAB_THREADS) gets every core in each process: pools are
+    fixed when a process starts, and a trial left alone at a study's end (or a refit seed
+    whose siblings ended) then uses the cores the others left, where a share would leave them
+    idle. Two CNN trainings of two threads each on two cores train 0-4% fewer per minute than
+    two of one thread; one alone on two threads trains 35-37% faster than on one
+    (docs/benchmarks.md, "Two threads a trial?"). BLAS and OpenMP pools (scikit-learn's MLP)
+    get a share of the cores: OpenBLAS threads spin while they wait, and two processes with a
+    pool per core each fought over the cores."""
+    cores = machine_cores()
+    share = str(max(1, cores // workers))
+    return {THREADS_ENV: str(cores), "OMP_NUM_THREADS": share, "OPENBLAS_NUM_THREADS": share,
+            "MKL_NUM_THREADS": share, "TF_NUM_INTRAOP_THREADS": str(cores), "TF_NUM_INTEROP_THREADS": "1"}
 
 
 def worker_threads() -> int | None:

@@ -11,8 +11,8 @@ chooses nothing.
 
 A launcher of parallel workers refits the seeds at once, one process per seed sharing the
 cores (`launch`, from `signlab.search.workers`): on 2 cores three refits then take about two
-refits' time, as two one-thread trials give 1.5 times the throughput of one two-thread trial
-(docs/benchmarks.md). Alone (`parallel: 1`), they run one after another in this process.
+refits' time, where one after another left a core idle (docs/benchmarks.md, "The refit's
+seeds at once"). Alone (`parallel: 1`), they run one after another in this process.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ def run_study(config: str | Path, overrides: Overrides | None = None, storage: s
         # the GIL in long stretches, starving the trial's heartbeat thread, so that on a busy
         # machine another worker could take the trial for dead and fail it
         family(cfg.family).preload()
-        size_thread_pools()  # before any model is built: a parallel trial's share of the cores (TensorFlow's, if loaded)
+        size_thread_pools()  # before any model is built: as a launcher of parallel trials sized them (TensorFlow's, if loaded)
     stopped: KeyboardInterrupt | None = None
     try:
         with lifecycle.tracked_run(run_id=parent):

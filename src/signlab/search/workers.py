@@ -61,7 +61,8 @@ def run_workers(n: int, config: str | Path, overrides: Overrides, storage_url: s
                 launched: str | None = None) -> int:
     """Start `n` workers on one study and wait for all. Ctrl-C or SIGTERM is passed on to
     every worker, whose running trials then end FAIL and their runs KILLED. Each worker's
-    thread pools get its share of the cores (`config.thread_environment`).
+    thread pools are sized by `config.thread_environment` (TensorFlow's on every core, BLAS's
+    on a share).
 
     Args:
         n: worker processes (each `signlab study run --parallel 1`).
@@ -138,9 +139,9 @@ def run_children(commands: list[list[str]], env: dict[str, str]) -> list[int]:
 def refit_launcher(config: str | Path, cfg: StudyConfig, storage_url: str, tracking_uri: str,
                    data_dir: str | None, system_metrics: bool = True, at_most: int | None = None) -> RefitLauncher:
     """How a launcher refits several seeds at once: one `signlab study refit --only-seed S`
-    process per seed, their thread pools sharing the cores; all seeds at once as memory holds
-    them (three one-thread processes on two cores end together, where two and then one would
-    leave a core idle for a whole refit), or at most `at_most`."""
+    process per seed, their thread pools sized by `config.thread_environment`; all seeds at
+    once as memory holds them (they share the cores, and the last one left takes them all),
+    or at most `at_most`."""
 
     def launch(trial: optuna.trial.FrozenTrial, seeds: list[int]) -> None:
         at_once = auto_processes(min(len(seeds), at_most or len(seeds)))
