@@ -170,9 +170,9 @@ def thread_environment(workers: int) -> dict[str, str]:
     get a share of the cores: OpenBLAS threads spin while they wait, and two processes with a
     pool per core each fought over the cores."""
     cores = machine_cores()
-    share = str(max(1, cores // workers))
-    return {THREADS_ENV: str(cores), "OMP_NUM_THREADS": share, "OPENBLAS_NUM_THREADS": share,
-            "MKL_NUM_THREADS": share, "TF_NUM_INTRAOP_THREADS": str(cores), "TF_NUM_INTEROP_THREADS": "1"}
+    every, share = str(cores), str(max(1, cores // workers))
+    return {THREADS_ENV: every, "TF_NUM_INTRAOP_THREADS": every, "TF_NUM_INTEROP_THREADS": "1",
+            "OMP_NUM_THREADS": share, "OPENBLAS_NUM_THREADS": share, "MKL_NUM_THREADS": share}
 
 
 def worker_threads() -> int | None:
