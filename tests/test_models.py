@@ -189,3 +189,65 @@ def test_cnn_predictions_in_batches_match_the_whole_and_pipelines_do_not_autotun
     ds = _dataset(test_split.images[:64], test_split.labels[:64], 24, 32, shuffle_seed=1, augment_seed=1)
     assert ds.options().autotune.enabled is False
     assert [b[0].shape[0] for b in ds] == [32, 32]
+
+
+def test_fused_batch_norm_computes_what_keras_batch_norm_does(test_split):
+    """A training step through the fused kernel gives Keras's outputs, gradients and moving
+    statistics (to float32 round-off), on real images after a real convolution; inference and
+    anything the kernel cannot take go through Keras's own code."""
+    import keras
+    import tensorflow as tf
+
+    from signlab.models.fused_batch_norm import FusedBatchNormalization
+
+    keras.utils.set_random_seed(0)
+    conv = keras.layers.Conv2D(16, 3, padding="same")  # linear: no channel left constant
+    x = conv(tf.constant(test_split.images[:4, ..., None] / 255.0, tf.float32))
+    layers = [keras.layers.BatchNormalization(momentum=0.9), FusedBatchNormalization(momentum=0.9)]
+    for layer in layers:
+        layer.build(x.shape)
+        layer.set_weights([np.linspace(0.5, 1.5, 16), np.linspace(-0.2, 0.2, 16),
+                           np.zeros(16), np.zeros(16)])  # moving stats: the step's own
+    outputs, grads = [], []
+    upstream = tf.constant(np.random.default_rng(0).normal(size=x.shape), tf.float32)
+    for layer in layers:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        outputs.append(y.numpy())
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.gamma, layer.beta])])
+    keras_layer, fused = layers
+    assert np.allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
+    for keras_grad, fused_grad in zip(*grads, strict=True):
+        assert np.allclose(keras_grad, fused_grad, atol=1e-4 * np.abs(keras_grad).max())
+    assert keras_layer.moving_variance.numpy().min() > 0  # the step moved them...
+    for keras_stat, fused_stat in zip(keras_layer.weights[2:], fused.weights[2:], strict=True):
+        assert np.allclose(keras_stat.numpy(), fused_stat.numpy(), rtol=2e-5, atol=0)  # ...alike
+    assert np.allclose(keras_layer(x, training=False), fused(x, training=False), atol=1e-5)
+    flat = tf.reshape(x, [4, -1])  # 2-D: not the fused kernel's; Keras's path, same result
+    for layer in (keras.layers.BatchNormalization(), FusedBatchNormalization()):
+        outputs.append(layer(flat, training=True).numpy())
+    assert np.allclose(outputs[-2], outputs[-1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_trained_cnn_is_handed_on_with_keras_layers_and_its_optimizer_state(train_split):
+    """Training runs the fused batch norm; the model it returns (evaluated, logged, served) is
+    the same network with Keras's own layer, compiled, holding the trained weights and Adam's
+    state after every step."""
+    import keras
+
+    from signlab.data.splits import stratified_subset, validation_split
+    from signlab.models.fused_batch_norm import FusedBatchNormalization
+
+    x, y = stratified_subset(train_split.images, train_split.labels, 12)
+    train, val = validation_split(x, y, 0.25)
+    result = fit(make_spec("cnn3", epochs=2, batch_size=16), train, val, seed=3)
+    model = result.model.estimator
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and not any(isinstance(layer, FusedBatchNormalization) for layer in norms)
+    assert not np.allclose(norms[0].moving_mean.numpy(), 0.0)  # trained statistics came along
+    assert int(model.optimizer.iterations.numpy()) == 2 * -(-len(train[0]) // 16)
+    assert model.compiled_loss is not None or model.loss == "sparse_categorical_crossentropy"
+    assert result.model.predict_labels(val[0]).shape == val[1].shape

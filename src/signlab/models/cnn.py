@@ -72,9 +72,17 @@ def cnn_params(spec: CNNSpec) -> int:
     return int(build_cnn(spec).count_params())
 
 
-def build_cnn(spec: CNNSpec, name: str = "cnn") -> keras.Model:
-    """A compiled-ready Sequential model for 28x28x1 inputs in [0, 1]."""
+def build_cnn(spec: CNNSpec, name: str = "cnn", fused_batch_norm: bool = False) -> keras.Model:
+    """A compiled-ready Sequential model for 28x28x1 inputs in [0, 1].
+
+    `fused_batch_norm`: batch norm through TensorFlow's fused kernel (`models.fused_batch_norm`),
+    for the model that trains; the model that is kept or saved has Keras's own layer."""
     import keras  # here, not at import: commands that build no model start without TensorFlow
+
+    if fused_batch_norm:
+        from signlab.models.fused_batch_norm import FusedBatchNormalization as BatchNorm
+    else:
+        BatchNorm = keras.layers.BatchNormalization  # noqa: N806 (a class)
 
     conv_reg = keras.regularizers.L2(spec.l2_conv) if spec.l2_conv else None
     dense_reg = keras.regularizers.L2(spec.l2_dense) if spec.l2_dense else None
@@ -92,7 +100,7 @@ def build_cnn(spec: CNNSpec, name: str = "cnn") -> keras.Model:
         if block.dropout:
             layers.append(keras.layers.Dropout(block.dropout))
         if block.batch_norm:
-            layers.append(keras.layers.BatchNormalization(momentum=spec.bn_momentum))
+            layers.append(BatchNorm(momentum=spec.bn_momentum))
         if block.pool:
             layers.append(keras.layers.MaxPooling2D(2, strides=2, padding=spec.pool_padding))
     layers.append(keras.layers.Flatten())

@@ -97,7 +97,7 @@ def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, h
     keras.config.disable_interactive_logging()  # no progress bars from Keras
     tf.get_logger().setLevel("ERROR")  # retracing notes when many models train in one process
     set_seeds(seed)
-    model = build_cnn(spec)
+    model = build_cnn(spec, fused_batch_norm=True)
     model.compile(
         optimizer=keras.optimizers.Adam(spec.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -122,8 +122,22 @@ def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, h
     model.fit(train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,
               shuffle=False)  # the pipeline shuffles
     result.train_seconds = time.perf_counter() - start
-    model.run_eagerly = False
+    result.model = LetterModel("cnn", plain_copy(spec, model), True, spec.n_classes)
     return result
+
+
+def plain_copy(spec: CNNSpec, trained: keras.Model) -> keras.Model:
+    """The network `trained` rebuilt with Keras's own layers (no fused batch norm), compiled
+    alike, with its weights and optimizer state: what is evaluated, logged and served, saved
+    as a model trained with Keras's layers would be and loadable without signlab."""
+    model = build_cnn(spec, name=trained.name)
+    model.set_weights(trained.get_weights())
+    optimizer = trained.optimizer.__class__.from_config(trained.optimizer.get_config())
+    model.compile(optimizer=optimizer, loss=trained.loss, metrics=["accuracy"])
+    optimizer.build(model.trainable_variables)
+    for copy, source in zip(optimizer.variables, trained.optimizer.variables, strict=True):
+        copy.assign(source)
+    return model
 
 
 class EpochCallback(keras.callbacks.Callback):

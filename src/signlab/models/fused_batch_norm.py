@@ -1,0 +1,51 @@
+"""Batch normalization through TensorFlow's fused kernel, for the networks that train.
+
+Keras 3's `BatchNormalization` computes a training batch's moments and the normalization as
+separate operations (`ops.moments`, `ops.batch_normalization`), each a pass over the
+activations and another in the backward pass. For the first block of a CNN on 28x28 images
+(64 channels at full size: CNN 3, most study networks with `batch_norm`) those passes are a
+fifth of a training step on these CPUs. TensorFlow's `FusedBatchNormV3` does the same
+arithmetic in one kernel each way (oneDNN's on x86): measured on CNN 3, batch 128, 2 cores,
+54-58 ms a step with Keras's layer against 36-42 ms with this one, and 42 ms with no batch
+norm at all (docs/benchmarks.md, "Batch norm in one kernel").
+
+The layer differs from Keras's only in how a training step computes: the same weights, the
+same moving statistics (Keras 3 keeps the batch's biased variance; the fused kernel returns
+the unbiased one, scaled back here), inference through Keras's own code. It is never saved:
+the model that training hands on is rebuilt with Keras's layer and these weights
+(`keras_training.plain_copy`), so logged models load without signlab.
+
+Keras has no fused option of its own (Keras 2's `fused=True` went with Keras 3), which is why
+this is written here.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose training steps on 4-D channels-last float32
+    inputs run TensorFlow's fused kernel; anything else goes through Keras's code."""
+
+    def call(self, inputs, training=None, mask=None):  # noqa: ANN001, ANN201 (Keras's signature)
+        if not self._fusable(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        gamma = self.gamma if self.scale else tf.ones([channels], inputs.dtype)
+        beta = self.beta if self.center else tf.zeros([channels], inputs.dtype)
+        outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+            inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
+        count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), unbiased.dtype)
+        variance = unbiased * (count - 1.0) / count  # Keras 3 averages the biased variance
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return outputs
+
+    def _fusable(self, inputs, training, mask) -> bool:  # noqa: ANN001
+        """A training step the fused kernel computes exactly as Keras's layer would."""
+        return bool(training) and self.trainable and mask is None and not self.renorm \
+            and not self.synchronized and len(inputs.shape) == 4 and self.axis in (-1, 3) \
+            and inputs.dtype == tf.float32 and self.compute_dtype == "float32"
