@@ -1,8 +1,10 @@
 """Benchmark: a CNN 3 training step with Keras's batch norm, with TensorFlow's fused kernel
-(signlab's, `models.fused_batch_norm`), without batch norm, and under mixed bfloat16; and,
-with --breakdown, where a fused step's time goes among oneDNN's kernels. Run on a quiet machine.
+(signlab's, `models.fused_batch_norm`), without batch norm, and under mixed bfloat16; with
+--breakdown, where a fused step's time goes among oneDNN's kernels; with --channels, one
+batch-norm layer's training step (forward and backward) both ways for several channel counts.
+Run on a quiet machine.
 
-    python benchmarks/batch_norm_step.py [--steps 40] [--repeats 3] [--breakdown]
+    python benchmarks/batch_norm_step.py [--steps 40] [--repeats 3] [--breakdown] [--channels]
         [--output benchmarks/results/batch_norm_step.json]
 
 Each variant runs in its own process (the dtype policy is process-wide): CNN 3 (batch 128,
@@ -63,6 +65,43 @@ def time_steps(variant: str, steps: int, repeats: int) -> list[float]:
     return times
 
 
+CHANNEL_SHAPES = [(28, c) for c in (4, 8, 12, 16, 18, 20, 22, 24, 28, 30, 32, 36, 40, 44, 48, 52, 57, 60, 64)] \
+    + [(14, c) for c in (16, 32, 46, 48, 64)] + [(7, c) for c in (17, 20, 46, 48)]
+
+
+def channel_sweep(repeats: int = 20) -> list[dict]:
+    """ms for one batch-norm training step on 128 images of each (size, channels), Keras's layer
+    against the fused kernel (forced on for every count, which signlab does not do)."""
+    import keras
+    import tensorflow as tf
+
+    from signlab.models import fused_batch_norm
+
+    fused_batch_norm.CHANNEL_MULTIPLE = 1  # the kernel for every count, to see where it is fast
+
+    def timed(layer: keras.layers.Layer, x: tf.Tensor) -> float:
+        @tf.function
+        def step(x: tf.Tensor) -> list:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y * y)
+            return tape.gradient(loss, [x, layer.gamma, layer.beta])
+
+        step(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step(x)
+        return round((time.perf_counter() - start) / repeats * 1000, 2)
+
+    rows = []
+    for size, channels in CHANNEL_SHAPES:
+        x = tf.random.uniform((128, size, size, channels))
+        keras_layer, fused = keras.layers.BatchNormalization(), fused_batch_norm.FusedBatchNormalization()
+        rows.append({"shape": f"{size}x{size}x{channels}", "keras_ms": timed(keras_layer, x), "fused_ms": timed(fused, x)})
+    return rows
+
+
 def breakdown(steps: int) -> list[dict]:
     """oneDNN's kernels in a fused step, by total time: ms a step, calls a step, kernel, shape."""
     env = dict(os.environ, ONEDNN_VERBOSE="1")
@@ -87,6 +126,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
     parser.add_argument("--breakdown", action="store_true", help="also oneDNN's kernels in a fused step")
+    parser.add_argument("--channels", action="store_true", help="also one layer's step for several channel counts")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a variant, in this process (the runs below)
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/batch_norm_step.json"))
     args = parser.parse_args()
@@ -104,6 +144,10 @@ def main() -> None:
     if args.breakdown:
         record["onednn_fused_step"] = breakdown(args.steps)
         for row in record["onednn_fused_step"]:
+            print(json.dumps(row))
+    if args.channels:
+        record["one_layer_by_channels"] = channel_sweep()
+        for row in record["one_layer_by_channels"]:
             print(json.dumps(row))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2) + "\n")

@@ -225,6 +225,8 @@ def test_fused_batch_norm_computes_what_keras_batch_norm_does(test_split):
     for keras_stat, fused_stat in zip(keras_layer.weights[2:], fused.weights[2:], strict=True):
         assert np.allclose(keras_stat.numpy(), fused_stat.numpy(), rtol=2e-5, atol=0)  # ...alike
     assert np.allclose(keras_layer(x, training=False), fused(x, training=False), atol=1e-5)
+    odd = tf.concat([x, x[..., :2]], axis=-1)  # 18 channels: oneDNN's slow kernel, so Keras's path
+    assert fused._fusable(x, True, None) and not FusedBatchNormalization()._fusable(odd, True, None)
     flat = tf.reshape(x, [4, -1])  # 2-D: not the fused kernel's; Keras's path, same result
     for layer in (keras.layers.BatchNormalization(), FusedBatchNormalization()):
         outputs.append(layer(flat, training=True).numpy())
