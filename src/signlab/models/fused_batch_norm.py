@@ -6,7 +6,7 @@ activations and another in the backward pass. For the first block of a CNN on 28
 (64 channels at full size: CNN 3, most study networks with `batch_norm`) those passes are a
 fifth of a training step on these CPUs. TensorFlow's `FusedBatchNormV3` does the same
 arithmetic in one kernel each way (oneDNN's on x86): measured on CNN 3, batch 128, 2 cores,
-57-72 ms a step with Keras's layer against 36-37 ms with this one, and 31 ms with no batch
+54-58 ms a step with Keras's layer against 36 ms with this one, and 30-31 ms with no batch
 norm at all (docs/benchmarks.md, "Batch norm in one kernel"). The kernel is fast only for
 channel counts that are multiples of 4 (`CHANNEL_MULTIPLE`); other counts keep Keras's code.
 
@@ -26,9 +26,9 @@ import keras
 import tensorflow as tf
 
 # Measured (benchmarks/batch_norm_step.py --channels, 2 cores with AVX-512), a batch-norm
-# training step (forward and backward, 128 images): 28x28x64 9.0 ms fused against 25.3 ms
-# Keras's, 28x28x20 3.4 against 9.1; but 28x28x18 14.1 against 8.0 and 14x14x46 6.7 against
-# 5.0: every multiple of 4 tried was 2-3x faster fused, every other count 1.1-1.8x slower.
+# training step (forward and backward, 128 images): 28x28x64 9.2 ms fused against 26.4 ms
+# Keras's, 28x28x20 3.4 against 9.0; but 28x28x18 14.5 against 8.3 and 14x14x46 6.9 against
+# 5.7: every multiple of 4 tried was 1.3-3.5x faster fused, every other count 1.1-1.8x slower.
 CHANNEL_MULTIPLE = 4
 
 
