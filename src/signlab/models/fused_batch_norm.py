@@ -2,9 +2,9 @@
 
 Keras 3's `BatchNormalization` computes a training batch's moments and the normalization as
 separate operations (`ops.moments`, `ops.batch_normalization`), each a pass over the
-activations and another in the backward pass. For the first block of a CNN on 28x28 images
-(64 channels at full size: CNN 3, most study networks with `batch_norm`) those passes are a
-fifth of a training step on these CPUs. TensorFlow's `FusedBatchNormV3` does the same
+activations and another in the backward pass. After the first convolution of a CNN on 28x28
+images (CNN 3: 64 channels at full size) those passes are about half of a training step on
+these CPUs. TensorFlow's `FusedBatchNormV3` does the same
 arithmetic in one kernel each way (oneDNN's on x86): measured on CNN 3, batch 128, 2 cores,
 54-58 ms a step with Keras's layer against 36 ms with this one, and 30-31 ms with no batch
 norm at all (docs/benchmarks.md, "Batch norm in one kernel"). The kernel is fast only for

@@ -122,7 +122,9 @@ def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, h
     model.fit(train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,
               shuffle=False)  # the pipeline shuffles
     result.train_seconds = time.perf_counter() - start
-    result.model = LetterModel("cnn", plain_copy(spec, model), True, spec.n_classes)
+    model.run_eagerly = False
+    if any(block.batch_norm for block in spec.blocks):  # the fused layer is for training only
+        result.model = LetterModel("cnn", plain_copy(spec, model), True, spec.n_classes)
     return result
 
 
