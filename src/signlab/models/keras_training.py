@@ -97,12 +97,7 @@ def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, h
     keras.config.disable_interactive_logging()  # no progress bars from Keras
     tf.get_logger().setLevel("ERROR")  # retracing notes when many models train in one process
     set_seeds(seed)
-    model = build_cnn(spec, fused_batch_norm=True)
-    model.compile(
-        optimizer=keras.optimizers.Adam(spec.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    model = _compiled(build_cnn(spec, fused_batch_norm=True), keras.optimizers.Adam(spec.learning_rate))
     train_ds = _dataset(*train, spec.n_classes, spec.batch_size, shuffle_seed=seed,
                         augment_seed=seed if spec.augment else None)
     val_ds = None if val is None else _dataset(*val, spec.n_classes, 1024)
@@ -128,14 +123,19 @@ def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, h
     return result
 
 
+def _compiled(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> keras.Model:
+    """`model` compiled as every signlab CNN trains (one place for its loss and metrics)."""
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 def plain_copy(spec: CNNSpec, trained: keras.Model) -> keras.Model:
     """The network `trained` rebuilt with Keras's own layers (no fused batch norm), compiled
     alike, with its weights and optimizer state: what is evaluated, logged and served, saved
     as a model trained with Keras's layers would be and loadable without signlab."""
-    model = build_cnn(spec, name=trained.name)
-    model.set_weights(trained.get_weights())
     optimizer = trained.optimizer.__class__.from_config(trained.optimizer.get_config())
-    model.compile(optimizer=optimizer, loss=trained.loss, metrics=["accuracy"])
+    model = _compiled(build_cnn(spec, name=trained.name), optimizer)
+    model.set_weights(trained.get_weights())
     optimizer.build(model.trainable_variables)
     for copy, source in zip(optimizer.variables, trained.optimizer.variables, strict=True):
         copy.assign(source)
