@@ -160,10 +160,14 @@ def test_a_signal_during_a_store_write_is_raised_once_the_write_is_done(tmp_path
                           text=True, timeout=300, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert all(r["raised_in"] != "not interrupted" and r["logged"] == 500 and r["end_seconds"] < 5
+    # a signal that lands before the write begins (the timer is short; a busy machine may start
+    # the write late) is raised by the handler with nothing written: never a part of the write
+    assert all(r["raised_in"] != "not interrupted" and r["end_seconds"] < 5
+               and (r["logged"] == 500 or (r["raised_in"] == "handler" and r["logged"] == 0))
                for r in results), results
     # held during the write, it is raised where the hold ends, not in the middle of it
-    assert results[-1]["raised_in"] == "raise_held_interrupt", f"no signal landed during a write: {results}"
+    assert results[-1]["raised_in"] == "raise_held_interrupt" and results[-1]["logged"] == 500, \
+        f"no signal landed during a write: {results}"
 
 
 UNHELD_WRITES = """

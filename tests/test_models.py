@@ -253,3 +253,28 @@ def test_a_trained_cnn_is_handed_on_with_keras_layers_and_its_optimizer_state(tr
     assert int(model.optimizer.iterations.numpy()) == 2 * -(-len(train[0]) // 16)
     assert model.compiled_loss is not None or model.loss == "sparse_categorical_crossentropy"
     assert result.model.predict_labels(val[0]).shape == val[1].shape
+
+
+def test_cnn_training_runs_several_steps_a_call_and_trains_the_same_network(train_split, monkeypatch):
+    """Keras runs `STEPS_PER_EXECUTION` training steps a call: the trained weights are bit for
+    bit those of one step a call (a last, shorter call included), and the network handed on
+    (here without batch norm: the trained model itself) is set back to one step a call, its
+    saved compile config untouched."""
+    from signlab.data.splits import stratified_subset, validation_split
+    from signlab.models import keras_training
+
+    x, y = stratified_subset(train_split.images, train_split.labels, 12)
+    train, val = validation_split(x, y, 0.25)
+    spec = make_spec("cnn2", epochs=2, batch_size=16)  # 14 batches an epoch: calls of 8 and 6
+    several_steps = keras_training.STEPS_PER_EXECUTION
+    assert several_steps > 1 and -(-len(train[0]) // 16) % several_steps
+    trained = {}
+    for steps in (1, several_steps):
+        monkeypatch.setattr(keras_training, "STEPS_PER_EXECUTION", steps)
+        trained[steps] = fit(spec, train, val, seed=4).model.estimator
+    one, several = trained[1], trained[several_steps]
+    for a, b in zip(one.get_weights(), several.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(several.optimizer.iterations.numpy()) == 2 * -(-len(train[0]) // 16)
+    assert several.steps_per_execution == 1 and several.train_function is None
+    assert several.get_compile_config().get("steps_per_execution", 1) == 1

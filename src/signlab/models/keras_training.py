@@ -34,6 +34,13 @@ PREDICT_BATCH = 1024
 # 1.84 s traced, 10 batches even, 20 batches 5.1 s against 3.5 s. Predictions after training
 # always run traced.
 EAGER_MAX_BATCHES = 8
+# Training steps Keras runs in one call of its compiled training function (a loop inside the
+# graph; `steps_per_execution`), not one: each call from Python costs about 2.5 ms (callbacks,
+# the iterator, the call itself) against a CNN 3 step's 36-40 ms. Measured on CNN 3 (2 cores,
+# training only, 3 epochs after one to trace, each setting in its own process, twice): 6.78-6.96 s
+# an epoch one step a call, 6.31-6.54 s eight (docs/benchmarks.md, "Steps per call"). A held
+# Ctrl-C or SIGTERM is raised at the end of a call, so at most this many steps later.
+STEPS_PER_EXECUTION = 8
 PREFETCH_BATCHES = 2  # batches made ahead of the training step (tf.data's autotuning is off)
 _COMPILED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # model -> its compiled call
 
@@ -113,11 +120,14 @@ def _fit_cnn_held(spec: CNNSpec, train: Arrays, val: Arrays | None, seed: int, h
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience))
     # not compile(run_eagerly=...): that would be saved with the model and slow its serving
     model.run_eagerly = spec.epochs * -(-len(train[0]) // spec.batch_size) <= EAGER_MAX_BATCHES
+    # set here, not in compile(): the saved model's compile config stays as it was
+    model.steps_per_execution = 1 if model.run_eagerly else STEPS_PER_EXECUTION
     start = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=spec.epochs, callbacks=callbacks, verbose=0,
               shuffle=False)  # the pipeline shuffles
     result.train_seconds = time.perf_counter() - start
-    model.run_eagerly = False
+    model.run_eagerly, model.steps_per_execution = False, 1
+    model.train_function = model.test_function = None  # traced for those settings
     if any(block.batch_norm for block in spec.blocks):  # the fused layer is for training only
         result.model = LetterModel("cnn", plain_copy(spec, model), True, spec.n_classes)
     return result
