@@ -35,10 +35,11 @@ PREDICT_BATCH = 1024
 # always run traced.
 EAGER_MAX_BATCHES = 8
 # Training steps Keras runs in one call of its compiled training function (a loop inside the
-# graph; `steps_per_execution`), not one: each call from Python costs about 2.5 ms (callbacks,
-# the iterator, the call itself) against a CNN 3 step's 36-40 ms. Measured on CNN 3 (2 cores,
-# training only, 3 epochs after one to trace, each setting in its own process, twice): 6.78-6.96 s
-# an epoch one step a call, 6.31-6.54 s eight (docs/benchmarks.md, "Steps per call"). A held
+# graph; `steps_per_execution`), not one: each call from Python costs about half a millisecond
+# more than a step inside the loop. Measured (benchmarks/steps_per_call.py, 2 cores): a
+# one-layer network on this pipeline, 1.10-1.13 ms a step one a call, 0.58-0.62 eight a call;
+# about 0.1 s of a CNN 3 epoch (1-2%, within the epoch-to-epoch spread of whole trainings),
+# more for small networks and batches. The weights come out the same bit for bit. A held
 # Ctrl-C or SIGTERM is raised at the end of a call, so at most this many steps later.
 STEPS_PER_EXECUTION = 8
 PREFETCH_BATCHES = 2  # batches made ahead of the training step (tf.data's autotuning is off)
