@@ -109,8 +109,22 @@ def test_study_check_command_reports_every_mistake(tmp_path):
 
 
 def test_missing_study_file(tmp_path):
-    with pytest.raises(UserError, match=f"{tmp_path / 'nope.yaml'}: no such study file"):
-        load_study_config(tmp_path / "nope.yaml")
+    with pytest.raises(UserError, match=f"^{tmp_path / 'nope.yaml'}: no such study file$"):
+        load_study_config(tmp_path / "nope.yaml")  # an empty folder: nothing to name
+    with pytest.raises(UserError, match=f"^{tmp_path / 'no' / 'such.yaml'}: no such study file$"):
+        load_study_config(tmp_path / "no" / "such.yaml")
+
+
+def test_a_missing_study_file_names_the_nearest_or_the_folders_study_files(tmp_path):
+    for name in ("cnn.yaml", "cnn_small.yaml", "cnn_tiny.yaml", "mlp.yml", "notes.txt"):
+        (tmp_path / name).write_text(GOOD)
+    with pytest.raises(UserError) as typo:
+        load_study_config(tmp_path / "cnn_smal.yaml")
+    assert str(typo.value) == f"{tmp_path / 'cnn_smal.yaml'}: no such study file; did you mean {tmp_path / 'cnn_small.yaml'}?"
+    with pytest.raises(UserError) as other:
+        load_study_config(tmp_path / "resnet.yaml")
+    assert str(other.value) == (f"{tmp_path / 'resnet.yaml'}: no such study file; {tmp_path} has "
+                                "cnn.yaml, cnn_small.yaml, cnn_tiny.yaml, mlp.yml")
 
 
 def test_space_values_build_specs():

@@ -13,6 +13,8 @@ figures and the two logged models. Its runs are tagged `signlab.simulated=true`.
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,6 +49,7 @@ SPACE_KEYS = {name: set(f.searchable) for name, f in FAMILIES.items() if f.searc
 MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 50  # nesting of lists and mappings
 MAX_NODES = 10_000  # values in all (the studies in studies/ hold under 100)
+MAX_LISTED = 1_000  # folder entries read to name the study files beside a missing one
 DAY = 24 * 3600
 # Study names starting with this are signlab's own (the lock studies, `search/storage.py`).
 RESERVED_PREFIX = "signlab-lock:"
@@ -311,13 +314,32 @@ def load_study_config(path: str | Path) -> StudyConfig:
                                                for err in exc.errors()])) from None
 
 
+def _missing_file(path: Path) -> str:
+    """The error for a study file that is not there: the nearest name in its folder, if one is
+    close (a typo), else the study files the folder has (at most a few, read from at most
+    MAX_LISTED entries: a folder of any size answers at once)."""
+    message = f"{path}: no such study file"
+    try:
+        entries = list(itertools.islice(path.parent.iterdir(), MAX_LISTED))
+    except OSError:  # no such folder, or not readable: the path is all there is to say
+        return message
+    names = sorted(entry.name for entry in entries if entry.suffix in (".yaml", ".yml"))
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+    if close:
+        return f"{message}; did you mean {path.parent / close[0]}?"
+    if names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        return f"{message}; {path.parent} has {shown}"
+    return message
+
+
 def _read_yaml(path: Path) -> Any:
     """The file's YAML, read within the bounds above (libyaml, C: fast on any size allowed)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)  # not stat(): a FIFO or /dev/zero has no size
     except FileNotFoundError:
-        raise UserError(f"{path}: no such study file") from None
+        raise UserError(_missing_file(path)) from None
     except IsADirectoryError:
         raise UserError(f"{path}: a folder, not a study file") from None
     except OSError as exc:
