@@ -31,6 +31,8 @@ def train_once(preset: str, steps: int, epochs: int) -> dict:
     """One training with `steps` training steps a call: its epoch gaps and a digest of its weights."""
     import hashlib
 
+    from train_speed import epoch_seconds  # this folder's: the same epoch gaps as that benchmark's
+
     from signlab.data.dataset import load_split
     from signlab.data.splits import validation_split
     from signlab.models import keras_training
@@ -44,7 +46,7 @@ def train_once(preset: str, steps: int, epochs: int) -> dict:
     result = fit(make_spec(preset, epochs=epochs), train, val, seed=0,
                  hooks=[lambda e, m: stamps.append(time.perf_counter())])
     digest = hashlib.sha256(b"".join(w.tobytes() for w in result.model.estimator.get_weights())).hexdigest()
-    return {"epoch_seconds": [round(b - a, 3) for a, b in zip(stamps, stamps[1:], strict=False)],
+    return {"epoch_seconds": [round(gap, 3) for gap in epoch_seconds(stamps)],
             "weights_sha256": digest[:16]}
 
 
