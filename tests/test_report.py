@@ -133,6 +133,25 @@ def test_report_headline_of_a_quick_run_says_so(tracked, report):
     assert "| NN 1 (MLP 100, raw pixels) (quick) |" in md
 
 
+def test_the_study_and_the_report_name_the_trials_validation_does_not_tell_from_the_pick(tracked, report):
+    """The parent run's `signlab.near_ties`, report.json's `near_ties` and the report's note
+    name the complete trials inside the pick's 95% interval over validation photos."""
+    import json
+
+    uri, _, study = tracked
+    client = MlflowClient(uri)
+    pick = chosen(study)
+    low = client.get_run(pick.user_attrs["mlflow_run_id"]).data.metrics["final_val_accuracy_ci_low"]
+    expected = [t.number for t in ranked_trials(study) if t.number != pick.number
+                and "same_params_as" not in t.user_attrs and t.value >= low]
+    parent = runs_by_role(client, "tiny")["study"][0].data
+    assert parent.tags["signlab.near_ties"] == (",".join(map(str, expected)) or "none")
+    assert json.loads((report[0].parent / "report.json").read_text())["ours"][0]["near_ties"] == expected
+    note = f"tiny: validation does not tell its pick, trial {pick.number}, from trial"
+    assert (note in report[0].read_text()) == bool(expected)
+    assert ("validation does not tell it from" in parent.tags["mlflow.note.content"]) == bool(expected)
+
+
 def test_report_json_and_paired_comparisons(tracked, report):
     """report.json holds what the page shows, for machines; our best is paired with the nn1
     reproduction on the test images both scored (6 per letter)."""

@@ -40,6 +40,8 @@ CONFIRM_SEED = "confirm_seed"  # a confirm run's seed (tag and param)
 SOURCE_RUN_TAG = "source_run"  # on a registered model version: the run it was registered from
 NOTE_TAG = "mlflow.note.content"  # MLflow's run description: the parent's note on how to read the study
 IMPORTANCE_CAUTION_TAG = "importance.caution"  # on the parent: why its importances are not yet reliable, or "none"
+NEAR_TIES_TAG = "signlab.near_ties"  # on the parent: the trials validation does not tell from its choice
+# (inside the choice's 95% interval over validation photos), comma-separated, or "none"
 SESSION_EXPERIMENT_TAG = "signlab.last_session"  # an experiment tag: the write that proves the store takes writes
 
 # --- MLflow run params (read back by the report and the registry) ------------------------

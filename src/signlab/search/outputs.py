@@ -13,19 +13,25 @@ from typing import Any
 import mlflow
 import optuna
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from signlab.contract import (
     BEST_RUN_TAG,
     BEST_TAG_PREFIX,
     BEST_TRIAL_TAG,
     CHOSEN_ATTR,
+    CI_HIGH,
+    CI_LOW,
     IMPORTANCE_CAUTION_TAG,
     IMPORTANCE_PREFIX,
     N_COMPLETE_METRIC,
     N_PARAMS,
     N_TRIALS_METRIC,
+    NEAR_TIES_TAG,
     NOTE_TAG,
     RUN_ATTR,
+    SAME_AS_ATTR,
     TEST_ACCURACY,
     TRIAL_STATE_TAG,
     VAL_ACCURACY,
@@ -77,6 +83,43 @@ def best_trial(study: optuna.Study, cfg: StudyConfig) -> optuna.trial.FrozenTria
         if good:
             return min(good, key=lambda t: t.values[size])
     return max(front, key=lambda t: t.values[acc])
+
+
+def near_ties(study: optuna.Study, cfg: StudyConfig, best: optuna.trial.FrozenTrial,
+               client: MlflowClient) -> tuple[list[optuna.trial.FrozenTrial], tuple[float, float] | None]:
+    """The complete trials that validation does not tell from the study's choice, best first,
+    and the choice's 95% interval over validation photos (its run's `final_val_accuracy_ci_low`
+    and `_ci_high`): the trials whose validation accuracy lies inside that interval, each
+    training once (a trial that only repeated another's params is that trial). The choice's own
+    interval, not a paired comparison (trials keep no validation predictions), so it flags more
+    ties rather than fewer. None and no trials where the choice has no interval (a simulated
+    trial, a run logged before intervals existed) or the study does not choose on validation
+    accuracy alone (several objectives, or `confirm:`, which settles such ties by training
+    again)."""
+    run_id = best.user_attrs.get(RUN_ATTR)
+    if cfg.multi_objective or cfg.confirm is not None or cfg.objectives != ["val_accuracy"] or not run_id:
+        return [], None
+    try:
+        metrics = client.get_run(run_id).data.metrics
+    except MlflowException:  # its run deleted: nothing to read the interval from
+        return [], None
+    low, high = metrics.get(VAL_ACCURACY + CI_LOW), metrics.get(VAL_ACCURACY + CI_HIGH)
+    if low is None or high is None:
+        return [], None
+    copied = best.user_attrs.get(SAME_AS_ATTR)
+    tied = [t for t in ranked_trials(study) if t.number not in (best.number, copied)
+            and SAME_AS_ATTR not in t.user_attrs and t.value >= low]
+    return tied, (low, high)
+
+
+def near_ties_line(tied: list[optuna.trial.FrozenTrial], interval: tuple[float, float]) -> str:
+    """What the console and the parent run's description say of near ties: which trials, and
+    how to settle them."""
+    shown = ", ".join(f"{t.number} ({t.value:.4f})" for t in tied[:5]) + (", ..." if len(tied) > 5 else "")
+    trials = "trial" if len(tied) == 1 else "trials"
+    return (f"validation does not tell it from {trials} {shown}: inside its 95% interval over validation photos "
+            f"({interval[0]:.4f}-{interval[1]:.4f}); `confirm: {{top_k: {min(len(tied) + 1, 5)}, seeds: 2}}` "
+            "in the study file trains the top trials again and chooses by their mean")
 
 
 # Below this many complete trials fANOVA's ranking of hyperparameters is noise: on 60 trials of
@@ -173,7 +216,11 @@ def log_study_outputs(study: optuna.Study, cfg: StudyConfig) -> None:
     mattered = importances(study, cfg)
     metrics.update({f"{IMPORTANCE_PREFIX}{name}": value for name, value in mattered.items()})
     if best is not None:
-        mlflow.set_tag(NOTE_TAG, _description(study, cfg, best))
+        tied, interval = near_ties(study, cfg, best, MlflowClient())
+        if interval is not None:
+            mlflow.set_tag(NEAR_TIES_TAG, ",".join(str(t.number) for t in tied) or "none")
+        mlflow.set_tag(NOTE_TAG, _description(study, cfg, best)
+                       + (f"\n\nThe choice: {near_ties_line(tied, interval)}." if tied and interval else ""))
     if mattered:
         mlflow.set_tag(IMPORTANCE_CAUTION_TAG, importance_caution(counts(study)[N_COMPLETE_METRIC]).strip(" ()") or "none")
     mlflow.log_metrics(metrics, step=step)
@@ -236,6 +283,9 @@ def summary_lines(study: optuna.Study, cfg: StudyConfig, tracking_uri: str, expe
                      f"{TEST_ACCURACY} {a.get(TEST_ACCURACY, float('nan')):.4f} (reported, not used to choose)"
                      + (f", {int(a[N_PARAMS]):,} params" if N_PARAMS in a else ", simulated: no model"))
         lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
+        tied, interval = near_ties(study, cfg, best, MlflowClient(tracking_uri))
+        if tied and interval:
+            lines.append("  " + near_ties_line(tied, interval))
         if cfg.confirm is not None and not cfg.multi_objective:
             from signlab.search.confirm import confirm_lines
 

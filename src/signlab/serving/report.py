@@ -31,6 +31,7 @@ from signlab.contract import (
     N_PARAMS,
     N_TEST_PARAM,
     N_TRIALS_METRIC,
+    NEAR_TIES_TAG,
     OBJECTIVE_METRIC,
     OBJECTIVES_PARAM,
     REFERENCE_ROW_TAG,
@@ -89,6 +90,7 @@ class Row:
     evidence: Evidence | None = None  # its test predictions, image by image (None: runs that predate them)
     settings: dict[str, str] = field(default_factory=dict)  # a study's pick: its parent run's params
     study_trials: int | None = None  # a study's pick: the trials its study ran
+    near_ties: list[int] = field(default_factory=list)  # a study's pick: trials validation does not tell from it
 
     @property
     def quick(self) -> bool:
@@ -198,6 +200,7 @@ def _study_rows(client: MlflowClient, parent: Run, name: str, top: int) -> list[
             row.settings = dict(parent.data.params)
             trials = parent.data.metrics.get(N_TRIALS_METRIC)
             row.study_trials = None if trials is None else int(trials)
+            row.near_ties = [int(n) for n in parent.data.tags.get(NEAR_TIES_TAG, "").split(",") if n.isdigit()]
         refits = _refit_runs(client, parent) if refit_trial == str(number) else []
         if refits:
             row.refit = Row(f"{name} refit of trial {number}", row.family, "refit", refits, study=name, trial=number)
@@ -465,7 +468,8 @@ def report_data(ours: list[Row], best: Row | None, lead: str, found: list[Paired
                            if row and row.model in by_model else None})
     ours_out = []
     for row in (r for r in ours if r.kind == "study"):
-        entry = figure(row) | {"study": row.study, "trial": row.trial, "chosen": row.chosen}
+        entry = figure(row) | {"study": row.study, "trial": row.trial, "chosen": row.chosen,
+                               "near_ties": row.near_ties if row.chosen else None}
         entry["refit"] = figure(row.refit) if row.refit else None
         ours_out.append(entry)
     delivered = best.delivered if best else None
@@ -504,7 +508,7 @@ def write_report(client: MlflowClient, output: Path, experiments: list[str] | No
               paired_table(best, found)]
     figures, notes = _best_model_figures(client, best)
     figures = [accuracy_chart(ours, family), params_chart(ours, family), *figures]
-    notes = _notes(family) + notes
+    notes = _notes(family) + _tie_notes(ours) + notes
     output_folder(output)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lead = headline(best, family)
@@ -565,6 +569,19 @@ def _intro(ours: list[Row], stamp: str, uri: str) -> str:
             "from `src/signlab/runs/references.yaml`. Accuracies are in percent; ± is the standard deviation over seeds; "
             "brackets hold the 95% interval over photos: the test file's ~7,000 images are about 20 variants each of "
             "a few hundred photos, so photos, not images, are resampled.")
+
+
+def _tie_notes(ours: list[Row]) -> list[str]:
+    """A note for each study whose pick validation does not tell from other trials (the study's
+    `signlab.near_ties`, written when it chose)."""
+    notes = []
+    for row in ours:
+        if row.chosen and row.near_ties:
+            trials = ", ".join(str(n) for n in row.near_ties)
+            notes.append(f"{row.study}: validation does not tell its pick, trial {row.trial}, from trial"
+                         f"{'s' if len(row.near_ties) > 1 else ''} {trials} (inside the pick's 95% interval over "
+                         "validation photos); `confirm:` in the study file trains the top trials again to choose.")
+    return notes
 
 
 def _notes(family: str | None) -> list[str]:
