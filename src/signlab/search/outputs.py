@@ -97,7 +97,7 @@ def near_ties(study: optuna.Study, cfg: StudyConfig, best: optuna.trial.FrozenTr
     accuracy alone (several objectives, or `confirm:`, which settles such ties by training
     again)."""
     run_id = best.user_attrs.get(RUN_ATTR)
-    if cfg.multi_objective or cfg.confirm is not None or cfg.objectives != ["val_accuracy"] or not run_id:
+    if cfg.confirm is not None or cfg.objectives != ["val_accuracy"] or not run_id:  # one objective: validation accuracy
         return [], None
     try:
         metrics = client.get_run(run_id).data.metrics
